@@ -1,0 +1,197 @@
+"""ISMRMRD HDF5 k-space (the vendor-neutral raw-data standard), read and write.
+
+One ISMRMRD acquisition is one readout line (``k_i`` samples x coils) with
+``idx.kspace_encode_step_1/2`` giving ``k_j``/``k_k`` and ``idx.repetition`` the
+shot. Geometry: ``read_dir/phase_dir/slice_dir`` and ``position`` are in the
+ISMRMRD patient frame (LPS); we convert to RAS on read. ``scan_counter`` order
+within a repetition becomes :attr:`KSpaceHeader.line_order`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+
+from .errors import InputError, check_allocation
+from .kspace import KSpace, KSpaceHeader
+
+_LPS = np.array([-1.0, -1.0, 1.0])
+#: gamma(13C) / gamma(1H)
+C13_TO_H1 = 0.251449530
+
+
+def _header_xml(h: KSpaceHeader) -> str:
+    import ismrmrd.xsd as x
+
+    def space(matrix, fov):
+        return x.encodingSpaceType(
+            matrixSize=x.matrixSizeType(x=int(matrix[0]), y=int(matrix[1]), z=int(matrix[2])),
+            fieldOfView_mm=x.fieldOfViewMm(x=float(fov[0]), y=float(fov[1]), z=float(fov[2])),
+        )
+
+    lim = lambda n: x.limitType(minimum=0, maximum=max(int(n) - 1, 0), center=int(n) // 2)  # noqa: E731
+    enc = x.encodingType(
+        encodedSpace=space(h.matrix, h.fov_mm),
+        reconSpace=space(h.matrix, h.fov_mm),
+        encodingLimits=x.encodingLimitsType(
+            kspace_encoding_step_1=lim(h.matrix[1]),
+            kspace_encoding_step_2=lim(h.matrix[2]),
+            repetition=lim(h.n_repetitions),
+        ),
+        trajectory=x.trajectoryType.CARTESIAN,
+    )
+    freq = h.frequency_hz or 0.0
+    h1 = int(round(freq / C13_TO_H1)) if h.nucleus == "13C" else int(round(freq))
+    params = x.userParametersType(
+        userParameterString=[x.userParameterStringType(name="nucleus", value=h.nucleus)],
+        userParameterDouble=[x.userParameterDoubleType(name="frequency_hz", value=float(freq))],
+    )
+    seq = x.sequenceParametersType(
+        TR=[float(h.tr_ms)] if h.tr_ms is not None else [],
+        TE=[float(h.te_ms)] if h.te_ms is not None else [],
+        flipAngle_deg=[float(h.flip_angle_deg)] if h.flip_angle_deg is not None else [],
+    )
+    hdr = x.ismrmrdHeader(
+        experimentalConditions=x.experimentalConditionsType(H1resonanceFrequency_Hz=h1),
+        encoding=[enc],
+        sequenceParameters=seq,
+        userParameters=params,
+        acquisitionSystemInformation=x.acquisitionSystemInformationType(receiverChannels=int(h.n_coils)),
+    )
+    return x.ToXML(hdr)
+
+
+def write_ismrmrd(path: str | os.PathLike, ksp: KSpace) -> None:
+    """Write Cartesian :class:`KSpace` to an ISMRMRD HDF5 file (``/dataset``)."""
+    import ismrmrd
+
+    h = ksp.header
+    if h.trajectory != "cartesian":
+        raise ValueError("write_ismrmrd writes Cartesian data only")
+    path = os.fspath(path)
+    if os.path.exists(path):
+        os.remove(path)
+    rot = np.asarray(h.orientation, dtype=float)
+    order = h.line_order if h.line_order is not None else np.arange(h.matrix[1] * h.matrix[2]).reshape(h.matrix[1:])
+    lines = np.argsort(order, axis=None)  # time order of (j, k) lines
+    n_lines = lines.size
+    n_acq = h.n_repetitions * n_lines
+    acqs = np.zeros(n_acq, dtype=ismrmrd.hdf5.acquisition_dtype)
+    head = acqs["head"]
+    j, k = np.unravel_index(np.tile(lines, h.n_repetitions), h.matrix[1:])
+    rep = np.repeat(np.arange(h.n_repetitions), n_lines)
+    head["version"] = 1
+    head["number_of_samples"] = h.matrix[0]
+    head["active_channels"] = h.n_coils
+    head["available_channels"] = h.n_coils
+    head["center_sample"] = h.matrix[0] // 2
+    head["scan_counter"] = np.arange(n_acq)
+    head["idx"]["kspace_encode_step_1"] = j
+    head["idx"]["kspace_encode_step_2"] = k
+    head["idx"]["repetition"] = rep
+    head["read_dir"] = rot[:, 0] * _LPS
+    head["phase_dir"] = rot[:, 1] * _LPS
+    head["slice_dir"] = rot[:, 2] * _LPS
+    head["position"] = np.asarray(h.position_mm) * _LPS
+    lines_data = np.ascontiguousarray(ksp.data[rep, :, :, j, k], np.complex64)  # (acq, coil, sample)
+    for a in range(n_acq):
+        acqs[a]["data"] = lines_data[a].view(np.float32).ravel()
+        acqs[a]["traj"] = np.zeros(0, np.float32)
+    ds = ismrmrd.Dataset(path, "dataset", create_if_needed=True)
+    try:
+        ds.write_xml_header(_header_xml(h))
+    finally:
+        ds.close()
+    with h5py.File(path, "a") as f:
+        f["dataset"].create_dataset("data", data=acqs, maxshape=(None,), chunks=True)
+
+
+def read_ismrmrd(path: str | os.PathLike) -> KSpace:
+    """Read a Cartesian ISMRMRD HDF5 file into :class:`KSpace` (RAS geometry)."""
+    import ismrmrd.xsd as x
+
+    path = os.fspath(path)
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"not a readable HDF5/ISMRMRD file ({err})") from None
+    with f:
+        if "dataset" not in f or "xml" not in f["dataset"] or "data" not in f["dataset"]:
+            raise InputError(path, "missing /dataset/xml or /dataset/data (not ISMRMRD)")
+        xml = f["dataset/xml"][0]
+        xml = xml.decode() if isinstance(xml, bytes) else str(xml)
+        try:
+            hdr = x.CreateFromDocument(xml)
+        except Exception as err:  # the xsd parser raises many types
+            raise InputError(path, f"invalid ISMRMRD XML header ({type(err).__name__}: {err})", "xml") from None
+        if not hdr.encoding:
+            raise InputError(path, "ISMRMRD header has no encoding", "encoding")
+        enc = hdr.encoding[0]
+        ms, fov = enc.encodedSpace.matrixSize, enc.encodedSpace.fieldOfView_mm
+        matrix = (int(ms.x), int(ms.y), int(ms.z))
+        fov_mm = (float(fov.x), float(fov.y), float(fov.z))
+        if any(m < 1 for m in matrix) or any(not np.isfinite(v) or v <= 0 for v in fov_mm):
+            raise InputError(path, f"absurd geometry matrix={matrix} fov_mm={fov_mm}", "encodedSpace")
+        raw = f["dataset/data"]
+        try:
+            heads = raw["head"]
+            datas = raw["data"]
+        except (KeyError, OSError, ValueError) as err:
+            raise InputError(path, f"unreadable acquisition table ({err})", "data") from None
+    trajectory = str(getattr(enc.trajectory, "value", enc.trajectory)).lower()
+    if trajectory != "cartesian":
+        raise InputError(path, f"trajectory {trajectory!r} is not supported by read_ismrmrd yet", "trajectory")
+    n_acq = len(heads)
+    if n_acq == 0:
+        raise InputError(path, "file holds no acquisitions", "data")
+    idx = heads["idx"]
+    reps = idx["repetition"].astype(int)
+    e1 = idx["kspace_encode_step_1"].astype(int)
+    e2 = idx["kspace_encode_step_2"].astype(int)
+    n_coils = int(heads["active_channels"][0])
+    n_samples = int(heads["number_of_samples"][0])
+    n_rep = int(reps.max()) + 1
+    if n_samples != matrix[0]:
+        raise InputError(path, f"readout has {n_samples} samples but matrix x is {matrix[0]}", "matrixSize")
+    if e1.max() >= matrix[1] or e2.max() >= matrix[2]:
+        raise InputError(path, "encode step beyond the encoded matrix", "encodingLimits")
+    check_allocation(path, "data", (n_rep, n_coils, *matrix), 8)
+    data = np.zeros((n_rep, n_coils, *matrix), np.complex64)
+    filled = np.zeros((n_rep, matrix[1], matrix[2]), bool)
+    for a in range(n_acq):
+        line = np.asarray(datas[a], dtype=np.float32)
+        if line.size != 2 * n_coils * n_samples:
+            raise InputError(path, f"acquisition {a} holds {line.size // 2} samples, header says {n_coils}x{n_samples}", "data")
+        data[reps[a], :, :, e1[a], e2[a]] = line.view(np.complex64).reshape(n_coils, n_samples)
+        filled[reps[a], e1[a], e2[a]] = True
+    first = np.flatnonzero(reps == 0)
+    line_order = np.full(matrix[1:], -1, int)
+    line_order[e1[first], e2[first]] = np.argsort(np.argsort(heads["scan_counter"][first]))
+    h0 = heads[first[0]]
+    rot = np.stack([h0["read_dir"], h0["phase_dir"], h0["slice_dir"]], axis=1) * _LPS[:, None]
+    seq = hdr.sequenceParameters
+    users = hdr.userParameters
+    strings = {p.name: p.value for p in (users.userParameterString if users else [])}
+    doubles = {p.name: p.value for p in (users.userParameterDouble if users else [])}
+    nucleus = strings.get("nucleus", "1H")
+    freq = doubles.get("frequency_hz") or hdr.experimentalConditions.H1resonanceFrequency_Hz * (
+        C13_TO_H1 if nucleus == "13C" else 1.0
+    )
+    header = KSpaceHeader(
+        matrix=matrix,
+        fov_mm=fov_mm,
+        position_mm=tuple(float(v) for v in np.asarray(h0["position"]) * _LPS),
+        orientation=rot if np.allclose(rot.T @ rot, np.eye(3), atol=1e-4) else np.eye(3),
+        tr_ms=float(seq.TR[0]) if seq and seq.TR else None,
+        te_ms=float(seq.TE[0]) if seq and seq.TE else None,
+        flip_angle_deg=float(seq.flipAngle_deg[0]) if seq and seq.flipAngle_deg else None,
+        nucleus=nucleus,
+        frequency_hz=float(freq),
+        n_repetitions=n_rep,
+        n_coils=n_coils,
+        line_order=line_order if np.all(line_order >= 0) else None,
+        extra={"unsampled_lines": int((~filled).sum())},
+    )
+    return KSpace(data, header, source=path)

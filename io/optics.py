@@ -1,0 +1,194 @@
+"""Fluorescence images: OME-TIFF / TIFF with physical pixel sizes.
+
+In memory an optical image is ``data[x, y, z]`` (see :mod:`dualmode.conventions`)
+with ``spacing_um`` per axis; on disk OME-TIFF pages are ``[(T|C), Z, Y, X]``.
+Modulated acquisitions (NV fluorescence switched by microwave or field) store
+frames along ``T`` with ``states`` giving the modulation of each frame.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError, check_allocation
+
+_UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6, "cm": 1e4}
+
+
+@dataclass
+class OpticalImage:
+    """Fluorescence image ``data[x, y, z]`` with pixel size in µm.
+
+    ``frames[t, x, y, z]`` and ``states[t]`` hold optional modulated frames
+    (state 1 = NV modulation on, 0 = off, or a phase in radians for sinusoidal
+    modulation); ``data`` is then their mean unless given separately.
+    """
+
+    data: np.ndarray
+    spacing_um: tuple[float, float, float]
+    source: str = ""
+    frames: np.ndarray | None = None
+    states: np.ndarray | None = None
+
+    def affine(self) -> np.ndarray:
+        """Pixel index -> optical µm (origin at the first pixel centre)."""
+        from dualmode.conventions import optical_affine
+
+        return optical_affine(self.spacing_um)
+
+
+def write_ome_tiff(
+    path: str | os.PathLike,
+    data_xyz: np.ndarray,
+    spacing_um,
+    channel_names: list[str] | None = None,
+) -> None:
+    """Write ``data[x, y, z]`` or ``data[c, x, y, z]`` as OME-TIFF (CZYX on disk)."""
+    import tifffile
+
+    arr = np.asarray(data_xyz)
+    if arr.ndim == 3:
+        arr = arr[None]
+    czyx = np.ascontiguousarray(np.transpose(arr, (0, 3, 2, 1)))
+    sx, sy, sz = (float(s) for s in spacing_um)
+    meta = {
+        "axes": "CZYX",
+        "PhysicalSizeX": sx, "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": sy, "PhysicalSizeYUnit": "µm",
+        "PhysicalSizeZ": sz, "PhysicalSizeZUnit": "µm",
+    }
+    if channel_names:
+        meta["Channel"] = {"Name": list(channel_names)}
+    tifffile.imwrite(os.fspath(path), czyx, ome=True, metadata=meta, compression="zlib")
+
+
+def write_ome_frames(path, frames_txyz: np.ndarray, spacing_um) -> None:
+    """Write modulated frames ``[t, x, y, z]`` as OME-TIFF (TZYX on disk)."""
+    import tifffile
+
+    tzyx = np.ascontiguousarray(np.transpose(np.asarray(frames_txyz), (0, 3, 2, 1)))
+    sx, sy, sz = (float(s) for s in spacing_um)
+    meta = {"axes": "TZYX", "PhysicalSizeX": sx, "PhysicalSizeY": sy, "PhysicalSizeZ": sz,
+            "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "µm"}
+    tifffile.imwrite(os.fspath(path), tzyx, ome=True, metadata=meta, compression="zlib")
+
+
+def _ome_spacing(tf) -> list[float | None]:
+    import tifffile
+
+    try:
+        pixels = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]
+    except Exception:
+        return [None, None, None]
+    if isinstance(pixels, list):
+        pixels = pixels[0]
+    pixels = pixels.get("Pixels", {})
+    out = []
+    for ax in "XYZ":
+        val = pixels.get(f"PhysicalSize{ax}")
+        unit = pixels.get(f"PhysicalSize{ax}Unit", "µm")
+        out.append(None if val is None else float(val) * _UNIT_TO_UM.get(unit, np.nan))
+    return out
+
+
+def _tiff_spacing(tf) -> list[float | None]:
+    """Pixel size from ImageJ metadata or TIFF resolution tags (µm), else None."""
+    ij = tf.imagej_metadata or {}
+    page = tf.pages[0]
+    out = [None, None, None]
+    unit = str(ij.get("unit", "")).replace("\\u00B5", "µ")
+    scale = _UNIT_TO_UM.get(unit)
+    res = page.tags.get("XResolution"), page.tags.get("YResolution")
+    resunit = page.tags.get("ResolutionUnit")
+    if res[0] is not None and res[1] is not None:
+        if scale is None and resunit is not None:
+            scale = {2: 25400.0, 3: 10000.0}.get(int(resunit.value))
+        if scale is not None:
+            for i, tag in enumerate(res):
+                num, den = tag.value
+                if num > 0:
+                    out[i] = scale * den / num
+    if "spacing" in ij and scale is not None:
+        out[2] = float(ij["spacing"]) * scale
+    return out
+
+
+def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
+    """Read a TIFF/OME-TIFF fluorescence image into :class:`OpticalImage`.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.ome.tif`` (physical sizes from OME-XML) or plain TIFF (ImageJ/resolution tags).
+    pixel_size_um : sequence of 2 or 3 float, optional
+        Override or supply the pixel size; required when the file has none.
+
+    Raises
+    ------
+    InputError
+        Unreadable/corrupt file, missing physical size, unsupported axes.
+    """
+    import tifffile
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+    try:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            axes = series.axes.upper()
+            check_allocation(path, "shape", series.shape, series.dtype.itemsize)
+            arr = series.asarray()
+            spacing = _ome_spacing(tf) if tf.is_ome else _tiff_spacing(tf)
+    except InputError:
+        raise
+    except Exception as err:  # tifffile raises many types on corrupt data
+        raise InputError(path, f"not a readable TIFF ({type(err).__name__}: {err})") from None
+    try:
+        arr, axes = _squeeze_to(arr, axes)
+    except ValueError as err:
+        raise InputError(path, str(err), "axes") from None
+    if pixel_size_um is not None:
+        given = [float(v) for v in pixel_size_um]
+        spacing = (given + [given[-1]])[:3] if len(given) == 2 else given
+    if spacing[2] is None and "Z" not in axes:
+        spacing[2] = spacing[0]
+    if any(s is None or not np.isfinite(s) or s <= 0 for s in spacing):
+        raise InputError(path, f"missing or invalid physical pixel size {spacing}; pass --optical-pixel-size", "PhysicalSize")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(path, "image contains NaN or Inf", "data")
+    data = arr.astype(np.float32)
+    frames = None
+    if data.ndim == 4:  # frames or channels first
+        frames, data = data, data.mean(axis=0)
+    return OpticalImage(data, tuple(float(s) for s in spacing), source=path, frames=frames)
+
+
+def _squeeze_to(arr: np.ndarray, axes: str):
+    """Reorder any of T/C/Z/Y/X (others must be length 1) to ``[(t,) x, y, z]``."""
+    keep = []
+    for i, a in enumerate(axes):
+        if a in "TCZYX" or arr.shape[i] > 1:
+            keep.append(i)
+    for i, a in enumerate(axes):
+        if a not in "TCZYXS" and arr.shape[i] > 1:
+            raise ValueError(f"unsupported axis {a!r} in {axes}")
+    arr = arr.reshape([arr.shape[i] for i in keep]) if len(keep) != arr.ndim else arr
+    axes = "".join(axes[i] for i in keep)
+    if "S" in axes:  # RGB samples: sum to one channel
+        arr = arr.sum(axis=axes.index("S"))
+        axes = axes.replace("S", "")
+    lead = [a for a in axes if a in "TC"]
+    if len(lead) > 1:
+        raise ValueError(f"both T and C axes in {axes}: split channels first")
+    for a in "ZYX":
+        if a not in axes:
+            arr = arr[..., None]
+            axes += a
+    order = [axes.index(a) for a in lead] + [axes.index(a) for a in "XYZ"]
+    return np.transpose(arr, order), axes

@@ -1,0 +1,1 @@
+"""k-space reconstruction and sign-flip background removal."""

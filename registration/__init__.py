@@ -1,0 +1,1 @@
+"""Particle detection, point matching, SimpleITK refinement and fusion."""
