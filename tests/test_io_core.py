@@ -1,0 +1,96 @@
+"""ISMRMRD, OME-TIFF and manifest round trips with known geometry."""
+
+import json
+import os
+
+import ismrmrd
+import numpy as np
+import pytest
+import tifffile
+
+from dualmode.io import (InputError, KSpace, KSpaceHeader, load_acquisition, read_ismrmrd, read_kspace,
+                         read_optical, write_ismrmrd, write_npz, write_ome_tiff)
+
+
+def _kspace(rng, matrix=(8, 6, 4), reps=2, coils=2):
+    rot = np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1.0]])
+    h = KSpaceHeader(matrix=matrix, fov_mm=(8.0, 6.0, 4.0), position_mm=(1.0, 2.0, -3.0), orientation=rot,
+                     tr_ms=12.0, flip_angle_deg=7.5, frequency_hz=75.47e6, n_repetitions=reps, n_coils=coils,
+                     line_order=np.arange(matrix[1] * matrix[2])[::-1].reshape(matrix[1:]))
+    shape = (reps, coils, *matrix)
+    data = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+    return KSpace(data, h)
+
+
+def test_ismrmrd_round_trip_keeps_data_geometry_and_order(tmp_path):
+    ksp = _kspace(np.random.default_rng(1))
+    path = tmp_path / "k.h5"
+    write_ismrmrd(path, ksp)
+    back = read_ismrmrd(path)
+    np.testing.assert_array_equal(back.data, ksp.data)
+    np.testing.assert_allclose(back.header.affine(), ksp.header.affine())
+    np.testing.assert_array_equal(back.header.line_order, ksp.header.line_order)
+    assert back.header.flip_angle_deg == 7.5 and back.header.tr_ms == 12.0
+    assert back.header.nucleus == "13C" and abs(back.header.frequency_hz - 75.47e6) < 1
+
+
+def test_ismrmrd_file_reads_with_the_official_library_in_lps(tmp_path):
+    ksp = _kspace(np.random.default_rng(2))
+    path = str(tmp_path / "k.h5")
+    write_ismrmrd(path, ksp)
+    ds = ismrmrd.Dataset(path, "dataset", False)
+    acq = ds.read_acquisition(3)
+    j, k = acq.idx.kspace_encode_step_1, acq.idx.kspace_encode_step_2
+    np.testing.assert_array_equal(acq.data, ksp.data[acq.idx.repetition, :, :, j, k])
+    np.testing.assert_allclose(acq.position, [-1.0, -2.0, -3.0])  # RAS (1, 2, -3) in LPS
+    np.testing.assert_allclose(acq.read_dir, [0, -1, 0])  # i -> A (RAS +y) is LPS -y
+    ds.close()
+
+
+def test_npz_round_trip(tmp_path):
+    ksp = _kspace(np.random.default_rng(3))
+    write_npz(tmp_path / "k.npz", ksp)
+    back = read_kspace(tmp_path / "k.npz")
+    np.testing.assert_array_equal(back.data, ksp.data)
+    np.testing.assert_allclose(back.header.affine(), ksp.header.affine())
+
+
+def test_ome_tiff_round_trip_keeps_axis_order_and_um(tmp_path):
+    data = np.random.default_rng(4).random((7, 5, 3)).astype(np.float32)
+    write_ome_tiff(tmp_path / "o.ome.tif", data, (2.0, 3.0, 40.0))
+    with tifffile.TiffFile(tmp_path / "o.ome.tif") as tf:
+        assert tf.series[0].axes.endswith("ZYX") and tf.series[0].shape[-3:] == (3, 5, 7)
+    img = read_optical(tmp_path / "o.ome.tif")
+    np.testing.assert_array_equal(img.data, data)
+    assert img.spacing_um == (2.0, 3.0, 40.0)
+
+
+def test_plain_tiff_without_size_needs_explicit_pixel_size(tmp_path):
+    tifffile.imwrite(tmp_path / "p.tif", np.ones((4, 6), np.uint16))
+    with pytest.raises(InputError, match="p.tif.*pixel size"):
+        read_optical(tmp_path / "p.tif")
+    img = read_optical(tmp_path / "p.tif", pixel_size_um=(0.5, 0.5))
+    assert img.data.shape == (6, 4, 1) and img.spacing_um[:2] == (0.5, 0.5)
+
+
+def test_manifest_errors_name_file_and_field(sim2d):
+    folder = sim2d
+    man_path = os.path.join(folder, "acquisition.json")
+    with open(man_path) as f:
+        good = json.load(f)
+    try:
+        bad = dict(good, mri=dict(good["mri"], polarization=[1, -1, 1]))
+        with open(man_path, "w") as f:
+            json.dump(bad, f)
+        with pytest.raises(InputError) as err:
+            load_acquisition(folder)
+        assert "acquisition.json" in str(err.value) and "mri.polarization" in str(err.value)
+        bad = dict(good, mri={k: v for k, v in good["mri"].items() if k != "polarization"})
+        with open(man_path, "w") as f:
+            json.dump(bad, f)
+        with pytest.raises(InputError, match=r"\[mri.polarization\]"):
+            load_acquisition(folder)
+    finally:
+        with open(man_path, "w") as f:
+            json.dump(good, f)
+    assert load_acquisition(folder).polarization.size == 4
