@@ -1,1 +1,13 @@
 """k-space reconstruction and sign-flip background removal."""
+
+# reconstruction beyond the basic FFT (Cartesian extras, partial Fourier, iterative, coils)
+from .cartesian import reconstruct_image, zero_fill, zero_fill_affine  # noqa: E402
+from .coils import noise_covariance, rss, svd_combine, walsh_combine, walsh_sensitivities, whiten  # noqa: E402
+from .hyperpolarized import (  # noqa: E402
+    constant_signal_flip_angles, correct_rf_depletion, excitation_weights, kspace_weighting,
+    line_order_centre_out, line_order_linear, psf_metrics, psf_of_weighting,
+)
+from .iterative import cg, fista, l1_wavelet_recon, least_squares, tv_recon  # noqa: E402
+from .linop import FFTOp, Linop, MatrixOp, NUFFTOp, RestrictOp, SenseOp  # noqa: E402
+from .partial_fourier import homodyne, pocs  # noqa: E402
+from .windows import apodize, kspace_window, window_1d, window_tradeoff  # noqa: E402
