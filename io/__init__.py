@@ -13,3 +13,14 @@ __all__ = [
     "load_acquisition", "read_ismrmrd", "read_kspace", "read_manifest", "read_npz", "read_optical",
     "register_reader", "write_ismrmrd", "write_npz", "write_ome_tiff",
 ]
+
+from .bruker import read_bruker, write_bruker  # noqa: E402
+from .convert import convert_to_ismrmrd  # noqa: E402
+from .jcamp import parse_jcamp, read_jcamp  # noqa: E402
+from .twix import read_twix, remove_readout_oversampling, write_twix  # noqa: E402
+from .varian import read_procpar, read_varian  # noqa: E402
+
+__all__ += [
+    "convert_to_ismrmrd", "parse_jcamp", "read_bruker", "read_jcamp", "read_procpar", "read_twix",
+    "read_varian", "remove_readout_oversampling", "write_bruker", "write_twix",
+]

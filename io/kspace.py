@@ -84,7 +84,7 @@ class KSpace:
         d, h = self.data, self.header
         if not np.iscomplexobj(d):
             raise InputError(self.source, f"k-space must be complex, got {d.dtype}", "data")
-        if h.trajectory == "cartesian":
+        if h.trajectory in ("cartesian", "spectroscopic"):  # spectroscopic: FIDs, matrix (n, 1, 1)
             expect = (h.n_repetitions, h.n_coils, *h.matrix)
             if d.shape != tuple(expect):
                 raise InputError(

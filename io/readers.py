@@ -12,8 +12,11 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError, check_allocation
+from .bruker import read_bruker
 from .ismrmrd_io import read_ismrmrd
 from .kspace import KSpace, KSpaceHeader
+from .twix import read_twix
+from .varian import read_varian
 
 READERS: dict[str, Callable[[str], KSpace]] = {}
 
@@ -124,3 +127,6 @@ def read_kspace(path: str | os.PathLike, format: str | None = None) -> KSpace:
 
 register_reader("ismrmrd", read_ismrmrd)
 register_reader("npz", read_npz)
+register_reader("bruker", read_bruker)
+register_reader("varian", read_varian)
+register_reader("twix", read_twix)

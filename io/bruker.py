@@ -1,0 +1,340 @@
+"""Bruker ParaVision experiment folders (``fid`` + ``acqp`` + ``method``; PV 5 to PV 360).
+
+The raw file holds readout blocks in acquisition order. For Cartesian methods
+(FLASH, RARE, FISP, 3D variants) the loops run, innermost first::
+
+    read (ACQ_size[0] reals = re/im pairs) x receivers      one block
+    ACQ_phase_factor (echo train) x NI (slices/echoes)
+    ACQ_size[1] / ACQ_phase_factor x ACQ_size[2] (3D) x NR (repetitions)
+
+(Bruker ParaVision "Acquisition Parameters" manual: ``ACQ_size``, ``NI``,
+``ACQ_phase_factor``, ``NR``). Samples are ``GO_raw_data_format`` (int16/int32/
+float32/float64) in ``BYTORDA`` byte order; with ``GO_block_size =
+Standard_KBlock_Format`` (older PV) each block is zero-padded to a multiple of
+1024 bytes. ``PVM_EncSteps1/2`` give the k-space line of each acquired phase step,
+centred (``-N/2 .. N/2-1``). The acquired grid is ``PVM_EncMatrix`` over
+``PVM_Fov * PVM_AntiAlias`` (mm).
+
+Geometry: ParaVision's subject frame depends on ``ACQ_patient_pos`` and is not
+converted; the header keeps identity orientation and zero position, and the raw
+``ACQ_grad_matrix``/offsets in ``header.extra`` (override with the manifest's
+``mri.geometry``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import InputError, check_allocation
+from .jcamp import Enum, format_jcamp, read_jcamp
+from .kspace import KSpace, KSpaceHeader
+
+_FORMATS = {
+    "GO_16BIT_SGN_INT": "i2",
+    "GO_32BIT_SGN_INT": "i4",
+    "GO_32BIT_FLOAT": "f4",
+    "GO_64BIT_FLOAT": "f8",
+}
+_WORD_SIZE = {"_16_BIT": "i2", "_32_BIT": "i4"}
+_DATA_FILES = ("fid", "rawdata.job0")
+
+
+def read_bruker_params(folder: str | os.PathLike) -> tuple[dict, dict]:
+    """``(acqp, method)`` parameter dicts of an experiment folder (``method`` may be ``{}``)."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise InputError(folder, "a Bruker experiment is a folder holding acqp, method and fid")
+    acqp = read_jcamp(os.path.join(folder, "acqp"))
+    mpath = os.path.join(folder, "method")
+    method = read_jcamp(mpath) if os.path.exists(mpath) else {}
+    return acqp, method
+
+
+def _get(params: dict, key: str, path: str, kind=float, default=None, index=None):
+    """Typed parameter value; raise :class:`InputError` naming ``key`` when malformed."""
+    if key not in params:
+        if default is None:
+            raise InputError(path, f"required parameter {key} is missing", key)
+        return default
+    val = params[key]
+    try:
+        if index is not None:
+            val = np.asarray(val).ravel()[index]
+        return kind(val)
+    except (TypeError, ValueError, IndexError):
+        raise InputError(path, f"{key} = {str(val)[:60]!r} is not a valid {kind.__name__}", key) from None
+
+
+def _ints(params: dict, key: str, path: str, n: int | None = None) -> np.ndarray | None:
+    if key not in params:
+        return None
+    val = params[key]
+    arr = np.atleast_1d(np.asarray(val))
+    if arr.dtype.kind not in "iu" or (n is not None and arr.size < n):
+        raise InputError(path, f"{key} = {str(val)[:60]!r} should be {n or ''} integers", key)
+    return arr.astype(np.int64).ravel()
+
+
+def _nucleus(params: dict) -> str | None:
+    for key in ("PVM_Nucleus1", "NUC1", "NUCLEUS"):
+        val = params.get(key)
+        if isinstance(val, str) and val and val.lower() != "off":
+            return val
+    return None
+
+
+def bruker_header(acqp: dict, method: dict, path: str = "") -> tuple[KSpaceHeader, dict]:
+    """Header and raw layout of a Bruker experiment from its parameters.
+
+    Returns
+    -------
+    header : KSpaceHeader
+        Acquired Cartesian grid (``PVM_EncMatrix``), FOV in mm, TR/TE (ms), flip (deg),
+        nucleus, ``SFO1`` (Hz), repetitions ``NR``, receivers.
+    layout : dict
+        ``dtype``, ``block_bytes``, ``n_read``, ``n_phase``, ``n_slab``, ``NI``,
+        ``phase_factor`` and the zero-based ``steps1``/``steps2`` line indices.
+    """
+    apath = os.path.join(path, "acqp")
+    mpath = os.path.join(path, "method")
+    dim = _get(acqp, "ACQ_dim", apath, int)
+    size = _ints(acqp, "ACQ_size", apath, n=max(dim, 1))
+    if size is None:
+        raise InputError(apath, "required parameter ACQ_size is missing", "ACQ_size")
+    if dim < 1 or dim > 3 or np.any(size[:dim] < 1) or size[0] % 2:
+        raise InputError(apath, f"ACQ_dim={dim}, ACQ_size={size.tolist()} is not a valid acquisition size",
+                         "ACQ_size")
+    n_read = int(size[0]) // 2
+    n_phase = int(size[1]) if dim > 1 else 1
+    n_slab = int(size[2]) if dim > 2 else 1
+    ni = _get(acqp, "NI", apath, int, 1)
+    nr = _get(acqp, "NR", apath, int, 1)
+    pf = _get(acqp, "ACQ_phase_factor", apath, int, 1)
+    if ni < 1 or nr < 1 or pf < 1 or n_phase % pf:
+        raise InputError(apath, f"NI={ni}, NR={nr}, ACQ_phase_factor={pf} inconsistent with ACQ_size "
+                         f"{size.tolist()}", "ACQ_phase_factor")
+    coils = _get(method, "PVM_EncNReceivers", mpath, int, 0)
+    if coils == 0:
+        sel = acqp.get("ACQ_ReceiverSelect")
+        coils = sum(1 for s in sel if s == "Yes") if isinstance(sel, list) else 1
+    if coils < 1:
+        raise InputError(mpath, f"{coils} receivers", "PVM_EncNReceivers")
+
+    fmt = acqp.get("GO_raw_data_format")
+    if fmt is None:
+        fmt_dtype = _WORD_SIZE.get(str(acqp.get("ACQ_word_size", "_32_BIT")))
+    else:
+        fmt_dtype = _FORMATS.get(str(fmt))
+    if fmt_dtype is None:
+        raise InputError(apath, f"unsupported raw data format {fmt or acqp.get('ACQ_word_size')!r}",
+                         "GO_raw_data_format")
+    order = str(acqp.get("BYTORDA", "little")).lower()
+    if order not in ("little", "big"):
+        raise InputError(apath, f"BYTORDA must be little or big, got {order!r}", "BYTORDA")
+    dtype = np.dtype(("<" if order == "little" else ">") + fmt_dtype)
+    block = n_read * 2 * coils * dtype.itemsize
+    if str(acqp.get("GO_block_size", "continuous")) == "Standard_KBlock_Format":
+        block = -(-block // 1024) * 1024
+
+    enc = _ints(method, "PVM_EncMatrix", mpath)
+    grid_j = int(enc[1]) if enc is not None and enc.size > 1 else n_phase
+    grid_k = int(enc[2]) if enc is not None and enc.size > 2 else n_slab
+    if enc is not None and int(enc[0]) != n_read:
+        raise InputError(apath, f"readout has {n_read} complex samples but PVM_EncMatrix[0] = {int(enc[0])}: "
+                         "not a line-per-readout Cartesian scan (EPI, spiral or radial are not supported)",
+                         "ACQ_size")
+    steps = []
+    for key, n_acq, grid in (("PVM_EncSteps1", n_phase, grid_j), ("PVM_EncSteps2", n_slab, grid_k)):
+        st = _ints(method, key, mpath)
+        if st is None or st.size != n_acq:  # linear, centred order
+            st = np.arange(n_acq) - n_acq // 2
+        idx = st + grid // 2
+        if n_acq > grid or np.any(idx < 0) or np.any(idx >= grid):
+            raise InputError(mpath, f"{key} steps {st.min()}..{st.max()} fall outside the {grid}-line grid", key)
+        steps.append(idx)
+
+    fov = _fov_mm(acqp, method, apath, mpath, dim)
+    if any(not np.isfinite(f) or f <= 0 for f in fov):
+        raise InputError(mpath, f"absurd field of view {fov} mm", "PVM_Fov")
+    tr = _get(method, "PVM_RepetitionTime", mpath, float,
+              _get(acqp, "ACQ_repetition_time", apath, float, np.nan, index=0))
+    te = _get(method, "PVM_EchoTime", mpath, float, _get(acqp, "ACQ_echo_time", apath, float, np.nan, index=0))
+    flip = _get(acqp, "ACQ_flip_angle", apath, float, np.nan)
+    if not np.isfinite(flip) and isinstance(method.get("ExcPulse1"), list) and len(method["ExcPulse1"]) > 2:
+        flip = _get({"ExcPulse1": method["ExcPulse1"][2]}, "ExcPulse1", mpath, float)
+    freq_mhz = _get(acqp, "SFO1", apath, float, _get(acqp, "BF1", apath, float, np.nan))
+    nucleus = _nucleus(method) or _nucleus(acqp) or "1H"
+    line_order = np.zeros((grid_j, grid_k), np.int64) - 1
+    jj, kk = np.meshgrid(steps[0], steps[1], indexing="ij")
+    line_order[jj, kk] = np.arange(n_phase)[:, None] + n_phase * np.arange(n_slab)[None, :]
+    extra = {
+        "vendor": "Bruker", "pv_version": str(acqp.get("ACQ_sw_version", "")),
+        "method": str(method.get("Method", acqp.get("ACQ_method", ""))),
+        "sw_hz": _get(acqp, "SW_h", apath, float, np.nan),
+        "unsampled_lines": int((line_order < 0).sum()),
+    }
+    for key in ("ACQ_grad_matrix", "ACQ_read_offset", "ACQ_phase1_offset", "ACQ_slice_offset", "ACQ_patient_pos"):
+        if key in acqp:
+            extra["bruker_" + key] = acqp[key]
+    header = KSpaceHeader(
+        matrix=(n_read, grid_j, grid_k),
+        fov_mm=fov,
+        trajectory="cartesian",
+        tr_ms=_finite(tr), te_ms=_finite(te), flip_angle_deg=_finite(flip),
+        nucleus=nucleus,
+        frequency_hz=_finite(freq_mhz * 1e6),
+        n_repetitions=nr,
+        n_coils=coils,
+        line_order=line_order if extra["unsampled_lines"] == 0 else None,
+        extra=extra,
+    )
+    layout = dict(dtype=dtype, block_bytes=block, n_read=n_read, n_phase=n_phase, n_slab=n_slab, NI=ni,
+                  phase_factor=pf, steps1=steps[0], steps2=steps[1])
+    return header, layout
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def _fov_mm(acqp: dict, method: dict, apath: str, mpath: str, dim: int) -> tuple[float, float, float]:
+    if "PVM_Fov" in method:
+        fov = np.atleast_1d(np.asarray(method["PVM_Fov"], dtype=object)).ravel()
+        where, scale = mpath, 1.0
+        anti = method.get("PVM_AntiAlias", np.ones(fov.size))
+    elif "ACQ_fov" in acqp:
+        fov = np.atleast_1d(np.asarray(acqp["ACQ_fov"], dtype=object)).ravel()
+        where, scale, anti = apath, 10.0, np.ones(fov.size)  # ACQ_fov is in cm
+    else:
+        raise InputError(mpath, "no field of view (PVM_Fov or ACQ_fov)", "PVM_Fov")
+    try:
+        fov = np.asarray(fov, dtype=float) * scale
+        anti = np.atleast_1d(np.asarray(anti, dtype=float)).ravel()
+        fov = fov * (anti[: fov.size] if anti.size >= fov.size else 1.0)
+    except (TypeError, ValueError):
+        raise InputError(where, f"field of view {fov.tolist()} is not numeric", "PVM_Fov") from None
+    if fov.size < min(dim, 2):
+        raise InputError(where, f"field of view has {fov.size} entries for a {dim}D scan", "PVM_Fov")
+    if dim < 3 or fov.size < 3:
+        thick = _get(method, "PVM_SliceThick", mpath, float, _get(acqp, "ACQ_slice_thick", apath, float, 1.0))
+        fov = np.array([fov[0], fov[1] if fov.size > 1 else fov[0], thick])
+    return tuple(float(f) for f in fov[:3])
+
+
+def read_bruker(path: str | os.PathLike) -> KSpace:
+    """Read a Cartesian ParaVision experiment folder into :class:`KSpace`.
+
+    Parameters
+    ----------
+    path : path-like
+        Experiment folder (``.../<study>/<expno>``) holding ``acqp``, ``method`` and
+        ``fid`` (or PV 360's ``rawdata.job0``).
+
+    Raises
+    ------
+    InputError
+        Missing/malformed parameters, non-Cartesian or multi-slice scans, raw file
+        size not matching the parameters (names both).
+    """
+    folder = os.fspath(path)
+    if os.path.isfile(folder) and os.path.basename(folder) in ("fid", "acqp", "method", "rawdata.job0"):
+        folder = os.path.dirname(folder) or "."
+    acqp, method = read_bruker_params(folder)
+    header, lay = bruker_header(acqp, method, folder)
+    if lay["NI"] > 1:
+        raise InputError(os.path.join(folder, "acqp"), f"NI = {lay['NI']} objects (2D multi-slice or multi-echo): "
+                         "only single-slice 2D and 3D scans are supported", "NI")
+    raw = next((os.path.join(folder, n) for n in _DATA_FILES if os.path.exists(os.path.join(folder, n))), None)
+    if raw is None:
+        raise InputError(os.path.join(folder, "fid"), "raw data file (fid or rawdata.job0) not found")
+    if not os.path.isfile(raw):
+        raise InputError(raw, "expected a raw data file, found a directory")
+    nr, coils, n_read = header.n_repetitions, header.n_coils, lay["n_read"]
+    n_blocks = nr * lay["n_slab"] * lay["n_phase"]
+    check_allocation(raw, "ACQ_size", (n_blocks, lay["block_bytes"]), 1)
+    check_allocation(raw, "ACQ_size", (nr, coils, *header.matrix), 8)
+    expect = n_blocks * lay["block_bytes"]
+    size = os.path.getsize(raw)
+    if size != expect:
+        what = "truncated" if size < expect else "larger than declared"
+        raise InputError(raw, f"file is {what}: {size} bytes, but acqp/method declare {expect} "
+                         f"(NR={nr} x slab {lay['n_slab']} x phase {lay['n_phase']} x block {lay['block_bytes']} B)",
+                         "ACQ_size")
+    buf = np.fromfile(raw, dtype=np.uint8, count=expect).reshape(n_blocks, lay["block_bytes"])
+    used = buf[:, : n_read * 2 * coils * lay["dtype"].itemsize]
+    vals = np.ascontiguousarray(used).view(lay["dtype"]).astype(np.float32)
+    lines = (vals[..., 0::2] + 1j * vals[..., 1::2]).astype(np.complex64).reshape(
+        nr, lay["n_slab"], lay["n_phase"], coils, n_read)
+    data = np.zeros((nr, coils, *header.matrix), np.complex64)
+    j = lay["steps1"]
+    for s, k in enumerate(lay["steps2"]):
+        data[:, :, :, j, k] = np.transpose(lines[:, s], (0, 2, 3, 1))
+    return KSpace(data, header, source=raw)
+
+
+def write_bruker(
+    folder: str | os.PathLike,
+    ksp: KSpace,
+    raw_format: str = "GO_32BIT_SGN_INT",
+    byte_order: str = "little",
+    block_format: str = "continuous",
+    steps1: np.ndarray | None = None,
+    version: str = "PV 6.0.1",
+) -> None:
+    """Write Cartesian :class:`KSpace` as a ParaVision experiment folder (single slice/3D).
+
+    Integer formats scale the data to use 90% of the integer range. ``steps1``
+    (centred phase steps in acquisition order) defaults to the header's
+    ``line_order`` or linear order. Used to test :func:`read_bruker` with known data.
+    """
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    h = ksp.header
+    nr, nc, (nx, ny, nz) = h.n_repetitions, h.n_coils, h.matrix
+    if steps1 is None:
+        steps1 = np.arange(ny) - ny // 2
+    steps1 = np.asarray(steps1)
+    dim = 3 if nz > 1 else 2
+    fov = np.asarray(h.fov_mm, dtype=float)
+    acqp = {
+        "ACQ_sw_version": version, "ACQ_method": "FLASH", "ACQ_dim": dim,
+        "ACQ_size": np.array([2 * nx, ny] + ([nz] if dim == 3 else [])),
+        "NI": 1, "NR": nr, "ACQ_phase_factor": 1, "NA": 1,
+        "ACQ_ReceiverSelect": [Enum("Yes")] * nc,
+        "GO_raw_data_format": Enum(raw_format), "BYTORDA": Enum(byte_order), "GO_block_size": Enum(block_format),
+        "ACQ_word_size": Enum("_16_BIT" if raw_format == "GO_16BIT_SGN_INT" else "_32_BIT"),
+        "ACQ_fov": fov[:dim] / 10.0, "ACQ_slice_thick": float(fov[2]),
+        "ACQ_flip_angle": float(h.flip_angle_deg or 10.0),
+        "ACQ_repetition_time": np.array([float(h.tr_ms or 10.0)]),
+        "ACQ_echo_time": np.array([float(h.te_ms or 2.0)]),
+        "BF1": (h.frequency_hz or 0.0) / 1e6, "SFO1": (h.frequency_hz or 0.0) / 1e6,
+        "NUC1": h.nucleus, "SW_h": 50000.0, "ACQ_patient_pos": Enum("Head_Supine"),
+    }
+    method = {
+        "Method": "Bruker:FLASH", "PVM_Nucleus1": h.nucleus, "PVM_EncNReceivers": nc,
+        "PVM_Matrix": np.array([nx, ny] + ([nz] if dim == 3 else [])),
+        "PVM_EncMatrix": np.array([nx, ny] + ([nz] if dim == 3 else [])),
+        "PVM_Fov": fov[:dim], "PVM_SliceThick": float(fov[2]),
+        "PVM_AntiAlias": np.ones(dim),
+        "PVM_RepetitionTime": float(h.tr_ms or 10.0), "PVM_EchoTime": float(h.te_ms or 2.0),
+        "PVM_NRepetitions": nr, "PVM_EncSteps1": steps1.astype(int),
+        "PVM_EncSteps2": np.arange(nz) - nz // 2,
+    }
+    for name, params in (("acqp", acqp), ("method", method)):
+        with open(os.path.join(folder, name), "w", encoding="latin-1") as f:
+            f.write(format_jcamp(params))
+    dtype = np.dtype(("<" if byte_order == "little" else ">") + _FORMATS[raw_format])
+    j = steps1 + ny // 2
+    # acquisition order: (rep, slab k, phase step, coil, read)
+    lines = np.transpose(ksp.data[:, :, :, j, :], (0, 4, 3, 1, 2))
+    vals = np.stack([lines.real, lines.imag], axis=-1).reshape(nr * nz * ny, -1)
+    if dtype.kind == "i":
+        peak = float(np.abs(vals).max()) or 1.0
+        vals = np.round(vals * (0.9 * np.iinfo(dtype).max / peak))
+    vals = vals.astype(dtype)
+    if block_format == "Standard_KBlock_Format":
+        pad = -(-vals.nbytes // len(vals) // 1024) * 1024 // dtype.itemsize - vals.shape[1]
+        vals = np.concatenate([vals, np.zeros((len(vals), pad), dtype)], axis=1).astype(dtype)
+    vals.tofile(os.path.join(folder, "fid"))
