@@ -11,3 +11,4 @@ from .iterative import cg, fista, l1_wavelet_recon, least_squares, tv_recon  # n
 from .linop import FFTOp, Linop, MatrixOp, NUFFTOp, RestrictOp, SenseOp  # noqa: E402
 from .partial_fourier import homodyne, pocs  # noqa: E402
 from .windows import apodize, kspace_window, window_1d, window_tradeoff  # noqa: E402
+from .nufft import NUFFTPlan, apply_toeplitz, nufft, nufft_adjoint, toeplitz_kernel  # noqa: E402
