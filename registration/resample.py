@@ -1,0 +1,156 @@
+"""Optical image on an MRI-world grid (SimpleITK), and the transform as an ITK ``.tfm``.
+
+Frames
+    ``optical_to_mri`` maps optical physical um (origin at the first pixel centre,
+    axes along the array axes) to MRI world RAS mm. ITK works in LPS, so the
+    MRI side is converted with :func:`dualmode.conventions.ras_to_lps`; the optical
+    image is given to ITK as an image with origin 0, identity direction and spacing
+    in um (its physical frame *is* the optical frame, unit um).
+
+ITK transform direction
+    An ITK transform used for resampling maps points of the *fixed* (output) space
+    to the *moving* (input) space. Here fixed = MRI world LPS mm and moving =
+    optical um, so the stored transform is ``inv(RAS_TO_LPS @ optical_to_mri)``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from dualmode.conventions import RAS_TO_LPS, sitk_geometry
+
+
+def _check_transform(optical_to_mri) -> np.ndarray:
+    mat = np.asarray(optical_to_mri, float)
+    if mat.shape != (4, 4) or not np.all(np.isfinite(mat)) or abs(np.linalg.det(mat[:3, :3])) < 1e-30:
+        raise ValueError("optical_to_mri must be a finite, invertible 4x4 matrix")
+    return mat
+
+
+def fixed_to_moving(optical_to_mri) -> sitk.AffineTransform:
+    """ITK transform MRI LPS mm -> optical um (the resampling direction)."""
+    inv = np.linalg.inv(RAS_TO_LPS @ _check_transform(optical_to_mri))
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix(tuple(inv[:3, :3].ravel()))
+    tx.SetTranslation(tuple(inv[:3, 3]))
+    return tx
+
+
+def write_tfm(path: str | os.PathLike, optical_to_mri: np.ndarray) -> None:
+    """Write ``optical_to_mri`` as an ITK ``.tfm`` (SimpleITK ``AffineTransform``).
+
+    Convention: ITK transforms map *fixed* points to *moving* points. Fixed is the
+    MRI in LPS mm (as ITK/3D Slicer read the NIfTI), moving is the optical image
+    as an ITK image with origin 0 at the first pixel centre, identity direction and
+    spacing in **um** (the optical physical frame). So the file holds
+    ``inv(RAS_TO_LPS @ optical_to_mri)`` and
+    ``sitk.Resample(optical_um_image, mri_image, sitk.ReadTransform(path))`` puts the
+    optics on the MRI grid (see :func:`optical_sitk_image`).
+    """
+    from dualmode.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        sitk.WriteTransform(fixed_to_moving(optical_to_mri), tmp)
+
+
+def read_tfm(path: str | os.PathLike) -> np.ndarray:
+    """Inverse of :func:`write_tfm`: the 4x4 ``optical_to_mri`` (um -> RAS mm)."""
+    tx = sitk.ReadTransform(os.fspath(path))
+    tx = sitk.AffineTransform(tx) if tx.GetName() != "AffineTransform" else tx
+    mat = np.eye(4)
+    mat[:3, :3] = np.array(tx.GetMatrix()).reshape(3, 3)
+    centre = np.array(tx.GetCenter())
+    mat[:3, 3] = np.array(tx.GetTranslation()) + centre - mat[:3, :3] @ centre
+    return np.linalg.inv(RAS_TO_LPS) @ np.linalg.inv(mat)
+
+
+def optical_sitk_image(data: np.ndarray, spacing_um, slab_um: float | None = None) -> sitk.Image:
+    """``data[x, y, z]`` as a SimpleITK image in the optical frame (um, origin 0, identity).
+
+    A single plane (widefield) becomes a slab of thickness ``slab_um`` centred on z = 0
+    (two identical planes at ``+-slab/2``) so that it can be sampled in 3D.
+    """
+    arr = np.asarray(data, np.float32)
+    sp = [float(s) for s in spacing_um]
+    origin = [0.0, 0.0, 0.0]
+    if arr.shape[2] == 1:
+        slab = float(slab_um if slab_um is not None else sp[2])
+        arr = np.concatenate([arr, arr], axis=2)
+        sp[2] = slab
+        origin[2] = -slab / 2
+    img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(arr)))
+    img.SetSpacing(sp)
+    img.SetOrigin(origin)
+    return img
+
+
+def antialias_sigma(spacing_um, optical_to_mri, affine) -> np.ndarray:
+    """Gaussian sigma (optical pixels) matching the target voxel: ``max(0, (f - 1) / 2)`` per
+    optical axis, ``f`` = target voxel footprint / optical pixel (scikit-image's rule)."""
+    lin = np.linalg.inv(_check_transform(optical_to_mri)[:3, :3]) @ np.asarray(affine, float)[:3, :3]
+    foot = np.sqrt((lin**2).sum(axis=1))  # um spanned along each optical axis by one voxel
+    factor = foot / np.asarray(spacing_um, float)
+    return np.maximum(0.0, (factor - 1.0) / 2.0)
+
+
+def resample_optical(
+    optical_data: np.ndarray,
+    spacing_um,
+    optical_to_mri: np.ndarray,
+    shape,
+    affine: np.ndarray,
+    *,
+    antialias: bool = True,
+    interpolator=sitk.sitkLinear,
+) -> np.ndarray:
+    """Optical image sampled on an MRI-world grid.
+
+    Parameters
+    ----------
+    optical_data : (X, Y, Z) ndarray
+        Fluorescence ``data[x, y, z]``; ``Z = 1`` for widefield (sampled as a slab one
+        target voxel thick around its plane).
+    spacing_um : sequence of 3 float
+    optical_to_mri : (4, 4) ndarray
+        Optical um -> RAS mm.
+    shape : sequence of 3 int
+        Target grid ``[i, j, k]``.
+    affine : (4, 4) ndarray
+        Target voxel -> RAS mm.
+    antialias : bool
+        Blur with a Gaussian matched to the target voxel size before sampling
+        (:func:`antialias_sigma`), so that downsampling does not alias.
+
+    Returns
+    -------
+    (I, J, K) float32 ndarray
+        Zero outside the optical field. One resampling (transforms composed by ITK).
+    """
+    data = np.asarray(optical_data, np.float32)
+    if data.ndim != 3:
+        raise ValueError(f"optical data must be [x, y, z], got shape {data.shape}")
+    shape = tuple(int(n) for n in shape)
+    affine = np.asarray(affine, float)
+    if antialias:
+        sig = antialias_sigma(spacing_um, optical_to_mri, affine)
+        sig[np.array(data.shape) == 1] = 0.0
+        if np.any(sig > 0):
+            data = ndi.gaussian_filter(data, sig, mode="nearest")
+    slab = None
+    if data.shape[2] == 1:  # a plane fills one target voxel along its normal
+        zdir = np.asarray(optical_to_mri, float)[:3, 2]
+        steps = np.linalg.inv(affine[:3, :3]) @ (zdir / np.linalg.norm(zdir))  # voxels per mm
+        thick_mm = 1.0 / max(np.abs(steps).max(), 1e-12)
+        slab = thick_mm / np.linalg.norm(zdir)
+    moving = optical_sitk_image(data, spacing_um, slab)
+    origin, spacing, direction = sitk_geometry(affine)
+    ref = sitk.Image([int(n) for n in shape], sitk.sitkFloat32)
+    ref.SetOrigin(origin)
+    ref.SetSpacing(spacing)
+    ref.SetDirection(direction)
+    out = sitk.Resample(moving, ref, fixed_to_moving(optical_to_mri), interpolator, 0.0, sitk.sitkFloat32)
+    return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32)
