@@ -11,4 +11,10 @@ from .iterative import cg, fista, l1_wavelet_recon, least_squares, tv_recon  # n
 from .linop import FFTOp, Linop, MatrixOp, NUFFTOp, RestrictOp, SenseOp  # noqa: E402
 from .partial_fourier import homodyne, pocs  # noqa: E402
 from .windows import apodize, kspace_window, window_1d, window_tradeoff  # noqa: E402
+
+# sign-flip lock-in (MRI) and modulated-fluorescence lock-in (optics), with QC metrics
+from .displacement import correct_shot_shifts, estimate_shot_shifts, kspace_shift_phase, shift_report  # noqa: E402
+from .optical_lockin import OpticalLockinResult, optical_lockin  # noqa: E402
+from .schemes import cancelled_drift_order, describe_scheme, drift_efficiency, polarization_scheme  # noqa: E402
+from .signflip import SignFlipResult, robust_noise_sigma, signflip_combine  # noqa: E402
 from .nufft import NUFFTPlan, apply_toeplitz, nufft, nufft_adjoint, toeplitz_kernel  # noqa: E402

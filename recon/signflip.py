@@ -1,51 +1,121 @@
 """Sign-flip lock-in: separate the hyperpolarized signal from every sign-invariant background.
 
 Model for shot ``k`` with polarization sign ``s_k`` (the microwave sweep direction,
-Lv et al., PNAS 118, e2023579118 (2021)):
+Lv et al., PNAS 118, e2023579118 (2021)) at normalized time ``tau_k`` in [-1, 1]:
 
-    I_k(x) = s_k c_k H(x) + B(x) + n_k(x),
+    S_k(x) = s_k c_k H(x) + B(x) + sum_{p=1..P} tau_k^p D_p(x) + n_k(x),
 
 ``c_k = a_k exp(i phi_k)`` the unknown complex polarization of the shot (amplitude
 asymmetry between + and -, decay from shot to shot, phase drift), ``B`` thermal 13C
-and every other sign-invariant signal, ``n`` complex Gaussian noise. With
-``g_k = s_k c_k`` and the shot mean removed, ``I_k - mean(I) = (g_k - mean(g)) H``:
-a rank-one matrix. Its dominant singular vector gives ``P g`` (``P`` removes the mean)
-and the best linear unbiased estimate of ``H`` with ``B`` a nuisance is
+and every other sign-invariant signal (at mid-acquisition), ``D_p`` optional
+polynomial drift maps, ``n`` complex Gaussian noise. Everything stays complex;
+magnitude (or the phase-sensitive real part, :meth:`SignFlipResult.phase_sensitive`)
+is taken only at the end.
 
-    H = (P g)^H I / ||P g||^2,   whose weights sum to zero so B cancels exactly.
+Estimation (``T = [tau^0 .. tau^P]``, ``P_T`` the projector orthogonal to it):
 
-``g = alpha u + mu 1`` is known up to ``(alpha, mu)``; we pick them so that ``c_k`` is
-as close to 1 as possible (unit mean polarization), which fixes the scale of ``H``.
-``B = mean(I) - mean(g) H``. With two shots this is exactly ``(S+ - S-)/2``.
-The noise of ``H`` is ``sigma_shot / ||P g||`` (``sigma / sqrt(n)`` for ideal shots).
+1. ``P_T S = (P_T g) H^T + P_T n`` with ``g_k = s_k c_k``: a rank-one matrix.
+   Its dominant left singular vector ``u`` is found from the Gram matrix of the
+   *high-signal voxels* (projected energy above a chi-square noise threshold),
+   re-weighted a few times with Huber weights on the rank-one residual so that
+   voxels violating the model (motion edges, flow) do not bias ``c_k``.
+2. ``g = alpha u + T beta``: ``P_T g`` is known up to ``alpha``; the part of ``g``
+   in ``span(T)`` is not observable. ``(alpha, beta)`` are chosen so that
+   ``c_k = s_k g_k`` is closest to 1 in least squares (unit mean polarization),
+   which fixes the scale and phase of ``H``.
+3. ``[H, B, D_1..D_P]`` is the best linear unbiased estimate with design
+   ``X = [g, T]`` (weighted by ``1 / sigma_k`` if per-shot noise is given or
+   estimated). By Frisch-Waugh, ``H = (P_T g)^H S / ||P_T g||^2``: its shot weights
+   are orthogonal to ``1, tau, .. tau^P`` *by construction*, so ``B`` and the drift
+   cancel exactly in ``H`` whatever the error of the estimated ``c_k``.
+4. Noise: the per-voxel residual of the full model has ``n - P - 2`` complex
+   degrees of freedom; its median energy over voxels (chi-square scaled) gives the
+   per-shot sigma, ``sigma_H = sigma sqrt((X^H X)^-1_00)`` (``sigma / sqrt(n)`` for
+   ideal balanced shots) and a smoothed per-voxel noise map. With no residual
+   freedom (``n = P + 2``) the MAD of ``H`` (sparse particles) is used.
+
+With two shots and ``P = 0`` this is exactly ``H = (S+ - S-)/2``, ``B = (S+ + S-)/2``.
+
+Ambiguity. A + vs - amplitude (or phase) asymmetry, ``c_k = 1 + e s_k``, gives
+``g = s + e``: the ``e`` part lies in ``span(T)`` and cannot be told apart from a
+sign-invariant component proportional to ``H``. It leaks into ``B`` (as ``e H``),
+never into ``H``; :func:`dualmode.recon.metrics.signflip_metrics` reports that
+``H``-shaped component of ``B``. Likewise a drift that is proportional to ``H``.
+
+Image space or k-space. The combination is linear and applied per shot with the
+same weights everywhere, so it commutes with any linear reconstruction: combining
+reconstructed images (here) equals reconstructing the combined k-space. Image
+space is cheaper when each shot is one FFT and the per-voxel statistics are needed
+(voxel selection, noise map). With an expensive operator (NUFFT, iterative
+SENSE/CS) estimate ``c_k`` once from cheap per-shot gridded images, apply
+``signal_weights`` / ``background_weights`` to the k-space of the shots, and
+reconstruct only ``H`` and ``B`` (2 reconstructions instead of ``n``). Non-linear
+reconstructions (compressed sensing) must combine in k-space first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.ndimage
+import scipy.stats
+
+from .schemes import cancelled_drift_order, drift_basis, drift_efficiency, scheme_string
 
 
 @dataclass
 class SignFlipResult:
-    """Output of :func:`signflip_combine` (complex images on the reconstruction grid)."""
+    """Output of :func:`signflip_combine` (complex images on the reconstruction grid).
+
+    ``signal`` H, ``background`` B (at mid-acquisition), ``shot_weights`` c_k,
+    ``noise_sigma`` the per-component sigma of H. ``H = sum_k signal_weights[k] S_k``
+    and ``B = sum_k background_weights[k] S_k`` (apply them to k-space to
+    reconstruct once). ``drift[p-1]`` is ``D_p``; ``noise_map`` the per-voxel sigma
+    of H; ``signal_mask`` the voxels used to estimate ``c_k``; ``shifts`` the
+    per-shot displacement (voxels) corrected before combining, if any.
+    """
 
     signal: np.ndarray
     background: np.ndarray
     shot_weights: np.ndarray
     noise_sigma: float
+    background_sigma: float = float("nan")
+    shot_sigma: float = float("nan")
+    signal_weights: np.ndarray | None = None
+    background_weights: np.ndarray | None = None
+    drift: np.ndarray | None = None
+    drift_order: int = 0
+    noise_map: np.ndarray | None = None
+    signal_mask: np.ndarray | None = None
+    polarization: np.ndarray | None = None
+    efficiency: float = 1.0
+    shifts: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
 
     @property
     def snr(self) -> float:
         """Peak ``|H|`` over the noise sigma of one real/imaginary component of ``H``."""
         return float(np.abs(self.signal).max() / self.noise_sigma)
 
-    def phase_sensitive(self) -> np.ndarray:
-        """Real part of ``H`` after removing its global phase (no Rician bias)."""
+    def phase_sensitive(self, smooth_sigma: float | None = None) -> np.ndarray:
+        """Real part of ``H`` after removing its phase: no Rician bias, noise ``noise_sigma``.
+
+        Parameters
+        ----------
+        smooth_sigma : float, optional
+            ``None``: one global phase (``angle(sum H |H|)``). Otherwise a smooth
+            phase map, the angle of ``H`` Gaussian-filtered with this sigma (voxels),
+            for receive-phase variations across the field of view.
+        """
         h = self.signal
-        phase = np.angle(np.sum(h * np.abs(h)))
-        return (h * np.exp(-1j * phase)).real
+        if smooth_sigma is None:
+            phase = np.angle(np.sum(h * np.abs(h)))
+        else:
+            sig = [smooth_sigma if n > 1 else 0 for n in h.shape]
+            phase = np.angle(scipy.ndimage.gaussian_filter(h.real, sig)
+                             + 1j * scipy.ndimage.gaussian_filter(h.imag, sig))
+        return (h * np.exp(-1j * phase)).real.astype(np.float32)
 
 
 def robust_noise_sigma(image: np.ndarray) -> float:
@@ -58,48 +128,187 @@ def robust_noise_sigma(image: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
-def signflip_combine(images: np.ndarray, polarization) -> SignFlipResult:
-    """Estimate ``H``, ``B`` and the per-shot polarization from sign-flipped shots.
+def _chi2_scale(energy: np.ndarray, dof: int) -> float:
+    """Per-component sigma^2 from per-voxel energies ``~ sigma^2 chi2(2 dof)`` (median)."""
+    return float(np.median(energy) / scipy.stats.chi2.ppf(0.5, 2 * dof))
+
+
+def _rank_one_direction(y: np.ndarray, dof_p: int, mask, robust: bool, n_iter: int,
+                        huber_k: float, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dominant left singular vector of projected data ``y (n, V)`` on high-signal voxels."""
+    energy = np.sum(np.abs(y) ** 2, axis=0)
+    sigma2 = _chi2_scale(energy, dof_p)
+    if mask is None:
+        keep = energy > sigma2 * scipy.stats.chi2.isf(alpha, 2 * dof_p)
+        if keep.sum() < 8:  # no clear signal: strongest voxels, else all
+            keep = energy >= np.sort(energy)[-min(energy.size, max(8, energy.size // 100))]
+    else:
+        keep = np.ravel(np.asarray(mask, dtype=bool))
+        if keep.size != energy.size or not keep.any():
+            raise ValueError("mask must have the image shape and select at least one voxel")
+    ym = y[:, keep]
+    w = np.ones(ym.shape[1])
+    dof_r = dof_p - 1
+    for it in range(n_iter if (robust and dof_r >= 1) else 1):
+        _, vecs = np.linalg.eigh((ym * w) @ ym.conj().T)
+        u = vecs[:, -1]
+        resid = np.sum(np.abs(ym - np.outer(u, u.conj() @ ym)) ** 2, axis=0)
+        rho = np.sqrt(resid / (sigma2 * 2 * max(dof_r, 1)))
+        w = np.minimum(1.0, huber_k / np.maximum(rho, 1e-12))
+    return u, keep
+
+
+def signflip_combine(
+    images: np.ndarray,
+    polarization,
+    *,
+    drift_order: int | str = "auto",
+    shot_times=None,
+    shot_noise=None,
+    mask: np.ndarray | None = None,
+    robust: bool = True,
+    n_iter: int = 4,
+    huber_k: float = 2.0,
+    detect_alpha: float = 1e-3,
+    noise_window: int = 5,
+    register: bool = False,
+    register_kwargs: dict | None = None,
+) -> SignFlipResult:
+    """Estimate ``H``, ``B``, drift and the per-shot polarization from sign-flipped shots.
 
     Parameters
     ----------
     images : complex ndarray, shape (n_shots, ...)
         One reconstructed image per shot, coils already combined (phase kept).
     polarization : sequence of +1/-1, length n_shots
-        Sign of each shot.
+        Sign of each shot (see :func:`dualmode.recon.schemes.polarization_scheme`).
+    drift_order : int or "auto"
+        Degree ``P`` of the polynomial drift in shot time regressed out with the
+        mean (0: constant background only). ``"auto"`` (default): the order the
+        scheme cancels (:func:`~dualmode.recon.schemes.cancelled_drift_order`), so
+        the regression costs no noise, capped to keep one residual degree of
+        freedom. A strong unmodelled drift can dominate the rank-one fit:
+        ``info["sign_alignment"]`` (near 1 when ``c_k`` follows the scheme) shows it.
+    shot_times : (n_shots,) array, optional
+        Acquisition time of each shot (default: shot index).
+    shot_noise : None, "estimate" or (n_shots,) array
+        Per-shot noise sigma for inverse-variance weighting; ``"estimate"`` takes it
+        from the residuals of a first pass (needs ``n_shots >= P + 3``).
+    mask : bool array of the image shape, optional
+        Voxels used to estimate ``c_k`` (default: chi-square detection of signal).
+    robust : bool
+        Huber re-weighting of voxels in the rank-one fit.
+    n_iter, huber_k, detect_alpha : robust fit iterations, Huber threshold (in
+        noise sigmas) and per-voxel false-alarm rate of the signal detection.
+    noise_window : int
+        Box size (voxels) smoothing the per-voxel noise map.
+    register : bool
+        Estimate and correct per-shot translations first
+        (:mod:`dualmode.recon.displacement`; ``register_kwargs`` passed on).
 
     Returns
     -------
     SignFlipResult
-        ``signal`` (H), ``background`` (B), ``shot_weights`` (c_k) and ``noise_sigma``
-        (per-component sigma of H).
     """
-    s = np.asarray(polarization, dtype=float)
+    from .displacement import correct_shot_shifts, estimate_shot_shifts
+
+    s = np.asarray(polarization, dtype=float).ravel()
     n = s.size
+    images = np.asarray(images)
     if images.shape[0] != n:
         raise ValueError(f"{images.shape[0]} shots but {n} polarization signs")
+    if not np.all(np.abs(s) == 1):
+        raise ValueError("polarization signs must be +1 or -1")
     if not (np.any(s > 0) and np.any(s < 0)):
         raise ValueError("need both +1 and -1 shots to cancel the background")
+    if drift_order == "auto":
+        drift_order = max(0, min(cancelled_drift_order(s, shot_times), n - 3))
+    order = int(drift_order)
+    if order < 0 or n < order + 2:
+        raise ValueError(f"drift_order {order} needs at least {order + 2} shots, got {n}")
+    efficiency = drift_efficiency(s, order, shot_times)
+    if efficiency < 1e-6:
+        raise ValueError(f"scheme {scheme_string(s)} cannot separate H from a degree-{order} drift")
+    shifts = None
+    if register:
+        shifts = estimate_shot_shifts(images, s, **(register_kwargs or {}))
+        images = correct_shot_shifts(images, shifts)
+
     shape = images.shape[1:]
     m = images.reshape(n, -1).astype(np.complex128)
-    mean = m.mean(axis=0)
-    centred = m - mean
-    gram = centred @ centred.conj().T
-    _, vecs = np.linalg.eigh(gram)
-    u = vecs[:, -1]
-    if np.dot(u.real, s) < 0:
-        u = -u
-    # choose (alpha, mu) in g = alpha u + mu: c_k = s_k g_k closest to 1 in least squares
-    design = np.stack([s * u, s.astype(complex)], axis=1)
-    (alpha, mu), *_ = np.linalg.lstsq(design, np.ones(n, complex), rcond=None)
-    g = alpha * u + mu
-    pg = g - g.mean()
-    signal = (pg.conj() @ m) / np.vdot(pg, pg).real
-    background = mean - g.mean() * signal
-    signal = signal.reshape(shape)
+    basis = drift_basis(n, order, shot_times)
+    if isinstance(shot_noise, str) and shot_noise == "estimate":
+        if n < order + 3:
+            raise ValueError("shot_noise='estimate' needs n_shots >= drift_order + 3")
+        first = _fit(m, s, basis, np.ones(n), mask, robust, n_iter, huber_k, detect_alpha)
+        d = 1.0 / np.maximum(first["per_shot_sigma"], 1e-30)
+    elif shot_noise is None:
+        d = np.ones(n)
+    else:
+        sig = np.asarray(shot_noise, dtype=float).ravel()
+        if sig.shape != (n,) or np.any(~np.isfinite(sig)) or np.any(sig <= 0):
+            raise ValueError("shot_noise must be n_shots positive numbers")
+        d = 1.0 / sig
+    fit = _fit(m, s, basis, d, mask, robust, n_iter, huber_k, detect_alpha)
+
+    coef, cov, dof_r = fit["coef"], fit["cov"], n - order - 2
+    signal = coef[0].reshape(shape)
+    if dof_r >= 1:
+        sigma = np.sqrt(_chi2_scale(fit["resid_energy"], dof_r))
+        noise_sigma = sigma * np.sqrt(cov[0, 0])
+        var = (fit["resid_energy"] / (2 * dof_r)).reshape(shape)
+        size = [noise_window if k > 1 else 1 for k in shape]
+        noise_map = np.sqrt(scipy.ndimage.uniform_filter(var, size) * cov[0, 0])
+    else:
+        noise_sigma = robust_noise_sigma(signal)
+        sigma = noise_sigma / np.sqrt(cov[0, 0])
+        noise_map = np.full(shape, noise_sigma)
     return SignFlipResult(
         signal=signal.astype(np.complex64),
-        background=background.reshape(shape).astype(np.complex64),
-        shot_weights=s * g,
-        noise_sigma=robust_noise_sigma(signal),
+        background=coef[1].reshape(shape).astype(np.complex64),
+        shot_weights=s * fit["g"],
+        noise_sigma=float(noise_sigma),
+        background_sigma=float(sigma * np.sqrt(cov[1, 1])),
+        shot_sigma=float(sigma / np.median(d)),
+        signal_weights=fit["weights"][0],
+        background_weights=fit["weights"][1],
+        drift=coef[2:].reshape((order,) + shape).astype(np.complex64),
+        drift_order=order,
+        noise_map=noise_map.astype(np.float32),
+        signal_mask=fit["mask"].reshape(shape),
+        polarization=s,
+        efficiency=efficiency,
+        shifts=shifts,
+        info={"per_shot_sigma": (1.0 / d * sigma).tolist() if shot_noise is not None else None,
+              "residual_dof": dof_r, "sign_alignment": fit["sign_alignment"]},
     )
+
+
+def _fit(m, s, basis, d, mask, robust, n_iter, huber_k, alpha) -> dict:
+    """One whitened pass of steps 1-4 (see module docstring); ``d = 1 / sigma_k``."""
+    n, order1 = basis.shape
+    mw = m * d[:, None]
+    q, _ = np.linalg.qr(basis * d[:, None])
+    y = mw - q @ (q.T @ mw)
+    u, keep = _rank_one_direction(y, n - order1, mask, robust, n_iter, huber_k, alpha)
+    y_s = s * d - q @ (q.T @ (s * d))  # whitened, projected sign vector
+    # g = alpha u / d + T beta with c = s g closest to 1
+    design = np.concatenate([(s * u / d)[:, None], (s[:, None] * basis).astype(complex)], axis=1)
+    params, *_ = np.linalg.lstsq(design, np.ones(n, complex), rcond=None)
+    g = params[0] * u / d + basis @ params[1:]
+    x = np.concatenate([g[:, None], basis.astype(complex)], axis=1) * d[:, None]
+    pinv = np.linalg.pinv(x)
+    coef = pinv @ mw
+    resid = mw - x @ coef
+    hat = np.real(np.diag(x @ pinv))
+    per_shot = np.sqrt(np.median(np.abs(resid) ** 2, axis=1) / (2 * np.log(2) * np.maximum(1 - hat, 1e-12)))
+    return {
+        "g": g,
+        "coef": coef,
+        "cov": np.real(np.linalg.inv(x.conj().T @ x)),
+        "weights": pinv * d[None, :],
+        "resid_energy": np.sum(np.abs(resid) ** 2, axis=0),
+        "per_shot_sigma": per_shot / d,
+        "mask": keep,
+        "sign_alignment": float(abs(np.vdot(u, y_s)) / max(np.linalg.norm(y_s), 1e-30)),
+    }
