@@ -139,8 +139,8 @@ def bruker_header(acqp: dict, method: dict, path: str = "") -> tuple[KSpaceHeade
         block = -(-block // 1024) * 1024
 
     enc = _ints(method, "PVM_EncMatrix", mpath)
-    grid_j = int(enc[1]) if enc is not None and enc.size > 1 else n_phase
-    grid_k = int(enc[2]) if enc is not None and enc.size > 2 else n_slab
+    grid_j = _grid(method, 1, n_phase, mpath)
+    grid_k = _grid(method, 2, n_slab, mpath)
     if enc is not None and int(enc[0]) != n_read:
         raise InputError(apath, f"readout has {n_read} complex samples but PVM_EncMatrix[0] = {int(enc[0])}: "
                          "not a line-per-readout Cartesian scan (EPI, spiral or radial are not supported)",
@@ -193,6 +193,26 @@ def bruker_header(acqp: dict, method: dict, path: str = "") -> tuple[KSpaceHeade
     layout = dict(dtype=dtype, block_bytes=block, n_read=n_read, n_phase=n_phase, n_slab=n_slab, NI=ni,
                   phase_factor=pf, steps1=steps[0], steps2=steps[1])
     return header, layout
+
+
+def _grid(method: dict, axis: int, n_acq: int, mpath: str) -> int:
+    """Full k-space lines along ``axis``: ``PVM_Matrix * PVM_AntiAlias / PVM_EncZf``
+    (partial Fourier acquires fewer, ``PVM_EncSteps`` place them), else ``PVM_EncMatrix``."""
+    for key in ("PVM_Matrix", "PVM_EncMatrix"):
+        arr = _ints(method, key, mpath)
+        if arr is not None and arr.size > axis:
+            if key == "PVM_EncMatrix":
+                return int(arr[axis])
+            try:
+                aa = np.atleast_1d(np.asarray(method.get("PVM_AntiAlias", [1, 1, 1]), dtype=float)).ravel()
+                zf = np.atleast_1d(np.asarray(method.get("PVM_EncZf", [1, 1, 1]), dtype=float)).ravel()
+                n = float(arr[axis]) * (aa[axis] if aa.size > axis else 1.0) / (zf[axis] if zf.size > axis else 1.0)
+            except (TypeError, ValueError):
+                raise InputError(mpath, "PVM_AntiAlias/PVM_EncZf are not numeric", "PVM_EncZf") from None
+            if not np.isfinite(n) or n < 1:
+                raise InputError(mpath, f"k-space grid {n} lines along axis {axis}", "PVM_Matrix")
+            return int(round(n))
+    return n_acq
 
 
 def _finite(v: float) -> float | None:

@@ -63,7 +63,7 @@ def parse_jcamp(text: str, path: str | os.PathLike | None = None) -> dict:
                 params[key] = _value(path, key, first, "".join(parts))
             name, eq, rest = line[2:].partition("=")
             if not eq:
-                raise InputError(path, f"record {line[:40]!r} has no '='", name.strip() or "record")
+                raise InputError(path, f"record {line[:40]!r} has no '='", name.strip().lstrip("$") or "record")
             key = name.strip().lstrip("$")
             if key == "END":
                 key = None
@@ -115,6 +115,8 @@ def _array(path, key: str, dims: tuple[int, ...], rest: str):
     if rest.startswith("("):
         return [_struct(path, key, g) for g in _top_level_groups(path, key, rest)]
     tokens = _expand_rle(path, key, rest.split())
+    if not tokens:
+        return np.zeros(0)
     values = [_scalar(t) for t in tokens]
     if values and all(isinstance(v, (int, float)) for v in values):
         arr = np.asarray(values, dtype=float if any(isinstance(v, float) for v in values) else np.int64)

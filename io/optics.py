@@ -156,7 +156,7 @@ def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
     if pixel_size_um is not None:
         given = [float(v) for v in pixel_size_um]
         spacing = (given + [given[-1]])[:3] if len(given) == 2 else given
-    if spacing[2] is None and "Z" not in axes:
+    if spacing[2] is None and arr.shape[-1] == 1:  # 2D image: z spacing is a placeholder
         spacing[2] = spacing[0]
     if any(s is None or not np.isfinite(s) or s <= 0 for s in spacing):
         raise InputError(path, f"missing or invalid physical pixel size {spacing}; pass --optical-pixel-size", "PhysicalSize")
@@ -170,7 +170,17 @@ def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
 
 
 def _squeeze_to(arr: np.ndarray, axes: str):
-    """Reorder any of T/C/Z/Y/X (others must be length 1) to ``[(t,) x, y, z]``."""
+    """Reorder any of T/C/Z/Y/X (others must be length 1) to ``[(t,) x, y, z]``.
+
+    A plain multi-page TIFF without metadata has a generic page axis (tifffile ``Q``
+    or ``I``): it is read as ``Z``, the usual meaning of a page stack.
+    """
+    if "Z" not in axes:
+        for generic in "QI":
+            i = axes.find(generic)
+            if i >= 0 and arr.shape[i] > 1:
+                axes = axes[:i] + "Z" + axes[i + 1:]
+                break
     keep = []
     for i, a in enumerate(axes):
         if a in "TCZYX" or arr.shape[i] > 1:
