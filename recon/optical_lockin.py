@@ -214,5 +214,5 @@ def optical_lockin(
         noise_sigma=float(np.median(noise_map)),
         bleaching=bleach,
         bleaching_maps=coef[1 + nmod:].reshape((bleach.shape[1],) + shape).astype(np.float32),
-        info={"kind": kind, "n_frames": n, "residual_dof": dof, **binfo},
+        info={"kind": kind, "n_frames": n, "residual_dof": dof, "nv_contrast": nv_contrast, **binfo},
     )
