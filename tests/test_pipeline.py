@@ -1,0 +1,121 @@
+"""End to end: simulate -> `dualmode run` -> outputs checked against ground truth."""
+
+import json
+import os
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import tifffile
+from scipy import ndimage
+
+from dualmode.cli import main
+from dualmode.conventions import apply_affine
+from dualmode.pipeline import OUTPUT_FILES
+from dualmode.simulate import SimulationConfig, simulate
+
+
+def _truth(folder):
+    with open(os.path.join(folder, "truth.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def processed(sim2d, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    assert main(["run", sim2d, "-o", str(out), "-q"]) == 0
+    return str(out / os.path.basename(sim2d))
+
+
+def median_tre_voxels(folder, result_dir):
+    truth = _truth(folder)
+    with open(os.path.join(result_dir, "registration.json")) as f:
+        t = np.array(json.load(f)["optical_to_mri"])
+    seen = [p for p in truth["particles"] if p["in_optical_field"]]
+    err = np.linalg.norm(apply_affine(t, [p["optical_xyz_um"] for p in seen]) - [p["mri_xyz_mm"] for p in seen], axis=1)
+    vox = np.mean(truth["mri_voxel_mm"][:2])
+    return float(np.median(err) / vox)
+
+
+def test_every_output_is_written(processed):
+    for name in OUTPUT_FILES:
+        assert os.path.getsize(os.path.join(processed, name)) > 0, name
+    with open(os.path.join(os.path.dirname(processed), "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["folders"][0]["status"] == "ok"
+
+
+def test_background_cancelled_to_noise_floor_and_particles_kept(sim2d, processed):
+    c13 = nib.load(os.path.join(processed, "c13.nii.gz")).get_fdata()
+    th = nib.load(os.path.join(sim2d, "truth", "c13.nii.gz")).get_fdata()
+    tb = nib.load(os.path.join(sim2d, "truth", "background.nii.gz")).get_fdata()
+    with open(os.path.join(processed, "report.json")) as f:
+        sigma = json.load(f)["signflip"]["noise_sigma"]
+    near_particles = ndimage.binary_dilation(th > 0, iterations=2)
+    background_only = (tb > 0.5 * tb.max()) & ~near_particles
+    empty = (tb < 0.01 * tb.max()) & ~near_particles
+    assert background_only.sum() > 200 and empty.sum() > 200
+    residual = (c13[background_only].mean() - c13[empty].mean()) / sigma
+    assert residual <= 1.5
+    support = ndimage.binary_dilation(th > 0.05 * th.max(), iterations=1)
+    assert np.corrcoef(c13[support], th[support])[0, 1] >= 0.9
+    # noise sigma of H: one shot sigma / sqrt(n_shots) for near-ideal shots
+    assert sigma == pytest.approx(_truth(sim2d)["noise_sigma"] / 2, rel=0.15)
+
+
+def test_outputs_reopen_with_the_right_geometry(sim2d, processed):
+    truth_img = nib.load(os.path.join(sim2d, "truth", "c13.nii.gz"))
+    c13 = nib.load(os.path.join(processed, "c13.nii.gz"))
+    np.testing.assert_allclose(c13.affine, truth_img.affine, atol=1e-6)
+    assert int(c13.header["sform_code"]) == 1 and int(c13.header["qform_code"]) == 1
+    assert c13.get_data_dtype() == np.float32
+    fused = nib.load(os.path.join(processed, "fused.nii.gz"))
+    assert fused.shape == (*c13.shape, 2)
+    np.testing.assert_allclose(fused.affine, c13.affine, atol=1e-6)
+    itk = sitk.ReadImage(os.path.join(processed, "c13.nii.gz"))
+    ras_origin = apply_affine(c13.affine, [0, 0, 0])
+    np.testing.assert_allclose(itk.GetOrigin(), ras_origin * [-1, -1, 1], atol=1e-4)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(itk).T, c13.get_fdata(), rtol=1e-6)
+    with tifffile.TiffFile(os.path.join(processed, "fused.ome.tif")) as tf:
+        pixels = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]["Pixels"]
+        data = tf.series[0].asarray()
+    assert pixels["PhysicalSizeX"] == pytest.approx(200.0) and pixels["PhysicalSizeXUnit"] == "µm"
+    assert [c["Name"] for c in pixels["Channel"]] == ["13C", "optical"]
+    np.testing.assert_allclose(data[0].reshape(c13.shape[::-1]).T, c13.get_fdata(), rtol=1e-6)
+
+
+def test_registration_recovers_the_known_transform(sim2d, processed):
+    assert median_tre_voxels(sim2d, processed) <= 0.5
+
+
+@pytest.mark.parametrize("flags", [{"rotation_deg": 20.0}, {"mirror": True}])
+def test_rotated_and_mirrored_optics_register(tmp_path, flags):
+    folder = tmp_path / "acq"
+    simulate(folder, SimulationConfig(seed=11, **flags))
+    assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert median_tre_voxels(str(folder), str(tmp_path / "out" / "acq")) <= 0.5
+    with open(tmp_path / "out" / "acq" / "registration.json") as f:
+        assert json.load(f)["mirrored"] == flags.get("mirror", False)
+
+
+def test_batch_goes_on_after_a_bad_folder(sim2d, tmp_path, capsys):
+    bad = tmp_path / "broken"
+    shutil.copytree(sim2d, bad)
+    with open(bad / "mri" / "kspace.h5", "r+b") as f:
+        f.truncate(2000)
+    out = tmp_path / "out"
+    assert main(["run", str(bad), sim2d, "-o", str(out)]) == 1
+    with open(out / "summary.json") as f:
+        entries = {e["name"]: e for e in json.load(f)["folders"]}
+    assert entries["broken"]["status"] == "failed"
+    assert "kspace.h5" in entries["broken"]["error"]
+    assert entries[os.path.basename(sim2d)]["status"] == "ok"
+    assert "kspace.h5" in capsys.readouterr().out
+
+
+def test_info_validates_and_describes(sim2d, capsys):
+    assert main(["info", sim2d]) == 0
+    desc = json.loads(capsys.readouterr().out)
+    assert desc["mri"]["matrix"] == [64, 64, 1] and desc["polarization"] == [1, -1, 1, -1]
