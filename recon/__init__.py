@@ -18,3 +18,4 @@ from .optical_lockin import OpticalLockinResult, optical_lockin  # noqa: E402
 from .schemes import cancelled_drift_order, describe_scheme, drift_efficiency, polarization_scheme  # noqa: E402
 from .signflip import SignFlipResult, robust_noise_sigma, signflip_combine  # noqa: E402
 from .nufft import NUFFTPlan, apply_toeplitz, nufft, nufft_adjoint, toeplitz_kernel  # noqa: E402
+from .metrics import optical_metrics, optical_panels, signflip_metrics, signflip_panels  # noqa: E402

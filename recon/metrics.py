@@ -28,8 +28,10 @@ From them (all JSON-friendly floats):
   includes the noise floor, so the dB value is a lower bound once the residual is
   at the noise level (``noise_limited``).
 * ``particle_snr`` (mean ``|H|`` over the signal over ``sigma_H``), ``peak_snr``,
-  ``cnr_before/after = (mean_signal - mean_bg) / sigma`` of the naive image and of
-  ``H`` (negative before when the background outshines the particles), and
+  ``cnr_before/after = (mean_signal - mean_bg) / std_bg`` of the naive image and of
+  ``H``, ``std_bg`` the spatial standard deviation over the background-only region
+  (background structure plus noise before, noise only after; negative before when
+  the background outshines the particles), and
   ``signal_to_background_before/after`` = mean over the signal / RMS over the
   background-only region.
 * ``h_component_in_background``: ``<H, B> / <H, H>`` over the signal region, the
@@ -132,7 +134,6 @@ def signflip_metrics(images: np.ndarray, polarization, result, k: float = 5.0, m
     h = np.abs(result.signal)
     naive = np.abs(naive_image(images, s))
     sigma_h = float(result.noise_sigma)
-    sigma_naive = float(result.shot_sigma / np.sqrt(np.sum(s > 0)))
     out = {
         "scheme": describe_scheme(s),
         "drift_order": int(result.drift_order),
@@ -156,8 +157,8 @@ def signflip_metrics(images: np.ndarray, polarization, result, k: float = 5.0, m
     out["noise_limited"] = None if out["residual_background_sigma"] is None else bool(
         out["residual_background_sigma"] < 2.0)
     if sig.any() and bg.any():
-        out["cnr_before"] = (_mean(naive, sig) - _mean(naive, bg)) / sigma_naive
-        out["cnr_after"] = (_mean(h, sig) - mh_bg) / sigma_h
+        out["cnr_before"] = (_mean(naive, sig) - _mean(naive, bg)) / float(np.std(naive[bg]))
+        out["cnr_after"] = (_mean(h, sig) - mh_bg) / float(np.std(h[bg]))
         out["signal_to_background_before"] = _mean(naive, sig) / np.sqrt(e_before)
         out["signal_to_background_after"] = _mean(h, sig) / np.sqrt(e_after)
     else:
