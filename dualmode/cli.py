@@ -81,11 +81,25 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .batch import run_batch
+    """Exit code: 0 every folder ok or skipped, 1 some folder failed (see summary.json)."""
+    from .batch import expand_folders, run_batch
 
-    summary = run_batch(args.folders, args.out, _options(args), progress=_print_progress(args.quiet))
-    if not args.quiet:
-        print(f"{summary['ok']} ok, {summary['failed']} failed; summary: {os.path.join(args.out, 'summary.json')}")
+    def show(entry: dict, done: int, total: int) -> None:
+        if args.json:
+            print(json.dumps(entry), flush=True)
+        elif not args.quiet:
+            state = f"FAILED: {entry['error']}" if entry["status"] == "failed" else entry["status"]
+            secs = "" if entry.get("seconds") is None else f" ({entry['seconds']:.1f} s)"
+            print(f"[{done}/{total}] {entry['name']}: {state}{secs}", flush=True)
+
+    summary = run_batch(expand_folders(args.folders), args.out, _options(args), progress=show,
+                        workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+                        log_level=logging.DEBUG if args.verbose > 1 else logging.INFO)
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    elif not args.quiet:
+        print(f"{summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed "
+              f"in {summary['seconds']:.1f} s; summary: {os.path.join(args.out, 'summary.json')}")
     return 1 if summary["failed"] else 0
 
 
@@ -156,10 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulation_flags(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("run", help="process acquisition folders into OUT/<folder name>/")
-    p.add_argument("folders", nargs="+", help="acquisition folders (each holds acquisition.json)")
+    p = sub.add_parser("run", help="process acquisition folders into OUT/<folder name>/ (Dask)")
+    p.add_argument("folders", nargs="+", help="acquisition folders (each holds acquisition.json); "
+                                              "patterns with * ? [] are expanded")
     _add_pipeline_flags(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-j", "--workers", type=int, metavar="N",
+                   help="local worker processes (default: all cores; 1: in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing dask.distributed scheduler, e.g. tcp://host:8786")
+    p.add_argument("--resume", action="store_true",
+                   help="skip folders whose outputs are complete and whose inputs are unchanged")
+    out_mode = p.add_mutually_exclusive_group()
+    out_mode.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    out_mode.add_argument("--json", action="store_true",
+                          help="one JSON line per finished folder, then the summary")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("info", help="validate and describe acquisition folders")

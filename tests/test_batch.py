@@ -1,0 +1,145 @@
+"""Batch runs through ``dualmode run``: fault isolation, summary, exit code, logs, resume, Dask schedulers."""
+
+import json
+import os
+import shutil
+import time
+
+import distributed
+import pytest
+
+from dualmode import batch
+from dualmode.cli import main
+from dualmode.pipeline import OUTPUT_FILES, PipelineOptions
+from dualmode.simulate import SimulationConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Two good simulated folders and one with a truncated kspace.h5."""
+    root = tmp_path_factory.mktemp("batch")
+    good = []
+    for seed in (11, 12):
+        simulate(root / f"good{seed}", SimulationConfig(seed=seed))
+        good.append(str(root / f"good{seed}"))
+    bad = root / "corrupt"
+    shutil.copytree(good[0], bad)
+    h5 = bad / "mri" / "kspace.h5"
+    with open(h5, "r+b") as f:
+        f.truncate(os.path.getsize(h5) // 2)
+    return root, good, str(bad)
+
+
+@pytest.fixture(scope="module")
+def first_run(folders, tmp_path_factory):
+    """One batch on a local Dask cluster of 2 worker processes, given as a glob pattern."""
+    root, good, bad = folders
+    out = tmp_path_factory.mktemp("out")
+    t0 = time.perf_counter()
+    code = main(["run", str(root / "*"), "-o", str(out), "--workers", "2", "-q"])
+    return code, out, time.perf_counter() - t0
+
+
+def _summary(out):
+    with open(os.path.join(out, "summary.json")) as f:
+        return json.load(f)
+
+
+def test_corrupt_folder_is_isolated_and_reported(folders, first_run):
+    root, good, bad = folders
+    code, out, _ = first_run
+    assert code == 1
+    s = _summary(out)
+    assert (s["ok"], s["failed"], s["skipped"]) == (2, 1, 0)
+    assert s["execution"]["mode"] == "LocalCluster" and s["execution"]["workers"] == 2
+    by_name = {e["name"]: e for e in s["folders"]}
+    assert set(by_name) == {"good11", "good12", "corrupt"}
+    assert by_name["corrupt"]["status"] == "failed"
+    assert os.path.join("corrupt", "mri", "kspace.h5") in by_name["corrupt"]["error"]
+    for name in ("good11", "good12"):
+        assert by_name[name]["status"] == "ok" and by_name[name]["error"] is None
+        for f in OUTPUT_FILES:
+            assert os.path.isfile(out / name / f), f
+        assert not [f for f in os.listdir(out / name) if f.startswith(".")]  # no temporaries left
+        with open(out / name / "report.json") as f:
+            rep = json.load(f)
+        # per-folder peak RSS of the worker process: more than the arrays, less than the machine
+        assert 50 < rep["peak_rss_mb"] < 4000
+        assert by_name[name]["worker"].split(":")[-1] != str(os.getpid())  # ran in a worker process
+        log = (out / name / "log.txt").read_text()
+        assert "particles matched" in log and f"{name}: ok" in log
+    assert "kspace.h5" in (out / "corrupt" / "log.txt").read_text()
+
+
+def test_resume_skips_complete_folders(folders, first_run, monkeypatch):
+    root, good, bad = folders
+    code, out, first_seconds = first_run
+    calls = []
+    real = batch.process_folder
+
+    def counting(folder, *args, **kwargs):
+        calls.append(os.path.basename(folder))
+        return real(folder, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "process_folder", counting)
+    t0 = time.perf_counter()
+    code = main(["run", *good, bad, "-o", str(out), "--resume", "-q"])
+    seconds = time.perf_counter() - t0
+    assert code == 1
+    assert calls == ["corrupt"]  # only the failed folder was tried again, in this process
+    s = _summary(out)
+    assert [e["status"] for e in s["folders"]] == ["skipped", "skipped", "failed"]
+    assert seconds < 0.5 * first_seconds
+    assert "skipped" in (out / "good11" / "log.txt").read_text()
+
+
+def test_resume_detects_changed_inputs_and_options(folders, first_run):
+    root, good, bad = folders
+    _, out, _ = first_run
+    opts = PipelineOptions()
+    report, why = batch.completed_report(good[1], str(out / "good12"), opts)
+    assert report is not None and why == ""
+    report, why = batch.completed_report(good[1], str(out / "good12"), PipelineOptions(refine=False))
+    assert report is None and why == "options changed"
+    copy = root.parent / "changed" / "good12"
+    shutil.copytree(good[1], copy)
+    with open(copy / "acquisition.json", "a") as f:
+        f.write("\n")
+    report, why = batch.completed_report(str(copy), str(out / "good12"), opts)
+    assert report is None and why == "inputs changed: acquisition.json"
+    os.remove(out / "good12" / "qc.png")
+    report, why = batch.completed_report(good[1], str(out / "good12"), opts)
+    assert report is None and why == "outputs missing: qc.png"
+
+
+def test_external_scheduler_and_json_lines(folders, tmp_path, capsys):
+    root, good, bad = folders
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        code = main(["run", good[0], bad, "-o", str(tmp_path), "--scheduler", cluster.scheduler_address,
+                     "--json"])
+    assert code == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3  # one per folder as it finishes, then the summary
+    assert sorted(e["status"] for e in lines[:2]) == ["failed", "ok"]
+    summary = lines[2]
+    assert summary == _summary(tmp_path)
+    assert summary["execution"] == {"mode": "scheduler", "workers": None,
+                                    "scheduler": cluster.scheduler_address, "resume": False}
+    assert [e["name"] for e in summary["folders"]] == ["good11", "corrupt"]
+    assert all(os.path.isfile(tmp_path / "good11" / f) for f in OUTPUT_FILES)
+
+
+def test_same_output_name_is_refused(folders, tmp_path):
+    root, good, bad = folders
+    other = tmp_path / "elsewhere" / "corrupt"
+    shutil.copytree(bad, other)
+    s = batch.run_batch([bad, str(other), bad], str(tmp_path / "out"), workers=1)
+    assert [e["folder"] for e in s["folders"]] == [bad, str(other)]  # the repeat is dropped
+    assert "already used by" in s["folders"][1]["error"] and s["failed"] == 2
+
+
+def test_glob_expansion(folders):
+    root, good, bad = folders
+    assert batch.expand_folders([str(root / "good*")]) == good
+    assert batch.expand_folders([str(root / "nothing*"), good[0]]) == [str(root / "nothing*"), good[0]]
