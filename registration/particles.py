@@ -151,16 +151,23 @@ def _white_tophat(img, size_px):
     return img - ndi.grey_opening(img, size=size)
 
 
-def _normalised_log(img, sigma):
-    """Scale-normalised negative LoG, ``-sum_d sigma_d^2 d^2/dx_d^2 (G_sigma * img)``;
-    axes with ``sigma_d = 0`` are left out."""
-    out = np.zeros_like(img)
-    for ax, s in enumerate(sigma):
-        if s > 0:
-            order = [0] * img.ndim
-            order[ax] = 2
-            out -= s**2 * ndi.gaussian_filter(img, sigma, order=order, mode="nearest")
-    return out
+def _log_stack(img, sigma0, factors):
+    """Scale-normalised negative LoG ``-sum_d s_d^2 d^2/dx_d^2 (G_s * img)`` at ``s = f sigma0``
+    for each factor ``f`` (cascaded Gaussian smoothing, central second differences);
+    axes with ``sigma0_d = 0`` are left out."""
+    out = []
+    smooth = img
+    prev = np.zeros_like(sigma0)
+    for f in factors:
+        s = f * sigma0
+        smooth = ndi.gaussian_filter(smooth, np.sqrt(np.maximum(s**2 - prev**2, 0)), mode="nearest")
+        prev = s
+        resp = np.zeros_like(img)
+        for ax, sd in enumerate(s):
+            if sd > 0:
+                resp -= sd**2 * ndi.correlate1d(smooth, [1.0, -2.0, 1.0], axis=ax, mode="nearest")
+        out.append(resp)
+    return np.stack(out)
 
 
 def detect_optical_particles(
@@ -208,7 +215,7 @@ def detect_optical_particles(
     noise = float(estimate_sigma(sq)) if sq.ndim >= 2 else float(np.std(sq))
     noise = max(noise, 1e-12)
     scales = np.geomspace(1.0, max_blur, 5)
-    stack = np.stack([_normalised_log(flat, b * sigma0) for b in scales])
+    stack = _log_stack(flat, sigma0, scales)
     best_scale = np.argmax(stack, axis=0)
     response = stack.max(axis=0)
     mind = max(1, int(np.floor(np.sqrt(2) * sigma0[active].min())))

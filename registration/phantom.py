@@ -50,8 +50,9 @@ def rotation_z(angle_deg: float, mirrored: bool = False, tilt_deg: float = 0.0) 
     return rz @ rx @ np.diag([1.0, -1.0 if mirrored else 1.0, 1.0])
 
 
-def render_mri(xyz_mm, amplitudes, affine, shape, diameter_mm, noise_sigma, rng) -> np.ndarray:
-    """``|H|`` of spheres on the Cartesian grid ``(shape, affine)`` plus complex noise."""
+def render_mri(xyz_mm, amplitudes, affine, shape, diameter_mm, noise_sigma=None, rng=None) -> np.ndarray:
+    """``|H|`` of spheres on the Cartesian grid ``(shape, affine)`` plus complex noise of
+    sigma ``noise_sigma``; the complex, noise-free ``H`` when ``noise_sigma`` is None."""
     shape = tuple(int(n) for n in shape)
     vox = np.sqrt((affine[:3, :3] ** 2).sum(0))
     ijk = apply_affine(np.linalg.inv(affine), xyz_mm)
@@ -69,7 +70,9 @@ def render_mri(xyz_mm, amplitudes, affine, shape, diameter_mm, noise_sigma, rng)
         spec += a * np.einsum("i,j,k->ijk", *e)
     spec *= form
     img = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(spec)))
-    img += noise_sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+    if noise_sigma is None:
+        return img
+    img = img + noise_sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
     return np.abs(img).astype(np.float32)
 
 
@@ -154,7 +157,8 @@ def make_pair(
             p[2] = affine[2, 3] + rng.uniform(-0.2, 0.2) * vox[2]
         elif slab_mm is not None:
             p[2] = 0.5 * (lo[2] + hi[2]) + shift_mm[2] + rng.uniform(-0.5, 0.5) * slab_mm
-        if all(np.linalg.norm(p[:2] - q[:2]) > min_separation_mm for q in pts):
+        dims = 3 if three_d else 2
+        if not pts or np.min(np.linalg.norm(np.asarray(pts)[:, :dims] - p[:dims], axis=1)) > min_separation_mm:
             pts.append(p)
     world = np.array(pts)
     # optical frame
@@ -183,14 +187,13 @@ def make_pair(
     mri_keep = np.setdiff1d(np.arange(len(world)), only_opt)
     opt_keep = np.setdiff1d(in_idx, only_mri)
     amps = rng.uniform(0.7, 1.3, len(world))
-    img = render_mri(world[mri_keep], amps[mri_keep], affine, shape, diameter_um * 1e-3, 1.0, rng)
-    # scale so that the median particle peak is snr * sigma: re-render with the right scale
+    # scale so that the median particle peak is snr * sigma (noise sigma = 1)
+    clean = render_mri(world[mri_keep], amps[mri_keep], affine, shape, diameter_um * 1e-3)
     ijk = np.rint(apply_affine(np.linalg.inv(affine), world[mri_keep])).astype(int)
     ijk = np.clip(ijk, 0, np.array(shape) - 1)
-    clean = render_mri(world[mri_keep], amps[mri_keep], affine, shape, diameter_um * 1e-3, 0.0, rng)
-    peak = np.median(clean[tuple(ijk.T)])
-    img = render_mri(world[mri_keep], amps[mri_keep] * snr / peak, affine, shape, diameter_um * 1e-3,
-                     1.0, rng)
+    gain = snr / np.median(np.abs(clean[tuple(ijk.T)]))
+    noise = rng.standard_normal((2, *shape))
+    img = np.abs(gain * clean + noise[0] + 1j * noise[1]).astype(np.float32)
     # optics: blur grows with depth (z-stack: below the first plane) or defocus (widefield)
     ox = opt[opt_keep]
     depth = np.abs(ox[:, 2])

@@ -44,6 +44,28 @@ def _euler_matrix(tx, dim):
     return mat
 
 
+def _moving(optical, osp_mm, fsp):
+    """Optical image blurred to the MRI PSF (sigma = half a voxel) and subsampled by an
+    integer stride to about half an MRI voxel (anti-aliased, first pixel kept)."""
+    opt = np.asarray(optical, float)
+    sig = 0.5 * fsp.min() / osp_mm
+    blurred = ndi.gaussian_filter(opt, sig, mode="nearest")
+    step = np.maximum(1, np.floor(0.5 * fsp.min() / osp_mm)).astype(int)
+    step[np.array(opt.shape) == 1] = 1
+    sub = blurred[tuple(slice(None, None, k) for k in step)]
+    return _image(sub, osp_mm * step), _image(np.ones_like(sub), osp_mm * step)
+
+
+def _fixed_mask(ones_moving, fixed_img, t0):
+    cover = sitk.Resample(ones_moving, fixed_img, t0, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    mask_arr = sitk.GetArrayFromImage(cover) > 0.99
+    if mask_arr.sum() < 16:
+        return None
+    mask = sitk.GetImageFromArray(mask_arr.astype(np.uint8))
+    mask.CopyInformation(fixed_img)
+    return mask
+
+
 def fixed_image(mri_image, vox_mm, planar_optics, z_mm=None, depth_mm=None):
     """MRI as seen by the metric: 3D grid, or 2D slice / MIP over ``z_mm +- depth_mm / 2``."""
     img = np.asarray(mri_image, float)
@@ -64,12 +86,14 @@ def mattes_refine(
     optical_spacing_um,
     init_um_to_mm: np.ndarray,
     *,
+    model: str = "rigid",
     bins: int = 32,
     iterations: int = 100,
 ) -> tuple[np.ndarray, dict]:
     """Refine ``init_um_to_mm`` (optical um -> fixed-grid-frame mm) by Mattes MI.
 
-    ``fixed`` and ``optical`` are both 2D (in-plane refinement) or both 3D.
+    ``fixed`` and ``optical`` are both 2D (in-plane refinement) or both 3D. ``model``
+    is the optimised correction: ``"rigid"`` (Euler), ``"similarity"`` or ``"affine"``.
 
     Returns
     -------
@@ -82,24 +106,22 @@ def mattes_refine(
     fsp = np.asarray(fixed_spacing_mm, float)[:dim]
     osp_mm = np.asarray(optical_spacing_um, float)[:dim] * 1e-3
     opt = np.asarray(optical, float)
-    sig = 0.5 * fsp.min() / osp_mm
-    moving_arr = ndi.gaussian_filter(opt, sig, mode="nearest")
     fixed_img = _image(fixed, fsp)
-    moving_img = _image(moving_arr, osp_mm)
+    moving_img, ones = _moving(opt, osp_mm, fsp)
     scale_um = np.diag([*([1e3] * dim), 1.0])
     init_mm = np.asarray(init_um_to_mm, float) @ scale_um  # optical mm -> fixed mm
     t0 = _affine_tx(np.linalg.inv(init_mm))  # fixed -> moving
-    # mask: fixed pixels whose preimage lies inside the optical field
-    ones = _image(np.ones_like(opt), osp_mm)
-    cover = sitk.Resample(ones, fixed_img, t0, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    mask_arr = sitk.GetArrayFromImage(cover) > 0.99
-    if mask_arr.sum() < 16:
+    mask = _fixed_mask(ones, fixed_img, t0)  # fixed pixels inside the optical field
+    if mask is None:
         return np.asarray(init_um_to_mm, float), {"accepted": False, "reason": "overlap too small"}
-    mask = sitk.GetImageFromArray(mask_arr.astype(np.uint8))
-    mask.CopyInformation(fixed_img)
     centre_opt = (np.array(opt.shape[:dim]) - 1) / 2 * osp_mm
     centre_fixed = init_mm[:dim, :dim] @ centre_opt + init_mm[:dim, dim]
-    euler = sitk.Euler2DTransform() if dim == 2 else sitk.Euler3DTransform()
+    kinds = {"rigid": (sitk.Euler2DTransform, sitk.Euler3DTransform),
+             "similarity": (sitk.Similarity2DTransform, sitk.Similarity3DTransform),
+             "affine": (lambda: sitk.AffineTransform(2), lambda: sitk.AffineTransform(3))}
+    if model not in kinds:
+        raise ValueError(f"model must be one of {sorted(kinds)}, got {model!r}")
+    euler = kinds[model][dim - 2]()
     euler.SetCenter(tuple(centre_fixed))
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
@@ -132,17 +154,13 @@ def mattes_value(fixed, fixed_spacing_mm, optical, optical_spacing_um, um_to_mm,
     dim = fixed.ndim
     fsp = np.asarray(fixed_spacing_mm, float)[:dim]
     osp_mm = np.asarray(optical_spacing_um, float)[:dim] * 1e-3
-    opt = np.asarray(optical, float)
-    moving = _image(ndi.gaussian_filter(opt, 0.5 * fsp.min() / osp_mm, mode="nearest"), osp_mm)
     fixed_img = _image(fixed, fsp)
+    moving, ones = _moving(optical, osp_mm, fsp)
     scale_um = np.diag([*([1e3] * dim), 1.0])
     t0 = _affine_tx(np.linalg.inv(np.asarray(um_to_mm, float) @ scale_um))
-    cover = sitk.Resample(_image(np.ones_like(opt), osp_mm), fixed_img, t0, sitk.sitkLinear, 0.0)
-    mask_arr = sitk.GetArrayFromImage(cover) > 0.99
-    if mask_arr.sum() < 16:
+    mask = _fixed_mask(ones, fixed_img, t0)
+    if mask is None:
         return 0.0
-    mask = sitk.GetImageFromArray(mask_arr.astype(np.uint8))
-    mask.CopyInformation(fixed_img)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     reg.SetMetricSamplingStrategy(reg.NONE)

@@ -89,7 +89,7 @@ def register(
     min_snr: float = 5.0,
     tol_mm: float | None = None,
     depth_of_field_um: float | None = None,
-    accept_tol_vox: float = 0.1,
+    accept_tol_vox: float = 0.02,
 ) -> Registration:
     """Register an optical image to the 13C MRI from the particles both show.
 
@@ -114,7 +114,7 @@ def register(
     refine : bool
         Mattes-MI refinement after the point fit (accepted only if it keeps the point residual).
     model : {"rigid", "similarity"}
-        Final point-fit model (matching always assumes the nominal pixel size).
+        Final point-fit and MI-refinement model (matching assumes the nominal pixel size).
     tol_mm : float, optional
         Match tolerance; default ``max(0.6 * in-plane voxel, 0.1 mm)``.
     depth_of_field_um : float, optional
@@ -174,14 +174,10 @@ def register(
             f"no consistent particle match: {len(opt_p)} optical and {len(mri_p)} MRI particles, "
             f"best hypothesis matched {best} (< 3) within {tol:.3g} mm; check center_mm "
             f"(+- {uncertainty_mm} mm), pixel size and diameter_um")
-    # chance matches: expected inliers of a random placement
-    field_area = np.prod(np.array(img.shape[:2]) * vox[:2])
-    chance = len(opt_p) * len(mri_p) * np.pi * tol**2 / field_area
     cands.sort(key=lambda c: (len(c.pairs), c.score, -c.rms), reverse=True)
     chosen = cands[0]
     tie_break = None
-    if len(cands) == 2 and len(cands[1].pairs) == len(chosen.pairs) and \
-            cands[1].rms < 1.2 * chosen.rms and cands[1].score > 0.9 * chosen.score:
+    if len(cands) == 2 and len(cands[1].pairs) >= len(chosen.pairs) - 1 and cands[1].rms < 1.2 * chosen.rms:
         from .refine import fixed_image, mattes_value
 
         z_ref = float(np.median(m[chosen.pairs[:, 1], 2]))
@@ -192,11 +188,22 @@ def register(
             vals.append(mattes_value(fixed, fsp, data if not planar else data[:, :, 0], spacing, t))
         chosen = cands[int(np.argmin(vals))]
         tie_break = {"mattes_mi": vals}
-    significant = len(chosen.pairs) >= max(3.0, chance + 3 * np.sqrt(chance) + 1)
-    if not significant:
+    # significance: the same search against decoys (as many MRI particles, uniformly random
+    # in the field, no true correspondence) must find clearly fewer pairs
+    rng = np.random.default_rng(0)
+    extent = np.array(img.shape) * vox
+    chance = 0
+    for _ in range(2):
+        decoy = m.copy()
+        decoy[:, :2] = rng.uniform(-vox[:2] / 2, extent[:2] - vox[:2] / 2, (len(m), 2))
+        null = match_particles(o, decoy, wo=wo, wm=wm, tol=tol, center=centre_q, optical_center=o_centre,
+                               uncertainty=unc, allow_mirror=allow_mirror, planar=planar)
+        chance = max(chance, max((len(c.pairs) for c in null.values() if c is not None), default=0))
+    if len(chosen.pairs) < chance + max(3.0, 0.3 * chance):
         raise RegistrationError(
-            f"particle match not significant: {len(chosen.pairs)} matched pairs out of "
-            f"{len(opt_p)} optical / {len(mri_p)} MRI particles, {chance:.1f} expected by chance")
+            f"particle match not distinguishable from chance: {len(chosen.pairs)} matched pairs "
+            f"({len(opt_p)} optical / {len(mri_p)} MRI particles) versus {chance} for a decoy; "
+            f"check center_mm (+- {uncertainty_mm} mm), pixel size and diameter_um")
 
     pairs = chosen.pairs
     w = wo[pairs[:, 0]] * wm[pairs[:, 1]]
@@ -209,7 +216,7 @@ def register(
     method = f"particles+{model}"
     details = {
         "tol_mm": tol, "planar": planar, "n_mri": len(mri_p), "n_optical": len(opt_p),
-        "chance_matches": float(chance), "hypotheses": int(chosen.hypotheses),
+        "decoy_matches": int(chance), "hypotheses": int(chosen.hypotheses),
         "candidates": [{"mirrored": c.mirrored, "matched": int(len(c.pairs)), "rms_mm": c.rms}
                        for c in cands],
         "rms_points_mm": rms_points,
@@ -224,11 +231,11 @@ def register(
         try:
             if planar:
                 sub = np.ix_([0, 1, 3], [0, 1, 3])
-                t2, info = mattes_refine(fixed, fsp, data[:, :, 0], spacing, t_q[sub])
+                t2, info = mattes_refine(fixed, fsp, data[:, :, 0], spacing, t_q[sub], model=model)
                 t_ref = t_q.copy()
                 t_ref[sub] = t2
             else:
-                t_ref, info = mattes_refine(fixed, fsp, data, spacing, t_q)
+                t_ref, info = mattes_refine(fixed, fsp, data, spacing, t_q, model=model)
             res_ref = _residuals(t_ref, o[pairs[:, 0]], m[pairs[:, 1]], planar)
             rms_ref = _wrms(res_ref, w)
             accept = bool(rms_ref <= rms_points + accept_tol_vox * vox[:2].min())

@@ -154,3 +154,37 @@ def resample_optical(
     ref.SetDirection(direction)
     out = sitk.Resample(moving, ref, fixed_to_moving(optical_to_mri), interpolator, 0.0, sitk.sitkFloat32)
     return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32)
+
+
+def resample_image(
+    image: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, *, antialias: bool = True
+) -> np.ndarray:
+    """An image ``[i, j, k]`` on grid ``affine`` resampled (linear) onto ``(shape, target_affine)``
+    (both RAS mm), Gaussian anti-aliasing along axes whose voxel the target makes coarser."""
+    img = np.asarray(image, np.float32)
+    affine = np.asarray(affine, float)
+    target_affine = np.asarray(target_affine, float)
+    if antialias:
+        lin = np.linalg.inv(affine[:3, :3]) @ target_affine[:3, :3]  # source voxels per target voxel
+        sig = np.maximum(0.0, (np.sqrt((lin**2).sum(axis=1)) - 1.0) / 2.0)
+        sig[np.array(img.shape) == 1] = 0.0
+        if np.any(sig > 0):
+            img = ndi.gaussian_filter(img, sig, mode="nearest")
+    if img.shape[2] == 1:  # a single slice fills its slice thickness
+        img = np.concatenate([img, img], axis=2)
+        half = affine[:3, 2] / 2
+        affine = affine.copy()
+        affine[:3, 3] -= half
+        affine[:3, 2] = affine[:3, 2] * (1 - 1e-6)
+    moving = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(img)))
+    origin, spacing, direction = sitk_geometry(affine)
+    moving.SetOrigin(origin)
+    moving.SetSpacing(spacing)
+    moving.SetDirection(direction)
+    origin, spacing, direction = sitk_geometry(target_affine)
+    ref = sitk.Image([int(n) for n in shape], sitk.sitkFloat32)
+    ref.SetOrigin(origin)
+    ref.SetSpacing(spacing)
+    ref.SetDirection(direction)
+    out = sitk.Resample(moving, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32)
