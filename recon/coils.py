@@ -63,7 +63,8 @@ def walsh_sensitivities(images: np.ndarray, coil_axis: int = 0, window: int = 5,
     ``window``-wide box (:func:`scipy.ndimage.uniform_filter`) is formed; its dominant
     eigenvector (after prewhitening by ``noise_cov``) is the sensitivity estimate
     ``s`` up to a scale and phase. The phase is referenced to the coil with the
-    largest total signal, so the combined image keeps the object phase.
+    largest total signal, so the combined image carries the object phase plus the
+    smooth phase of that coil's sensitivity (no voxel-to-voxel phase jumps).
 
     Parameters
     ----------
