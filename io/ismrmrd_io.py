@@ -22,6 +22,10 @@ _LPS = np.array([-1.0, -1.0, 1.0])
 C13_TO_H1 = 0.251449530
 
 
+_TRAJECTORY_TYPES = {"cartesian": "cartesian", "radial": "radial", "spiral": "spiral",
+                     "goldenangle": "goldenangle"}
+
+
 def _header_xml(h: KSpaceHeader) -> str:
     import ismrmrd.xsd as x
 
@@ -40,7 +44,7 @@ def _header_xml(h: KSpaceHeader) -> str:
             kspace_encoding_step_2=lim(h.matrix[2]),
             repetition=lim(h.n_repetitions),
         ),
-        trajectory=x.trajectoryType.CARTESIAN,
+        trajectory=_TRAJECTORY_TYPES.get(h.trajectory, "other"),
     )
     freq = h.frequency_hz or 0.0
     h1 = int(round(freq / C13_TO_H1)) if h.nucleus == "13C" else int(round(freq))
@@ -64,29 +68,47 @@ def _header_xml(h: KSpaceHeader) -> str:
 
 
 def write_ismrmrd(path: str | os.PathLike, ksp: KSpace) -> None:
-    """Write Cartesian :class:`KSpace` to an ISMRMRD HDF5 file (``/dataset``)."""
+    """Write :class:`KSpace` to an ISMRMRD HDF5 file (``/dataset``).
+
+    Cartesian: one acquisition per acquired line, in excitation order. Non-Cartesian:
+    one acquisition per readout of ``header.extra["readout_length"]`` samples with its
+    trajectory (``traj``, 3 dimensions, cycles per FOV: the dualmode k-space unit).
+    """
     import ismrmrd
 
     h = ksp.header
-    if h.trajectory != "cartesian":
-        raise ValueError("write_ismrmrd writes Cartesian data only")
     path = os.fspath(path)
     if os.path.exists(path):
         os.remove(path)
     rot = np.asarray(h.orientation, dtype=float)
-    order = h.line_order if h.line_order is not None else np.arange(h.matrix[1] * h.matrix[2]).reshape(h.matrix[1:])
-    lines = np.argsort(order, axis=None)  # time order of (j, k) lines
-    n_lines = lines.size
+    if h.trajectory == "cartesian":
+        order = h.line_order if h.line_order is not None else np.arange(h.matrix[1] * h.matrix[2]).reshape(h.matrix[1:])
+        lines = np.argsort(order, axis=None)  # time order of (j, k) lines
+        if ksp.mask is not None:
+            lines = lines[np.asarray(ksp.mask).ravel()[lines]]
+        n_lines, n_read = lines.size, h.matrix[0]
+        j, k = np.unravel_index(np.tile(lines, h.n_repetitions), h.matrix[1:])
+        rep = np.repeat(np.arange(h.n_repetitions), n_lines)
+        lines_data = ksp.data[rep, :, :, j, k]  # (acq, coil, sample)
+        traj = None
+    else:
+        n_read = int(h.extra["readout_length"])
+        n_lines = ksp.data.shape[-1] // n_read
+        j = np.tile(np.arange(n_lines), h.n_repetitions)
+        k = np.zeros_like(j)
+        rep = np.repeat(np.arange(h.n_repetitions), n_lines)
+        lines_data = ksp.data.reshape(h.n_repetitions, h.n_coils, n_lines, n_read).transpose(0, 2, 1, 3)
+        lines_data = lines_data.reshape(-1, h.n_coils, n_read)
+        traj = np.asarray(ksp.coords, np.float32).reshape(n_lines, n_read * 3)
     n_acq = h.n_repetitions * n_lines
     acqs = np.zeros(n_acq, dtype=ismrmrd.hdf5.acquisition_dtype)
     head = acqs["head"]
-    j, k = np.unravel_index(np.tile(lines, h.n_repetitions), h.matrix[1:])
-    rep = np.repeat(np.arange(h.n_repetitions), n_lines)
     head["version"] = 1
-    head["number_of_samples"] = h.matrix[0]
+    head["number_of_samples"] = n_read
     head["active_channels"] = h.n_coils
     head["available_channels"] = h.n_coils
-    head["center_sample"] = h.matrix[0] // 2
+    head["center_sample"] = n_read // 2
+    head["trajectory_dimensions"] = 0 if traj is None else 3
     head["scan_counter"] = np.arange(n_acq)
     head["idx"]["kspace_encode_step_1"] = j
     head["idx"]["kspace_encode_step_2"] = k
@@ -95,10 +117,10 @@ def write_ismrmrd(path: str | os.PathLike, ksp: KSpace) -> None:
     head["phase_dir"] = rot[:, 1] * _LPS
     head["slice_dir"] = rot[:, 2] * _LPS
     head["position"] = np.asarray(h.position_mm) * _LPS
-    lines_data = np.ascontiguousarray(ksp.data[rep, :, :, j, k], np.complex64)  # (acq, coil, sample)
+    lines_data = np.ascontiguousarray(lines_data, np.complex64)
     for a in range(n_acq):
         acqs[a]["data"] = lines_data[a].view(np.float32).ravel()
-        acqs[a]["traj"] = np.zeros(0, np.float32)
+        acqs[a]["traj"] = np.zeros(0, np.float32) if traj is None else traj[j[a]]
     ds = ismrmrd.Dataset(path, "dataset", create_if_needed=True)
     try:
         ds.write_xml_header(_header_xml(h))
@@ -138,11 +160,10 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
         try:
             heads = raw["head"]
             datas = raw["data"]
+            trajs = raw["traj"]
         except (KeyError, OSError, ValueError) as err:
             raise InputError(path, f"unreadable acquisition table ({err})", "data") from None
     trajectory = str(getattr(enc.trajectory, "value", enc.trajectory)).lower()
-    if trajectory != "cartesian":
-        raise InputError(path, f"trajectory {trajectory!r} is not supported by read_ismrmrd yet", "trajectory")
     n_acq = len(heads)
     if n_acq == 0:
         raise InputError(path, "file holds no acquisitions", "data")
@@ -153,6 +174,8 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
     n_coils = int(heads["active_channels"][0])
     n_samples = int(heads["number_of_samples"][0])
     n_rep = int(reps.max()) + 1
+    if trajectory != "cartesian":
+        return _read_noncartesian(path, hdr, heads, datas, trajs, matrix, fov_mm, trajectory, n_rep, n_coils, n_samples)
     if n_samples != matrix[0]:
         raise InputError(path, f"readout has {n_samples} samples but matrix x is {matrix[0]}", "matrixSize")
     if e1.max() >= matrix[1] or e2.max() >= matrix[2]:
@@ -166,10 +189,42 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
             raise InputError(path, f"acquisition {a} holds {line.size // 2} samples, header says {n_coils}x{n_samples}", "data")
         data[reps[a], :, :, e1[a], e2[a]] = line.view(np.complex64).reshape(n_coils, n_samples)
         filled[reps[a], e1[a], e2[a]] = True
+    if np.any(filled != filled[:1]):
+        raise InputError(path, "repetitions sample different k-space lines", "data")
+    mask = None if filled.all() else filled[0]
     first = np.flatnonzero(reps == 0)
     line_order = np.full(matrix[1:], -1, int)
     line_order[e1[first], e2[first]] = np.argsort(np.argsort(heads["scan_counter"][first]))
-    h0 = heads[first[0]]
+    header = _header(hdr, heads[first[0]], matrix, fov_mm, "cartesian", n_rep, n_coils)
+    header.line_order = line_order if np.all(line_order >= 0) else None
+    header.extra["unsampled_lines"] = int((~filled[0]).sum())
+    return KSpace(data, header, source=path, mask=mask)
+
+
+def _read_noncartesian(path, hdr, heads, datas, trajs, matrix, fov_mm, trajectory, n_rep, n_coils, n_read) -> KSpace:
+    reps = heads["idx"]["repetition"].astype(int)
+    if np.any(heads["trajectory_dimensions"] != 3) or np.any(heads["number_of_samples"] != n_read):
+        raise InputError(path, "non-Cartesian readouts need 3D trajectories of equal length", "traj")
+    order = np.lexsort((heads["scan_counter"], reps))
+    n_lines = int(np.sum(reps == 0))
+    if len(heads) != n_rep * n_lines:
+        raise InputError(path, "repetitions hold different numbers of readouts", "data")
+    check_allocation(path, "data", (n_rep, n_coils, n_lines * n_read), 8)
+    traj = np.stack([np.asarray(trajs[a], np.float32) for a in order[:n_lines]])
+    lines = []
+    for a in order:
+        line = np.asarray(datas[a], dtype=np.float32)
+        if line.size != 2 * n_coils * n_read:
+            raise InputError(path, f"acquisition {a} holds {line.size // 2} samples, header says {n_coils}x{n_read}", "data")
+        lines.append(line.view(np.complex64).reshape(n_coils, n_read))
+    data = np.stack(lines).reshape(n_rep, n_lines, n_coils, n_read).transpose(0, 2, 1, 3)
+    data = np.ascontiguousarray(data.reshape(n_rep, n_coils, n_lines * n_read))
+    header = _header(hdr, heads[order[0]], matrix, fov_mm, trajectory, n_rep, n_coils)
+    header.extra["readout_length"] = n_read
+    return KSpace(data, header, source=path, coords=traj.reshape(-1, 3).astype(np.float64))
+
+
+def _header(hdr, h0, matrix, fov_mm, trajectory, n_rep, n_coils) -> KSpaceHeader:
     rot = np.stack([h0["read_dir"], h0["phase_dir"], h0["slice_dir"]], axis=1) * _LPS[:, None]
     seq = hdr.sequenceParameters
     users = hdr.userParameters
@@ -179,9 +234,10 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
     freq = doubles.get("frequency_hz") or hdr.experimentalConditions.H1resonanceFrequency_Hz * (
         C13_TO_H1 if nucleus == "13C" else 1.0
     )
-    header = KSpaceHeader(
+    return KSpaceHeader(
         matrix=matrix,
         fov_mm=fov_mm,
+        trajectory=trajectory,
         position_mm=tuple(float(v) for v in np.asarray(h0["position"]) * _LPS),
         orientation=rot if np.allclose(rot.T @ rot, np.eye(3), atol=1e-4) else np.eye(3),
         tr_ms=float(seq.TR[0]) if seq and seq.TR else None,
@@ -191,7 +247,4 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
         frequency_hz=float(freq),
         n_repetitions=n_rep,
         n_coils=n_coils,
-        line_order=line_order if np.all(line_order >= 0) else None,
-        extra={"unsampled_lines": int((~filled).sum())},
     )
-    return KSpace(data, header, source=path)

@@ -69,12 +69,19 @@ class KSpaceHeader:
 
 @dataclass
 class KSpace:
-    """Complex k-space plus header; ``source`` names the file it came from."""
+    """Complex k-space plus header; ``source`` names the file it came from.
+
+    ``mask[k_j, k_k]`` marks the acquired lines of undersampled Cartesian data (the
+    same lines in every repetition; unacquired lines hold zeros); ``None`` means fully
+    sampled. ``coords`` (non-Cartesian) has ``header.extra["readout_length"]`` samples per
+    readout, consecutive.
+    """
 
     data: np.ndarray
     header: KSpaceHeader
     source: str = ""
     coords: np.ndarray | None = None
+    mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -100,6 +107,8 @@ class KSpace:
         if not np.all(np.isfinite(d)):
             bad = int(np.count_nonzero(~np.isfinite(d)))
             raise InputError(self.source, f"{bad} k-space samples are NaN or Inf", "data")
+        if self.mask is not None and (self.mask.shape != tuple(h.matrix[1:]) or not self.mask.any()):
+            raise InputError(self.source, f"sampling mask {self.mask.shape} does not fit matrix {h.matrix}", "mask")
         try:
             mri_affine(h.matrix, h.fov_mm, h.position_mm, h.orientation)
         except ValueError as err:
@@ -107,4 +116,14 @@ class KSpace:
 
     def with_header(self, **changes) -> "KSpace":
         """Copy with header fields replaced (used for manifest overrides)."""
-        return KSpace(self.data, replace(self.header, **changes), self.source, self.coords)
+        return KSpace(self.data, replace(self.header, **changes), self.source, self.coords, self.mask)
+
+    @property
+    def undersampling(self) -> float:
+        """Acceleration factor: lines of the full grid / acquired lines (1 if fully sampled)."""
+        if self.header.trajectory != "cartesian":
+            n_full = np.prod(self.header.matrix[:2]) * (np.pi / 4 if self.header.matrix[2] == 1 else 1.0)
+            return float(n_full / max(self.data.shape[-1], 1))
+        if self.mask is None:
+            return 1.0
+        return float(self.mask.size / self.mask.sum())

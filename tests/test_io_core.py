@@ -94,3 +94,35 @@ def test_manifest_errors_name_file_and_field(sim2d):
         with open(man_path, "w") as f:
             json.dump(good, f)
     assert load_acquisition(folder).polarization.size == 4
+
+
+def test_ismrmrd_undersampled_cartesian_keeps_the_mask(tmp_path):
+    ksp = _kspace(np.random.default_rng(5), reps=2, coils=1)
+    mask = np.zeros(ksp.header.matrix[1:], bool)
+    mask[::2] = True
+    mask[3] = True
+    ksp.data[:, :, :, ~mask] = 0
+    ksp.mask = mask
+    write_ismrmrd(tmp_path / "u.h5", ksp)
+    back = read_ismrmrd(tmp_path / "u.h5")
+    np.testing.assert_array_equal(back.mask, mask)
+    np.testing.assert_array_equal(back.data, ksp.data)
+    assert back.undersampling == pytest.approx(mask.size / mask.sum())
+
+
+def test_ismrmrd_non_cartesian_round_trip_keeps_trajectory(tmp_path):
+    rng = np.random.default_rng(6)
+    n_read, n_spokes = 16, 5
+    angles = np.arange(n_spokes) * np.pi / n_spokes
+    r = np.linspace(-8, 8, n_read, endpoint=False)
+    coords = np.stack([np.outer(np.cos(angles), r), np.outer(np.sin(angles), r), np.zeros((n_spokes, n_read))],
+                      axis=-1).reshape(-1, 3)
+    h = KSpaceHeader(matrix=(16, 16, 1), fov_mm=(16.0, 16.0, 2.0), trajectory="radial", n_repetitions=2,
+                     n_coils=2, extra={"readout_length": n_read})
+    data = (rng.normal(size=(2, 2, n_read * n_spokes)) + 1j * rng.normal(size=(2, 2, n_read * n_spokes)))
+    ksp = KSpace(data.astype(np.complex64), h, coords=coords)
+    write_ismrmrd(tmp_path / "r.h5", ksp)
+    back = read_ismrmrd(tmp_path / "r.h5")
+    assert back.header.trajectory == "radial"
+    np.testing.assert_array_equal(back.data, ksp.data)
+    np.testing.assert_allclose(back.coords, coords, atol=1e-6)
