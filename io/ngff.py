@@ -95,8 +95,13 @@ def write_ome_zarr(
     dict
         The ``dualmode`` attributes written (frame, affines, grid of each image).
     """
+    import warnings
+
     import zarr
-    from ome_zarr.writer import write_multiscale
+
+    with warnings.catch_warnings():  # ome-zarr's own deprecated default argument (Scaler)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscale
 
     from dualmode.atomic import atomic_path
     from dualmode.registration.fusion import aligned_grid
@@ -147,6 +152,8 @@ def write_ome_zarr(
         for name, arr, sp, first in (("mri", mri, vox, offset), ("optical", opt_grid, spacing, opt_first)):
             pyr, transforms = _pyramid(arr, sp, first, levels)
             group = root.create_group(name)
-            write_multiscale(pyr, group, axes=AXES, coordinate_transformations=transforms, name=name)
+            with warnings.catch_warnings():  # translation needs explicit transforms (deprecated API)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                write_multiscale(pyr, group, axes=AXES, coordinate_transformations=transforms, name=name)
         root.attrs["dualmode"] = json.loads(json.dumps(meta))
     return meta

@@ -3,16 +3,17 @@
 Public API: :func:`detect_mri_particles`, :func:`detect_optical_particles`,
 :func:`register` (-> :class:`Registration`, raises :class:`RegistrationError`),
 :func:`resample_optical`, :func:`write_tfm` / :func:`read_tfm`,
-:func:`leave_one_out_tre`, :func:`fit_points`.
+:func:`leave_one_out_tre`, :func:`fit_points`, :func:`fuse`.
 """
 
+from .fusion import aligned_grid, fuse
 from .particles import Particles, detect_mri_particles, detect_optical_particles
 from .pointfit import fit_points, leave_one_out_tre
 from .register import Registration, RegistrationError, grid_frame, register
-from .resample import read_tfm, resample_optical, write_tfm
+from .resample import read_tfm, resample_image, resample_optical, write_tfm
 
 __all__ = [
-    "Particles", "Registration", "RegistrationError", "detect_mri_particles",
-    "detect_optical_particles", "fit_points", "grid_frame", "leave_one_out_tre", "read_tfm",
-    "register", "resample_optical", "write_tfm",
+    "Particles", "Registration", "RegistrationError", "aligned_grid", "detect_mri_particles",
+    "detect_optical_particles", "fit_points", "fuse", "grid_frame", "leave_one_out_tre", "read_tfm",
+    "register", "resample_image", "resample_optical", "write_tfm",
 ]

@@ -1,0 +1,70 @@
+"""OME-Zarr output read back with the ome-zarr reader: scales, translations, data."""
+
+import numpy as np
+import pytest
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+
+from dualmode.conventions import mri_affine, voxel_sizes
+from dualmode.io.ngff import write_ome_zarr
+from dualmode.registration import resample_optical
+from dualmode.registration.phantom import make_pair
+
+
+def _read(path):
+    node = list(Reader(parse_url(str(path)))())[0]
+    return node.data, node.metadata
+
+
+def _affine(transforms):
+    scale = transforms[0]["scale"][::-1]
+    trans = transforms[1]["translation"][::-1]
+    aff = np.diag([*scale, 1.0])
+    aff[:3, 3] = trans
+    return aff
+
+
+def test_ome_zarr_scales_translations_and_data(tmp_path):
+    pair = make_pair(50, angle_deg=20.0, n_particles=80)
+    path = tmp_path / "fused.ome.zarr"
+    meta = write_ome_zarr(path, pair.mri_image, pair.mri_affine, pair.optical_data, pair.spacing_um,
+                          pair.optical_to_mri, levels=3)
+    assert meta["frame"] == "RAS"
+    data, md = _read(path / "mri")
+    assert [a["name"] for a in md["axes"]] == ["z", "y", "x"]
+    assert all(a["unit"] == "millimeter" for a in md["axes"])
+    ct = md["coordinateTransformations"]
+    assert len(data) == 3 and len(ct) == 3
+    vox = voxel_sizes(pair.mri_affine)
+    # level 0 is the MRI grid itself: scale = voxel size, translation = world of voxel 0
+    assert np.allclose(_affine(ct[0]), pair.mri_affine)
+    assert np.array_equal(np.asarray(data[0]), np.transpose(pair.mri_image))
+    # level 1: x, y halved; block centre
+    assert np.allclose(ct[1][0]["scale"], [vox[2], 2 * vox[1], 2 * vox[0]])
+    assert np.allclose(ct[1][1]["translation"][1:], (pair.mri_affine[:2, 3] + vox[:2] / 2)[::-1])
+    assert np.asarray(data[1]).shape == (1, 32, 32)
+    # optical: native pixel size, and level 0 equals the optics resampled on the grid the metadata describes
+    odata, omd = _read(path / "optical")
+    oct0 = omd["coordinateTransformations"][0]
+    assert np.allclose(oct0[0]["scale"][1:], np.asarray(pair.spacing_um[:2])[::-1] * 1e-3)
+    grid = _affine(oct0)
+    arr = np.transpose(np.asarray(odata[0]))
+    expect = resample_optical(pair.optical_data, pair.spacing_um, pair.optical_to_mri, arr.shape, grid)
+    assert np.allclose(arr, expect) and arr.max() > 100
+
+
+def test_ome_zarr_oblique_mri_uses_grid_frame(tmp_path):
+    orient = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    aff = mri_affine((16, 16, 1), (4.0, 4.0, 1.0), (1.0, 2.0, 0.0), orient)
+    mri = np.random.default_rng(0).random((16, 16, 1)).astype(np.float32)
+    o2m = np.eye(4)
+    o2m[:3, :3] *= 1e-3
+    o2m[:3, 3] = [0.0, 1.0, 0.0]
+    meta = write_ome_zarr(tmp_path / "x.ome.zarr", mri, aff, np.ones((50, 50, 1), np.float32), (20.0, 20.0, 20.0),
+                          o2m, levels=1)
+    assert meta["frame"] == "mri_grid"
+    data, md = _read(tmp_path / "x.ome.zarr" / "mri")
+    assert np.allclose(md["coordinateTransformations"][0][1]["translation"], 0.0)
+    assert np.allclose(np.asarray(meta["mri_affine"]), aff)
+    with pytest.raises(Exception, match="x, y, z"):
+        write_ome_zarr(tmp_path / "bad.ome.zarr", mri[..., 0], aff, np.ones((5, 5, 1)), (1, 1, 1), o2m)
