@@ -89,7 +89,7 @@ def _warmup(folder: str, out: str) -> None:
 def _warm_client(n_workers: int, folder: str, out: str):
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = Client(cluster)
     client.run(_warmup, folder, out)  # on every worker
     return cluster, client

@@ -280,9 +280,10 @@ def _plan(folders: list[str]) -> tuple[list[str], list[dict]]:
     return todo, rejected
 
 
-def _lost(folder: str, err: BaseException) -> dict:
+def _task_failed(folder: str, err: BaseException) -> dict:
+    """Entry of a folder whose Dask task itself failed (a worker died, e.g. out of memory: KilledWorker)."""
     return {"folder": folder, "name": folder_name(folder), "status": "failed", "seconds": None,
-            "error": f"worker lost while processing {folder} ({type(err).__name__}: {err})"}
+            "error": f"{folder}: Dask task failed ({type(err).__name__}: {err})"}
 
 
 def _run_distributed(todo, out_root, opts, log_level, workers, scheduler, report) -> None:
@@ -294,7 +295,7 @@ def _run_distributed(todo, out_root, opts, log_level, workers, scheduler, report
         quiet.setLevel(max(logging.ERROR, quiet.getEffectiveLevel()))
         if scheduler is None:
             cluster = stack.enter_context(LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
         elif isinstance(scheduler, str):
@@ -309,7 +310,7 @@ def _run_distributed(todo, out_root, opts, log_level, workers, scheduler, report
             try:
                 entry = fut.result()
             except Exception as err:  # KilledWorker, CommClosedError, ...
-                entry = _lost(folder_of[fut.key], err)
+                entry = _task_failed(folder_of[fut.key], err)
             report(entry)
             fut.release()
 
@@ -349,6 +350,14 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
     summary : dict
         ``folders`` (one entry per folder, input order), counts ``ok``, ``skipped``,
         ``failed``, and how it ran.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After writing ``summary.json`` with the unfinished folders as failed
+        (``"interrupted": true``).
+    OSError
+        ``out_root`` cannot be created, or the scheduler cannot be reached.
     """
     opts = options or PipelineOptions()
     out_root = os.path.abspath(os.fspath(out_root))
@@ -376,16 +385,23 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
                 report(entry)
         todo = pending
     n = max(1, min(workers or default_workers(), len(todo)))
-    if not todo:
-        mode = "nothing to do"
-    elif scheduler is None and n == 1:
-        mode = "in-process"
-        for folder in todo:
-            report(run_one(folder, out_root, opts, log_level=log_level))
-    else:
-        mode = "LocalCluster" if scheduler is None else "scheduler"
-        _run_distributed(todo, out_root, opts, log_level, n if scheduler is None else None,
-                         scheduler, report)
+    interrupted = False
+    try:
+        if not todo:
+            mode = "nothing to do"
+        elif scheduler is None and n == 1:
+            mode = "in-process"
+            for folder in todo:
+                report(run_one(folder, out_root, opts, log_level=log_level))
+        else:
+            mode = "LocalCluster" if scheduler is None else "scheduler"
+            _run_distributed(todo, out_root, opts, log_level, n if scheduler is None else None,
+                             scheduler, report)
+    except KeyboardInterrupt:
+        interrupted = True
+        done = {e["folder"] for e in entries}
+        entries.extend({"folder": f, "name": folder_name(f), "status": "failed", "seconds": None,
+                        "error": f"{f}: not finished: interrupted"} for f in todo if f not in done)
     order = {f: i for i, f in reversed(list(enumerate(given)))}
     entries.sort(key=lambda e: order.get(e["folder"], len(order)))
     summary = {
@@ -401,5 +417,9 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
         "seconds": round(time.time() - started, 3),
         "dualmode": __version__,
     }
+    if interrupted:
+        summary["interrupted"] = True
     write_json(os.path.join(out_root, "summary.json"), summary)
+    if interrupted:
+        raise KeyboardInterrupt
     return summary

@@ -81,7 +81,8 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """Exit code: 0 every folder ok or skipped, 1 some folder failed (see summary.json)."""
+    """Exit code: 0 every folder ok or skipped, 1 some folder failed (see summary.json),
+    2 nothing could run (output root not writable, scheduler unreachable), 130 interrupted."""
     from .batch import expand_folders, run_batch
 
     def show(entry: dict, done: int, total: int) -> None:
@@ -92,9 +93,16 @@ def cmd_run(args) -> int:
             secs = "" if entry.get("seconds") is None else f" ({entry['seconds']:.1f} s)"
             print(f"[{done}/{total}] {entry['name']}: {state}{secs}", flush=True)
 
-    summary = run_batch(expand_folders(args.folders), args.out, _options(args), progress=show,
-                        workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                        log_level=logging.DEBUG if args.verbose > 1 else logging.INFO)
+    try:
+        summary = run_batch(expand_folders(args.folders), args.out, _options(args), progress=show,
+                            workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+                            log_level=logging.DEBUG if args.verbose > 1 else logging.INFO)
+    except KeyboardInterrupt:
+        print(f"interrupted; summary: {os.path.join(args.out, 'summary.json')}", file=sys.stderr)
+        return 130
+    except (OSError, TimeoutError) as err:  # output root not writable, scheduler unreachable
+        print(f"dualmode run: error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(summary), flush=True)
     elif not args.quiet:

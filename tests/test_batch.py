@@ -115,7 +115,7 @@ def test_resume_detects_changed_inputs_and_options(folders, first_run):
 def test_external_scheduler_and_json_lines(folders, tmp_path, capsys):
     root, good, bad = folders
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         code = main(["run", good[0], bad, "-o", str(tmp_path), "--scheduler", cluster.scheduler_address,
                      "--json"])
     assert code == 1
@@ -143,3 +143,47 @@ def test_glob_expansion(folders):
     root, good, bad = folders
     assert batch.expand_folders([str(root / "good*")]) == good
     assert batch.expand_folders([str(root / "nothing*"), good[0]]) == [str(root / "nothing*"), good[0]]
+
+
+def _fake_run_one(folder, out_root, options=None, **kwargs):
+    """Stand-in task: fails as a dying worker would for 'corrupt', succeeds instantly otherwise."""
+    if os.path.basename(folder) == "corrupt":
+        raise MemoryError("worker exceeded its memory budget")
+    return {"folder": folder, "name": os.path.basename(folder), "status": "ok", "error": None, "seconds": 0.0}
+
+
+def test_failed_dask_task_is_isolated(folders, tmp_path, monkeypatch):
+    root, good, bad = folders
+    monkeypatch.setattr(batch, "run_one", _fake_run_one)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        s = batch.run_batch([bad, *good], str(tmp_path), scheduler=client)
+    assert [e["status"] for e in s["folders"]] == ["failed", "ok", "ok"]
+    assert "Dask task failed (MemoryError" in s["folders"][0]["error"] and bad in s["folders"][0]["error"]
+
+
+def test_interrupt_writes_summary(folders, tmp_path, monkeypatch):
+    root, good, bad = folders
+    calls = []
+
+    def interrupted(folder, *args, **kwargs):
+        calls.append(folder)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return _fake_run_one(folder, None)
+
+    monkeypatch.setattr(batch, "run_one", interrupted)
+    assert main(["run", *good, bad, "-o", str(tmp_path), "-j", "1", "-q"]) == 130
+    s = _summary(tmp_path)
+    assert s["interrupted"] is True
+    assert [e["status"] for e in s["folders"]] == ["ok", "failed", "failed"]
+    assert s["folders"][1]["error"].endswith("not finished: interrupted")
+
+
+def test_unreachable_scheduler_exits_2(folders, tmp_path, capsys):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = main(["run", folders[1][0], "-o", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2
+    assert "tcp://127.0.0.1:9" in capsys.readouterr().err
