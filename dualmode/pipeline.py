@@ -20,8 +20,7 @@ import numpy as np
 from dualmode import __version__
 from dualmode.conventions import apply_affine, voxel_sizes
 from dualmode.io import load_acquisition
-from dualmode.recon.cartesian import reconstruct_repetitions
-from dualmode.recon.signflip import signflip_combine
+from dualmode.recon.lockin_recon import lockin_reconstruct
 
 from .outputs import write_csv, write_fused_ome_tiff, write_json, write_nifti
 
@@ -125,9 +124,8 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike,
 
     ksp = acq.kspace
     affine = ksp.header.affine()
-    images = reconstruct_repetitions(ksp, rf_correction=opts.rf_correction, t1_s=opts.t1_s)
+    lock, images = lockin_reconstruct(ksp, acq.polarization, rf_correction=opts.rf_correction, t1_s=opts.t1_s)
     t["reconstruct"] = time.perf_counter()
-    lock = signflip_combine(images, acq.polarization)
     sigma = lock.noise_sigma
     c13 = np.abs(lock.signal).astype(np.float32)
     write_nifti(os.path.join(out, "c13.nii.gz"), c13, affine, "dualmode 13C |H| background-free")
@@ -137,7 +135,7 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike,
     report = {
         "folder": folder,
         "name": acq.name,
-        "mri": ksp.header.describe(),
+        "mri": {**ksp.header.describe(), "undersampling": ksp.undersampling},
         "polarization": acq.polarization.tolist(),
         "signflip": {
             "noise_sigma": sigma,

@@ -61,6 +61,8 @@ class SimulationConfig:
     linear_drift: float = 0.0
     flip_angle_deg: float | None = None  # None: cos(alpha)^lines = 0.75 over one shot
     tr_ms: float = 10.0
+    trajectory: str = "cartesian"
+    undersample: float = 1.0
     # optics
     optical_field_mm: float = 5.0
     optical_pixel_um: float = 10.0
@@ -178,6 +180,46 @@ def _place_particles(cfg, rng, mri_aff, matrix, fov, field_centre_mm):
     return np.array(pts), np.array(diam)
 
 
+def _sampling(cfg, rng, matrix):
+    """Sampling pattern: ``(mask, coords, readout_length)`` for the configured trajectory.
+
+    Cartesian: ``mask[k_j, k_k]`` of acquired lines (``None`` when fully sampled); a fully
+    sampled centre of 8 % of the lines plus variable-density random lines (density
+    ``~ 1 / (1 + (k / k_c)^2)``), ``1 / undersample`` of all lines in total. Radial (2D):
+    golden-angle spokes of ``N`` samples, ``pi/2 N / undersample`` spokes.
+    """
+    r = float(cfg.undersample)
+    if r < 1:
+        raise ValueError("--undersample must be >= 1")
+    if cfg.trajectory == "cartesian":
+        if r == 1:
+            return None, None, None
+        kj, kk = np.meshgrid(*[np.arange(n) - n // 2 for n in matrix[1:]], indexing="ij")
+        rad = np.hypot(kj / max(matrix[1] / 2, 1), kk / max(matrix[2] / 2, 1))
+        n_keep = int(round(kj.size / r))
+        centre = rad <= np.sort(rad.ravel())[max(int(0.08 * kj.size) - 1, 0)]
+        density = 1.0 / (1.0 + (rad / 0.25) ** 2)
+        density[centre] = 0
+        extra = max(n_keep - int(centre.sum()), 0)
+        pick = rng.choice(kj.size, size=extra, replace=False, p=density.ravel() / density.sum())
+        mask = centre.copy().ravel()
+        mask[pick] = True
+        return mask.reshape(kj.shape), None, None
+    if cfg.trajectory == "radial":
+        if cfg.ndim != 2:
+            raise ValueError("the simulator's radial trajectory is 2D (use --ndim 2)")
+        n = matrix[0]
+        n_spokes = max(int(round(np.pi / 2 * n / r)), 4)
+        golden = np.pi * (3 - np.sqrt(5)) / 2 + np.pi / 2  # 111.25 deg
+        theta = (np.arange(n_spokes) * golden) % (2 * np.pi)
+        rad = np.arange(n) - n // 2
+        coords = np.zeros((n_spokes, n, 3))
+        coords[..., 0] = np.outer(np.cos(theta), rad)
+        coords[..., 1] = np.outer(np.sin(theta), rad)
+        return None, coords.reshape(-1, 3), n
+    raise ValueError(f"unknown trajectory {cfg.trajectory!r} (cartesian, radial)")
+
+
 def simulate_mri(cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization):
     """k-space of every shot plus the truth images (H at unit mean polarization, |B|)."""
     vox = np.array(fov) / np.array(matrix)
@@ -192,29 +234,44 @@ def simulate_mri(cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization):
     amp = amp * cfg.shot_decay ** np.arange(n)
     phase = np.where(polarization > 0, 0.0, np.deg2rad(cfg.phase_difference_deg)) + rng.normal(0, 0.05, n)
     c = amp * np.exp(1j * phase)
-    n_lines = matrix[1] * matrix[2]
-    flip = _flip_angle(cfg, matrix)
-    line_order = np.arange(n_lines).reshape(matrix[1:])
-    w = kspace_weighting(line_order, flip, cfg.tr_ms)
-    kh = fft_centered(h) * w[None]
-    kb = fft_centered(b)
+    drift_shape = _background_compartment(matrix, np.random.default_rng(cfg.seed + 99))
+    mask, coords, n_read = _sampling(cfg, rng, matrix)
+    if coords is None:
+        n_lines = matrix[1] * matrix[2]
+        flip = _flip_angle(cfg, n_lines)
+        line_order = np.arange(n_lines).reshape(matrix[1:])
+        w = kspace_weighting(line_order, flip, cfg.tr_ms)[None]
+        kh, kb, kd = (fft_centered(x) for x in (h, b, drift_shape))
+        shape = matrix
+    else:
+        from dualmode.recon.hyperpolarized import excitation_weights
+        from dualmode.recon.nufft import nufft
+
+        n_spokes = coords.shape[0] // n_read
+        flip = _flip_angle(cfg, n_spokes)
+        line_order = None
+        w = np.repeat(excitation_weights(n_spokes, flip, cfg.tr_ms), n_read)
+        w /= w.mean()
+        kh, kb, kd = nufft(np.stack([h, b, drift_shape])[..., 0].astype(complex), coords[:, :2], eps=1e-7)
+        shape = (coords.shape[0],)
     sigma = 1.0 / cfg.snr  # image-domain noise per real/imag component; peak |H| = 1
     k_sigma = sigma * np.sqrt(np.prod(matrix))
-    drift_shape = _background_compartment(matrix, np.random.default_rng(cfg.seed + 99))
-    kd = fft_centered(drift_shape)
-    data = np.empty((n, 1, *matrix), np.complex64)
+    data = np.empty((n, 1, *shape), np.complex64)
     for k in range(n):
-        noise = rng.normal(0, k_sigma, matrix) + 1j * rng.normal(0, k_sigma, matrix)
-        drift = cfg.linear_drift * k * kd
-        data[k, 0] = polarization[k] * c[k] * kh + kb + drift + noise
+        noise = rng.normal(0, k_sigma, shape) + 1j * rng.normal(0, k_sigma, shape)
+        data[k, 0] = polarization[k] * c[k] * kh * w + kb + cfg.linear_drift * k * kd + noise
+    if mask is not None:
+        data[:, :, :, ~mask] = 0
     truth_h = h * np.abs(c).mean()
-    return data, truth_h, np.abs(b), line_order, sigma, c
+    sampling = {"mask": mask, "coords": coords, "readout_length": n_read, "line_order": line_order, "flip": flip}
+    return data, truth_h, np.abs(b), sampling, sigma, c
 
 
-def _flip_angle(cfg, matrix) -> float:
+def _flip_angle(cfg, n_excitations: int) -> float:
+    """Configured flip angle, or the one leaving cos(alpha)^n = 0.75 after one shot."""
     if cfg.flip_angle_deg is not None:
         return float(cfg.flip_angle_deg)
-    return float(np.rad2deg(np.arccos(0.75 ** (1.0 / (matrix[1] * matrix[2])))))
+    return float(np.rad2deg(np.arccos(0.75 ** (1.0 / n_excitations))))
 
 
 def _render_optics(cfg, rng, pts_um, diam_um, depth_mm, tissue_fn):
@@ -283,7 +340,7 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
     opt_to_mri[:3, :3] = rot * 1e-3
     opt_to_mri[:3, 3] = field_centre - rot @ centre_um * 1e-3
 
-    data, truth_h, truth_b, line_order, sigma, shot_c = simulate_mri(
+    data, truth_h, truth_b, sampling, sigma, shot_c = simulate_mri(
         cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization)
 
     pts_um = apply_affine(np.linalg.inv(opt_to_mri), centres_mm)
@@ -326,10 +383,12 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
     write_ome_tiff(os.path.join(out_dir, optics_sec["image"]), image, spacing, ["NV fluorescence"])
 
     header = KSpaceHeader(
-        matrix=matrix, fov_mm=fov, position_mm=(0.0, 0.0, 0.0), tr_ms=cfg.tr_ms,
-        flip_angle_deg=_flip_angle(cfg, matrix), nucleus="13C", frequency_hz=C13_FREQUENCY_7T_HZ,
-        n_repetitions=polarization.size, n_coils=1, line_order=line_order)
-    write_ismrmrd(os.path.join(out_dir, "mri/kspace.h5"), KSpace(data, header, source="simulated"))
+        matrix=matrix, fov_mm=fov, position_mm=(0.0, 0.0, 0.0), tr_ms=cfg.tr_ms, trajectory=cfg.trajectory,
+        flip_angle_deg=sampling["flip"], nucleus="13C", frequency_hz=C13_FREQUENCY_7T_HZ,
+        n_repetitions=polarization.size, n_coils=1, line_order=sampling["line_order"],
+        extra={} if sampling["readout_length"] is None else {"readout_length": sampling["readout_length"]})
+    ksp = KSpace(data, header, source="simulated", coords=sampling["coords"], mask=sampling["mask"])
+    write_ismrmrd(os.path.join(out_dir, "mri/kspace.h5"), ksp)
     manifest = {
         "format": FORMAT,
         "sample": os.path.basename(os.path.normpath(out_dir)),
@@ -339,7 +398,7 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
             "scheme": cfg.scheme,
             "nucleus": "13C",
             "frequency_hz": C13_FREQUENCY_7T_HZ,
-            "flip_angle_deg": _flip_angle(cfg, matrix),
+            "flip_angle_deg": sampling["flip"],
             "tr_ms": cfg.tr_ms,
             "geometry": {"matrix": list(matrix), "fov_mm": list(fov), "position_mm": [0.0, 0.0, 0.0],
                          "orientation": np.eye(3).tolist()},
