@@ -114,8 +114,9 @@ def _folder_log(path: str, level: int):
             before = logger.getEffectiveLevel()
             forward = _Forward(before)
             _log_state.update(level=logger.level, propagate=logger.propagate, forward=forward)
-            logger.propagate = False
-            logger.addHandler(forward)
+            if logger.propagate:
+                logger.propagate = False
+                logger.addHandler(forward)
             logger.setLevel(min(level, before))
         else:
             logger.setLevel(min(level, logger.level))

@@ -187,3 +187,39 @@ def test_unreachable_scheduler_exits_2(folders, tmp_path, capsys):
         code = main(["run", folders[1][0], "-o", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"])
     assert code == 2
     assert "tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_folder_log_collects_info_without_flooding_the_console(tmp_path):
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record.getMessage())
+
+    root, logger = logging.getLogger(), logging.getLogger("dualmode")
+    console = Keep()
+    saved = (root.level, logger.level, logger.propagate)
+    handlers = list(logger.handlers)
+    root.addHandler(console)
+    root.setLevel(logging.WARNING)
+    logger.setLevel(logging.NOTSET)
+    try:
+        (tmp_path / "log.txt").write_text("earlier run\n")
+        with batch._folder_log(str(tmp_path / "log.txt"), logging.INFO):
+            logging.getLogger("dualmode.registration").info("particles found")
+            logging.getLogger("dualmode").warning("odd header")
+            logging.getLogger("dualmode").error("summarised elsewhere", extra={"folder_only": True})
+        assert (root.level, logger.level, logger.propagate) == (logging.WARNING, logging.NOTSET, True)
+        assert logger.handlers == handlers
+    finally:
+        root.removeHandler(console)
+        root.setLevel(saved[0])
+    text = (tmp_path / "log.txt").read_text().splitlines()
+    assert text[0] == "earlier run" and len(text) == 4
+    assert "INFO dualmode.registration: particles found" in text[1]
+    assert "WARNING dualmode: odd header" in text[2] and "summarised elsewhere" in text[3]
+    assert console.records == ["odd header"]
