@@ -223,3 +223,16 @@ def test_folder_log_collects_info_without_flooding_the_console(tmp_path):
     assert "INFO dualmode.registration: particles found" in text[1]
     assert "WARNING dualmode: odd header" in text[2] and "summarised elsewhere" in text[3]
     assert console.records == ["odd header"]
+
+
+def test_peak_rss_is_reset_per_folder(folders, tmp_path):
+    import resource
+
+    import numpy as np
+
+    block = np.ones(400 * 2**20 // 8)  # 400 MB touched, then freed: the process peak stays high
+    del block
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    entry = batch.run_one(folders[2], str(tmp_path))  # the corrupt folder: fails fast after the reset
+    assert entry["status"] == "failed"
+    assert entry["peak_rss_mb"] < peak_before - 300
