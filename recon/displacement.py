@@ -2,12 +2,21 @@
 
 A sample that moves between shots breaks the sign-flip cancellation: the
 background no longer subtracts and leaves edge ghosts of ``B`` in ``H``. Shifts are
-measured by phase cross-correlation with sub-voxel upsampling (Guizar-Sicairos,
+measured by cross-correlation with sub-voxel upsampling (Guizar-Sicairos,
 Thurman & Fienup, Opt. Lett. 33, 156 (2008); :func:`skimage.registration.
-phase_cross_correlation`) on *magnitude* images: ``|s c H + B|`` does not depend on
-the sign ``s`` wherever ``H`` and ``B`` do not overlap, so every shot can be
-registered to one reference. They are corrected by a Fourier shift, exact for
-images reconstructed by a DFT (periodic field of view): multiplying the centred
+phase_cross_correlation`) of *magnitude* images: ``|s c H + B|`` does not depend
+on the sign ``s`` wherever ``H`` and ``B`` do not overlap, so every shot can be
+registered to one reference. Magnitudes are taken on a 2x finer grid
+(:func:`oversampled_magnitude`), which removes the aliasing bias of ``|.|``.
+Measured precision (3D, 1 voxel random shifts, noise sigma 5 % of the particle
+peak): 0.02 voxel with a textured background 10x the particles, 0.06 with no
+background; up to 0.2 voxel where ``H`` and ``B`` overlap with comparable
+amplitude (``|B + H| != |B - H|`` there). Registering each complex shot to a
+model prediction from the other shots was tried and was not more precise (the
+template inherits the others' misalignment and noise).
+
+Shifts are corrected by a Fourier shift, exact for images reconstructed by a DFT
+(periodic field of view): multiplying the centred
 k-space by ``exp(-2 pi i k.delta / N)`` (conventions of
 :mod:`dualmode.conventions`) translates the image by ``delta`` voxels, which is
 also how non-Cartesian k-space is corrected (:func:`kspace_shift_phase`).
@@ -21,16 +30,29 @@ import scipy.ndimage
 from skimage.registration import phase_cross_correlation
 
 
+def oversampled_magnitude(image: np.ndarray, factor: int = 2) -> np.ndarray:
+    """``|image|`` on a grid ``factor`` times finer (k-space zero padding, axes of length > 1).
+
+    The magnitude of a band-limited complex image is not band-limited: sampled on the
+    original grid it aliases and biases sub-voxel correlation; on a 2x grid
+    ``|image|^2`` is exactly band-limited and ``|image|`` nearly so.
+    """
+    if factor == 1:
+        return np.abs(image)
+    k = scipy.fft.fftshift(scipy.fft.fftn(image))
+    pad = [((factor - 1) * n // 2, (factor - 1) * n - (factor - 1) * n // 2) if n > 1 else (0, 0)
+           for n in image.shape]
+    return np.abs(scipy.fft.ifftn(scipy.fft.ifftshift(np.pad(k, pad))))
+
+
 def _magnitudes(images: np.ndarray, polarization, mode: str, background) -> np.ndarray:
-    if mode == "magnitude":
-        return np.abs(images)
-    if mode in ("signal", "same_sign"):
-        if mode == "same_sign":
-            return np.abs(images)
+    if mode in ("magnitude", "same_sign"):
+        return images
+    if mode == "signal":
         s = np.asarray(polarization, dtype=float)
         if background is None:  # sign-balanced mean: the B estimate of the naive lock-in
             background = 0.5 * (images[s > 0].mean(axis=0) + images[s < 0].mean(axis=0))
-        return np.abs(images - background[None])
+        return images - background[None]
     raise ValueError(f"mode must be 'magnitude', 'signal' or 'same_sign', got {mode!r}")
 
 
@@ -42,6 +64,7 @@ def estimate_shot_shifts(
     mode: str = "magnitude",
     background: np.ndarray | None = None,
     upsample_factor: int = 50,
+    oversample: int = 2,
     normalization: str | None = None,
 ) -> np.ndarray:
     """Translation of every shot relative to a reference shot, in voxels.
@@ -55,13 +78,16 @@ def estimate_shot_shifts(
     reference : int
         Index of the reference shot (its shift is 0).
     mode : {"magnitude", "signal", "same_sign"}
-        ``"magnitude"``: register ``|S_k|`` (whole-sample motion; sign-invariant where
-        ``H`` and ``B`` do not overlap). ``"signal"``: register ``|S_k - B_est|``
+        ``"magnitude"``: register ``|S_k|`` (whole-sample motion; sign-invariant
+        where ``H`` and ``B`` do not overlap). ``"signal"``: register ``|S_k - B_est|``
         (particles moving in a static background; ``B_est`` the sign-balanced mean
         unless ``background`` is given). ``"same_sign"``: register each shot to the
         reference of its own sign, then the minus reference to the plus reference.
     upsample_factor : int
         Sub-voxel precision ``1 / upsample_factor``.
+    oversample : int
+        Magnitudes computed on a grid this many times finer
+        (:func:`oversampled_magnitude`; 2 removes the aliasing bias, 1 saves memory).
     normalization : None or "phase"
         Passed to :func:`skimage.registration.phase_cross_correlation`; ``None``
         (plain cross-correlation) is more robust to noise.
@@ -78,14 +104,24 @@ def estimate_shot_shifts(
         raise ValueError(f"reference shot {reference} out of range 0..{n - 1}")
     if mode != "magnitude" and polarization is None:
         raise ValueError(f"mode {mode!r} needs the polarization signs")
-    mags = _magnitudes(images, polarization, mode, background)
+    source = _magnitudes(images, polarization, mode, background)
+    scale = np.array([oversample if n > 1 else 1 for n in images.shape[1:]], dtype=float)
+    cache: dict[int, np.ndarray] = {}  # reference shots only
+
+    def magnitude(k: int, keep: bool = False) -> np.ndarray:
+        if k in cache:
+            return cache[k]
+        mag = oversampled_magnitude(source[k], oversample)
+        if keep:
+            cache[k] = mag
+        return mag
 
     def register(ref: int, k: int) -> np.ndarray:
         if ref == k:
             return np.zeros(images.ndim - 1)
-        shift, _, _ = phase_cross_correlation(mags[ref], mags[k], upsample_factor=upsample_factor,
+        shift, _, _ = phase_cross_correlation(magnitude(ref, keep=True), magnitude(k), upsample_factor=upsample_factor,
                                               normalization=normalization)
-        return np.asarray(shift, dtype=float)
+        return np.asarray(shift, dtype=float) / scale
 
     if mode != "same_sign":
         return np.stack([register(reference, k) for k in range(n)])

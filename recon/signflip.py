@@ -117,6 +117,14 @@ class SignFlipResult:
                              + 1j * scipy.ndimage.gaussian_filter(h.imag, sig))
         return (h * np.exp(-1j * phase)).real.astype(np.float32)
 
+    def model_shots(self) -> np.ndarray:
+        """Noise-free prediction of every shot, ``s_k c_k H + B + sum_p tau_k^p D_p``."""
+        tau = np.asarray(self.info["tau"], dtype=float)
+        pred = np.multiply.outer(self.shot_weights * self.polarization, self.signal) + self.background
+        for p in range(self.drift_order):
+            pred += np.multiply.outer(tau ** (p + 1), self.drift[p])
+        return pred
+
 
 def robust_noise_sigma(image: np.ndarray) -> float:
     """Noise sigma of one component of a complex image by the median absolute deviation.
@@ -141,11 +149,12 @@ def _chunks(n_vox: int):
         yield slice(start, min(start + _CHUNK, n_vox))
 
 
-def _rank_one_direction(m, d, q, mask, robust: bool, n_iter: int, huber_k: float,
+def _rank_one_direction(m, s, d, q, mask, robust: bool, n_iter: int, huber_k: float,
                         alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Dominant left singular vector of the projected whitened data on high-signal voxels.
 
-    ``m (n, V)`` shots, ``d`` whitening, ``q`` orthonormal drift basis (whitened).
+    ``m (n, V)`` shots, ``s`` signs, ``d`` whitening, ``q`` orthonormal drift basis
+    (whitened).
     Returns ``u`` and the boolean voxel selection.
     """
     n, n_vox = m.shape
@@ -168,14 +177,18 @@ def _rank_one_direction(m, d, q, mask, robust: bool, n_iter: int, huber_k: float
         if keep.size != n_vox or not keep.any():
             raise ValueError("mask must have the image shape and select at least one voxel")
     ym = project(m[:, keep])
-    w = np.ones(ym.shape[1])
+    u = project(s[:, None].astype(complex))[:, 0]  # prior: c_k = 1
+    u /= np.linalg.norm(u)
     dof_r = dof_p - 1
-    for _ in range(n_iter if (robust and dof_r >= 1) else 1):
-        _, vecs = np.linalg.eigh((ym * w) @ ym.conj().T)
-        u = vecs[:, -1]
+    if not (robust and dof_r >= 1):
+        return np.linalg.eigh(ym @ ym.conj().T)[1][:, -1], keep
+    for _ in range(n_iter):
+        # Huber weights on the rank-one residual, starting from the scheme prior, so that
+        # voxels that do not follow one polarization pattern (flow, motion) lose influence
         resid = np.sum(np.abs(ym - np.outer(u, u.conj() @ ym)) ** 2, axis=0)
-        rho = np.sqrt(resid / (sigma2 * 2 * max(dof_r, 1)))
+        rho = np.sqrt(resid / (sigma2 * 2 * dof_r))
         w = np.minimum(1.0, huber_k / np.maximum(rho, 1e-12))
+        u = np.linalg.eigh((ym * w) @ ym.conj().T)[1][:, -1]
     return u, keep
 
 
@@ -301,7 +314,8 @@ def signflip_combine(
         efficiency=efficiency,
         shifts=shifts,
         info={"per_shot_sigma": (1.0 / d * sigma).tolist() if shot_noise is not None else None,
-              "residual_dof": dof_r, "sign_alignment": fit["sign_alignment"]},
+              "residual_dof": dof_r, "sign_alignment": fit["sign_alignment"],
+              "tau": basis[:, 1].tolist() if order >= 1 else [0.0] * n},
     )
 
 
@@ -309,7 +323,7 @@ def _fit(m, s, basis, d, mask, robust, n_iter, huber_k, alpha) -> dict:
     """One whitened pass of steps 1-4 (see module docstring); ``d = 1 / sigma_k``."""
     n, n_vox = m.shape
     q, _ = np.linalg.qr(basis * d[:, None])
-    u, keep = _rank_one_direction(m, d, q, mask, robust, n_iter, huber_k, alpha)
+    u, keep = _rank_one_direction(m, s, d, q, mask, robust, n_iter, huber_k, alpha)
     y_s = s * d - q @ (q.T @ (s * d))  # whitened, projected sign vector
     # g = alpha u / d + T beta with c = s g closest to 1
     design = np.concatenate([(s * u / d)[:, None], (s[:, None] * basis).astype(complex)], axis=1)

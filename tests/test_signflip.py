@@ -201,3 +201,42 @@ def test_displacement_detected_and_corrected():
     grid = np.stack(np.meshgrid(*[np.arange(n) - n // 2 for n in imgs[0].shape], indexing="ij"), axis=-1)
     back = scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(k * kspace_shift_phase(grid, true[2], imgs[0].shape))))
     np.testing.assert_allclose(back, moved[2], atol=1e-6)
+
+
+def test_robust_to_flow_voxels():
+    """Voxels with a strong sign-invariant signal changing randomly per shot (flow) must not set c_k."""
+    s = polarization_scheme("+--+", 3)
+    imgs = shots(s, bg_ratio=10, seed=9)
+    rng = np.random.default_rng(10)
+    flow = 3 * (rng.standard_normal(s.size) + 1j * rng.standard_normal(s.size))
+    imgs[:, 20:24, 40:44, 0] += flow[:, None, None]
+    h, _, _ = phantom()
+    robust = signflip_combine(imgs, s)
+    plain = signflip_combine(imgs, s, robust=False)
+    assert np.abs(robust.shot_weights - 1).max() < 0.1 < np.abs(plain.shot_weights - 1).max()
+    assert robust.info["sign_alignment"] > 0.99 > 0.5 > plain.info["sign_alignment"]
+    assert np.abs(robust.signal)[h > 0.99].mean() == pytest.approx(1.0, rel=0.03)
+
+
+def test_volume_3d():
+    """True 3D volume (z > 1), textured background: lock-in, noise and a through-plane sub-voxel shift."""
+    rng = np.random.default_rng(11)
+    shape = (24, 20, 12)
+    x, y, z = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    h = np.exp(-((x - 8) ** 2 + (y - 10) ** 2 + (z - 5) ** 2) / 3.0)
+    texture = scipy.ndimage.gaussian_filter(rng.random(shape), 2.5)
+    b = 5.0 * (texture - texture.min()) / np.ptp(texture) * (x > 12)
+    s = polarization_scheme("+--+", 2)
+    sigma = 0.05
+    imgs = s[:, None, None, None] * h + b + sigma * (rng.standard_normal((s.size,) + shape)
+                                                      + 1j * rng.standard_normal((s.size,) + shape))
+    shift = np.array([0.0, 0.3, -0.6])
+    imgs[3] = scipy.fft.ifftn(scipy.ndimage.fourier_shift(scipy.fft.fftn(imgs[3]), shift))
+    r = signflip_combine(imgs, s, register=True)
+    np.testing.assert_allclose(r.shifts[3], -shift, atol=0.1)
+    np.testing.assert_allclose(np.delete(r.shifts, 3, axis=0), 0, atol=0.1)
+    assert r.noise_sigma == pytest.approx(sigma / np.sqrt(s.size), rel=0.1)
+    bg_only = (b > 1.0) & (h < 1e-4)
+    empty = (x < 12) & (h < 1e-4)
+    mag = np.abs(r.signal)
+    assert abs(mag[bg_only].mean() - mag[empty].mean()) / r.noise_sigma <= 1.5
