@@ -26,6 +26,7 @@ import numpy as np
 
 from dualmode.conventions import fft_centered, ifft_centered
 
+from .linop import norm
 from .windows import window_1d
 
 
@@ -118,7 +119,7 @@ def pocs(kspace: np.ndarray, n_acquired: int, axis: int = -2, side: str = "low",
         image = ifft_centered(estimate, axes=axes)
         image = np.abs(image) * phase  # could also allow m < 0: Re(I e^{-i phi}) e^{i phi}
         new = np.where(mask, measured, fft_centered(image, axes=axes))
-        change = np.linalg.norm(new - estimate) / max(np.linalg.norm(new), 1e-30)
+        change = norm(new - estimate) / max(norm(new), 1e-30)
         estimate = new
         if change < tol:
             break
