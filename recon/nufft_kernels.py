@@ -14,36 +14,28 @@ Interpolation only reads the grid and is parallel over chunks of sorted points.
 
 from __future__ import annotations
 
+import functools
+
 import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True, inline="always", fastmath=True)
-def _eval_kernel(s, coef, ker):
-    """``ker[i] = sum_k coef[k, i] s^(deg-k)`` (Horner) for ``i < coef.shape[1]``."""
-    deg = coef.shape[0]
-    for i in range(coef.shape[1]):
-        acc = coef[0, i]
-        for k in range(1, deg):
-            acc = acc * s + coef[k, i]
-        ker[i] = acc
-
-
-@nb.njit(cache=True)
-def bin_sort(u, n, nslab, tile):
-    """Counting sort of points by (slab along axis 0, tiles along the other axes).
+@nb.njit(cache=True, parallel=True)
+def sort_points(pts, scale, n, nslab, tile):
+    """Grid positions ``u = pts * scale mod n`` sorted by slab (axis 0) and tiles (other axes).
 
     Parameters
     ----------
-    u : (M, d) float64, grid positions in ``[0, n)``.
-    n : (d,) int64, grid size.  nslab : number of slabs along axis 0.  tile : (d,) tile size.
+    pts : (M, d) float64 coordinates.  scale : (d,) float64, ``n / N``.  n : (d,) int64 grid.
+    nslab : number of slabs along axis 0.  tile : (d,) int64 tile size along each axis.
 
     Returns
     -------
     perm : (M,) int64, sorted position -> original point index.
-    slab_ptr : (nslab + 1,) int64, sorted points of slab ``s`` are ``slab_ptr[s]:slab_ptr[s+1]``.
+    slab_ptr : (nslab + 1,) int64, points of slab ``s`` are ``slab_ptr[s]:slab_ptr[s + 1]``.
+    u : (M, d) float64 sorted grid positions in ``[0, n)``.
     """
-    m, d = u.shape
+    m, d = pts.shape
     ntile = np.ones(d, np.int64)
     for a in range(1, d):
         ntile[a] = (n[a] + tile[a] - 1) // tile[a]
@@ -52,15 +44,20 @@ def bin_sort(u, n, nslab, tile):
         per_slab *= ntile[a]
     nkey = nslab * per_slab
     keys = np.empty(m, np.int64)
+    for j in nb.prange(m):
+        key = 0
+        for a in range(d):
+            x = pts[j, a] * scale[a]
+            x -= np.floor(x / n[a]) * n[a]
+            r = min(int(x), n[a] - 1)
+            if a == 0:
+                key = (r * nslab) // n[0]
+            else:
+                key = key * ntile[a] + r // tile[a]
+        keys[j] = key
     counts = np.zeros(nkey + 1, np.int64)
     for j in range(m):
-        r0 = min(int(u[j, 0]), n[0] - 1)
-        key = (r0 * nslab) // n[0]
-        for a in range(1, d):
-            r = min(int(u[j, a]), n[a] - 1)
-            key = key * ntile[a] + r // tile[a]
-        keys[j] = key
-        counts[key + 1] += 1
+        counts[keys[j] + 1] += 1
     for k in range(nkey):
         counts[k + 1] += counts[k]
     slab_ptr = np.empty(nslab + 1, np.int64)
@@ -71,162 +68,215 @@ def bin_sort(u, n, nslab, tile):
         k = keys[j]
         perm[counts[k]] = j
         counts[k] += 1
-    return perm, slab_ptr
+    u = np.empty((m, d), np.float64)
+    for q in nb.prange(m):
+        j = perm[q]
+        for a in range(d):
+            x = pts[j, a] * scale[a]
+            x -= np.floor(x / n[a]) * n[a]
+            u[q, a] = x if x < n[a] else 0.0
+    return perm, slab_ptr, u
 
 
-@nb.njit(cache=True, parallel=True, fastmath=True)
-def spread2d(grid, vals, perm, i0, s, coef, slab_ptr, groups, color):
-    """Add ``vals[b, perm[j]] * phi(.)`` of sorted points onto ``grid[b]`` (B, n0, n1).
+@functools.lru_cache(maxsize=None)
+def kernels(width: int, degree: int) -> dict:
+    """Spreading/interpolation kernels compiled for kernel ``width`` and polynomial ``degree``.
 
-    Only slabs ``color, color + 2, ...``; the group ``g`` handles the slab list entries
-    ``groups[g]:groups[g+1]`` (balanced point counts).
+    Both are compile-time constants of the closures, so LLVM fully unrolls the inner loops
+    (twice as fast as runtime bounds); numba caches each specialisation on disk.
+    Returns a dict with ``spread2d``, ``spread3d``, ``interp2d``, ``interp3d``.
     """
-    nb_, n0, n1 = grid.shape
-    w = coef.shape[1]
-    for g in nb.prange(groups.shape[0] - 1):
-        k0 = np.empty(w, coef.dtype)
-        k1 = np.empty(w, coef.dtype)
-        r0 = np.empty(w, np.int64)
-        for q in range(groups[g], groups[g + 1]):
-            slab = color + 2 * q
-            for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
+    w = width
+
+    @nb.njit(cache=True, inline="always", fastmath=True)
+    def kernel_values(u, coef, ker):
+        """Fill ``ker[i] = phi(i0 + i - u)`` for ``i < w`` by Horner's rule; return ``i0``."""
+        i0 = int(np.ceil(u - 0.5 * w))
+        s = ker.dtype.type(2.0 * (i0 - u + 0.5 * w) - 1.0)
+        for i in range(w):
+            ker[i] = coef[0, i]
+        for k in range(1, degree + 1):
+            for i in range(w):
+                ker[i] = ker[i] * s + coef[k, i]
+        return i0
+
+
+    @nb.njit(cache=True, inline="always")
+    def rows(i0, w, n, stride, out):
+        """``out[a] = ((i0 + a) mod n) * stride`` without integer division (``i0 >= -n``)."""
+        r = i0 + n if i0 < 0 else i0
+        for a in range(w):
+            if r >= n:
+                r -= n
+            out[a] = r * stride
+            r += 1
+
+    @nb.njit(cache=True, inline="always", fastmath=True)
+    def add_point(grid, base, a_last, w, n_last, wrap, f, kv):
+        """``grid[base + 2 m + (0, 1)] += f kv[2 e + (0, 1)]`` for ``m = a_last + e`` (mod n_last)."""
+        if wrap:
+            for e in range(w):
+                i = base + 2 * ((a_last + e) % n_last)
+                grid[i] += f * kv[2 * e]
+                grid[i + 1] += f * kv[2 * e + 1]
+        else:
+            i = base + 2 * a_last
+            for e in range(2 * w):
+                grid[i + e] += f * kv[e]
+
+
+    @nb.njit(cache=True, inline="always", fastmath=True)
+    def gather_point(grid, base, a_last, w, n_last, wrap, f, acc):
+        """``acc[2 e + (0, 1)] += f grid[base + 2 m + (0, 1)]`` for ``m = a_last + e`` (mod n_last)."""
+        if wrap:
+            for e in range(w):
+                i = base + 2 * ((a_last + e) % n_last)
+                acc[2 * e] += f * grid[i]
+                acc[2 * e + 1] += f * grid[i + 1]
+        else:
+            i = base + 2 * a_last
+            for e in range(2 * w):
+                acc[e] += f * grid[i + e]
+
+
+    @nb.njit(cache=True, parallel=True, fastmath=True)
+    def spread2d(grid, shape, vals, perm, u, coef, slab_ptr, groups, color):
+        """Add ``vals[b, perm[j]] phi(u_j - m)`` of sorted points onto the grid.
+
+        ``grid`` is the flat float view of a C-contiguous complex ``(B, n0, n1)`` array
+        (``shape``). Only slabs ``color, color + 2, ...`` are spread; group ``g`` (one thread)
+        handles entries ``groups[g]:groups[g + 1]`` of that slab list.
+        """
+        nb_, n0, n1 = shape[0], shape[1], shape[2]
+        for g in nb.prange(groups.shape[0] - 1):
+            k0 = np.empty(w, coef.dtype)
+            k1 = np.empty(w, coef.dtype)
+            kv = np.empty(2 * w, coef.dtype)
+            r0 = np.empty(w, np.int64)
+            for q in range(groups[g], groups[g + 1]):
+                slab = color + 2 * q
+                for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
+                    p = perm[j]
+                    a0 = kernel_values(u[j, 0], coef, k0)
+                    a1 = kernel_values(u[j, 1], coef, k1)
+                    rows(a0, w, n0, 2 * n1, r0)
+                    wrap = a1 < 0 or a1 + w > n1
+                    for b in range(nb_):
+                        vr = coef.dtype.type(vals[b, p].real)
+                        vi = coef.dtype.type(vals[b, p].imag)
+                        for c in range(w):
+                            kv[2 * c] = k1[c] * vr
+                            kv[2 * c + 1] = k1[c] * vi
+                        bb = b * n0 * 2 * n1
+                        for a in range(w):
+                            add_point(grid, bb + r0[a], a1, w, n1, wrap, k0[a], kv)
+
+
+    @nb.njit(cache=True, parallel=True, fastmath=True)
+    def spread3d(grid, shape, vals, perm, u, coef, slab_ptr, groups, color):
+        """3D version of :func:`spread2d` (``shape`` = (B, n0, n1, n2))."""
+        nb_, n0, n1, n2 = shape[0], shape[1], shape[2], shape[3]
+        for g in nb.prange(groups.shape[0] - 1):
+            k0 = np.empty(w, coef.dtype)
+            k1 = np.empty(w, coef.dtype)
+            k2 = np.empty(w, coef.dtype)
+            kv = np.empty(2 * w, coef.dtype)
+            r0 = np.empty(w, np.int64)
+            r1 = np.empty(w, np.int64)
+            for q in range(groups[g], groups[g + 1]):
+                slab = color + 2 * q
+                for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
+                    p = perm[j]
+                    a0 = kernel_values(u[j, 0], coef, k0)
+                    a1 = kernel_values(u[j, 1], coef, k1)
+                    a2 = kernel_values(u[j, 2], coef, k2)
+                    rows(a0, w, n0, n1 * 2 * n2, r0)
+                    rows(a1, w, n1, 2 * n2, r1)
+                    wrap = a2 < 0 or a2 + w > n2
+                    for b in range(nb_):
+                        vr = coef.dtype.type(vals[b, p].real)
+                        vi = coef.dtype.type(vals[b, p].imag)
+                        for e in range(w):
+                            kv[2 * e] = k2[e] * vr
+                            kv[2 * e + 1] = k2[e] * vi
+                        bb = b * n0 * n1 * 2 * n2
+                        for a in range(w):
+                            for c in range(w):
+                                add_point(grid, bb + r0[a] + r1[c], a2, w, n2, wrap,
+                                           k0[a] * k1[c], kv)
+
+
+    @nb.njit(cache=True, parallel=True, fastmath=True)
+    def interp2d(grid, shape, out, perm, u, coef, chunk):
+        """``out[b, perm[j]] = sum_m grid[b, m] phi(u_j - m)`` for sorted points.
+
+        ``grid`` as in :func:`spread2d`; ``out`` complex (B, M); chunks of ``chunk`` points run
+        in parallel.
+        """
+        nb_, n0, n1 = shape[0], shape[1], shape[2]
+        m = perm.shape[0]
+        for ch in nb.prange((m + chunk - 1) // chunk):
+            k0 = np.empty(w, coef.dtype)
+            k1 = np.empty(w, coef.dtype)
+            acc = np.empty(2 * w, coef.dtype)
+            r0 = np.empty(w, np.int64)
+            for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
                 p = perm[j]
-                _eval_kernel(s[j, 0], coef, k0)
-                _eval_kernel(s[j, 1], coef, k1)
-                a0 = i0[j, 0]
-                a1 = i0[j, 1]
-                for a in range(w):
-                    r0[a] = (a0 + a) % n0
+                a0 = kernel_values(u[j, 0], coef, k0)
+                a1 = kernel_values(u[j, 1], coef, k1)
+                rows(a0, w, n0, 2 * n1, r0)
                 wrap = a1 < 0 or a1 + w > n1
                 for b in range(nb_):
-                    v = vals[b, p]
+                    acc[:] = 0
+                    bb = b * n0 * 2 * n1
                     for a in range(w):
-                        va = v * k0[a]
-                        row = grid[b, r0[a]]
-                        if wrap:
-                            for c in range(w):
-                                row[(a1 + c) % n1] += va * k1[c]
-                        else:
-                            for c in range(w):
-                                row[a1 + c] += va * k1[c]
+                        gather_point(grid, bb + r0[a], a1, w, n1, wrap, k0[a], acc)
+                    re = coef.dtype.type(0)
+                    im = coef.dtype.type(0)
+                    for c in range(w):
+                        re += acc[2 * c] * k1[c]
+                        im += acc[2 * c + 1] * k1[c]
+                    out[b, p] = re + 1j * im
 
 
-@nb.njit(cache=True, parallel=True, fastmath=True)
-def spread3d(grid, vals, perm, i0, s, coef, slab_ptr, groups, color):
-    """3D version of :func:`spread2d` on ``grid`` (B, n0, n1, n2)."""
-    nb_, n0, n1, n2 = grid.shape
-    w = coef.shape[1]
-    for g in nb.prange(groups.shape[0] - 1):
-        k0 = np.empty(w, coef.dtype)
-        k1 = np.empty(w, coef.dtype)
-        k2 = np.empty(w, coef.dtype)
-        r0 = np.empty(w, np.int64)
-        r1 = np.empty(w, np.int64)
-        for q in range(groups[g], groups[g + 1]):
-            slab = color + 2 * q
-            for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
+    @nb.njit(cache=True, parallel=True, fastmath=True)
+    def interp3d(grid, shape, out, perm, u, coef, chunk):
+        """3D version of :func:`interp2d` (``shape`` = (B, n0, n1, n2))."""
+        nb_, n0, n1, n2 = shape[0], shape[1], shape[2], shape[3]
+        m = perm.shape[0]
+        for ch in nb.prange((m + chunk - 1) // chunk):
+            k0 = np.empty(w, coef.dtype)
+            k1 = np.empty(w, coef.dtype)
+            k2 = np.empty(w, coef.dtype)
+            acc = np.empty(2 * w, coef.dtype)
+            r0 = np.empty(w, np.int64)
+            r1 = np.empty(w, np.int64)
+            for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
                 p = perm[j]
-                _eval_kernel(s[j, 0], coef, k0)
-                _eval_kernel(s[j, 1], coef, k1)
-                _eval_kernel(s[j, 2], coef, k2)
-                a0 = i0[j, 0]
-                a1 = i0[j, 1]
-                a2 = i0[j, 2]
-                for a in range(w):
-                    r0[a] = (a0 + a) % n0
-                    r1[a] = (a1 + a) % n1
+                a0 = kernel_values(u[j, 0], coef, k0)
+                a1 = kernel_values(u[j, 1], coef, k1)
+                a2 = kernel_values(u[j, 2], coef, k2)
+                rows(a0, w, n0, n1 * 2 * n2, r0)
+                rows(a1, w, n1, 2 * n2, r1)
                 wrap = a2 < 0 or a2 + w > n2
                 for b in range(nb_):
-                    v = vals[b, p]
+                    acc[:] = 0
+                    bb = b * n0 * n1 * 2 * n2
                     for a in range(w):
-                        va = v * k0[a]
                         for c in range(w):
-                            vac = va * k1[c]
-                            row = grid[b, r0[a], r1[c]]
-                            if wrap:
-                                for e in range(w):
-                                    row[(a2 + e) % n2] += vac * k2[e]
-                            else:
-                                for e in range(w):
-                                    row[a2 + e] += vac * k2[e]
+                            gather_point(grid, bb + r0[a] + r1[c], a2, w, n2, wrap,
+                                          k0[a] * k1[c], acc)
+                    re = coef.dtype.type(0)
+                    im = coef.dtype.type(0)
+                    for e in range(w):
+                        re += acc[2 * e] * k2[e]
+                        im += acc[2 * e + 1] * k2[e]
+                    out[b, p] = re + 1j * im
 
 
-@nb.njit(cache=True, parallel=True, fastmath=True)
-def interp2d(grid, out, perm, i0, s, coef, chunk):
-    """``out[b, perm[j]] = sum grid[b, .] phi(.)`` over the kernel support of sorted point j."""
-    nb_, n0, n1 = grid.shape
-    m = perm.shape[0]
-    w = coef.shape[1]
-    zero = out.dtype.type(0)
-    for ch in nb.prange((m + chunk - 1) // chunk):
-        k0 = np.empty(w, coef.dtype)
-        k1 = np.empty(w, coef.dtype)
-        r0 = np.empty(w, np.int64)
-        for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
-            p = perm[j]
-            _eval_kernel(s[j, 0], coef, k0)
-            _eval_kernel(s[j, 1], coef, k1)
-            a0 = i0[j, 0]
-            a1 = i0[j, 1]
-            for a in range(w):
-                r0[a] = (a0 + a) % n0
-            wrap = a1 < 0 or a1 + w > n1
-            for b in range(nb_):
-                acc = zero
-                for a in range(w):
-                    row = grid[b, r0[a]]
-                    racc = zero
-                    if wrap:
-                        for c in range(w):
-                            racc += row[(a1 + c) % n1] * k1[c]
-                    else:
-                        for c in range(w):
-                            racc += row[a1 + c] * k1[c]
-                    acc += racc * k0[a]
-                out[b, p] = acc
 
-
-@nb.njit(cache=True, parallel=True, fastmath=True)
-def interp3d(grid, out, perm, i0, s, coef, chunk):
-    """3D version of :func:`interp2d` on ``grid`` (B, n0, n1, n2)."""
-    nb_, n0, n1, n2 = grid.shape
-    m = perm.shape[0]
-    w = coef.shape[1]
-    zero = out.dtype.type(0)
-    for ch in nb.prange((m + chunk - 1) // chunk):
-        k0 = np.empty(w, coef.dtype)
-        k1 = np.empty(w, coef.dtype)
-        k2 = np.empty(w, coef.dtype)
-        r0 = np.empty(w, np.int64)
-        r1 = np.empty(w, np.int64)
-        for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
-            p = perm[j]
-            _eval_kernel(s[j, 0], coef, k0)
-            _eval_kernel(s[j, 1], coef, k1)
-            _eval_kernel(s[j, 2], coef, k2)
-            a0 = i0[j, 0]
-            a1 = i0[j, 1]
-            a2 = i0[j, 2]
-            for a in range(w):
-                r0[a] = (a0 + a) % n0
-                r1[a] = (a1 + a) % n1
-            wrap = a2 < 0 or a2 + w > n2
-            for b in range(nb_):
-                acc = zero
-                for a in range(w):
-                    pacc = zero
-                    for c in range(w):
-                        row = grid[b, r0[a], r1[c]]
-                        racc = zero
-                        if wrap:
-                            for e in range(w):
-                                racc += row[(a2 + e) % n2] * k2[e]
-                        else:
-                            for e in range(w):
-                                racc += row[a2 + e] * k2[e]
-                        pacc += racc * k1[c]
-                    acc += pacc * k0[a]
-                out[b, p] = acc
+    return {"spread2d": spread2d, "spread3d": spread3d, "interp2d": interp2d,
+            "interp3d": interp3d}
 
 
 @nb.njit(cache=True, parallel=True)
