@@ -71,6 +71,23 @@ def _mean(x, mask):
     return float(np.mean(x[mask])) if mask.any() else None
 
 
+def jsonable(value):
+    """Recursively convert numpy scalars/arrays to Python and non-finite floats to ``None``."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
 def background_leak(result, k: float = 5.0) -> complex:
     """Robust fraction ``lambda`` of ``B`` left in ``H``: median of ``H conj(B) / |B|^2`` where ``|B| > k sigma_B``.
 
@@ -134,14 +151,15 @@ def signflip_metrics(images: np.ndarray, polarization, result, k: float = 5.0, m
     h = np.abs(result.signal)
     naive = np.abs(naive_image(images, s))
     sigma_h = float(result.noise_sigma)
+    shot_sigma = result.shot_sigma if np.isfinite(result.shot_sigma) else np.nan
     out = {
         "scheme": describe_scheme(s),
         "drift_order": int(result.drift_order),
         "drift_efficiency": float(result.efficiency),
-        "sign_alignment": result.info.get("sign_alignment"),
+        "sign_alignment": (result.info or {}).get("sign_alignment"),
         "noise_sigma_H": sigma_h,
-        "noise_sigma_shot": float(result.shot_sigma),
-        "noise_sigma_H_theory": float(result.shot_sigma / np.sqrt(s.size)),
+        "noise_sigma_shot": shot_sigma,
+        "noise_sigma_H_theory": shot_sigma / np.sqrt(s.size),
         "n_voxels": {name: int(m.sum()) for name, m in reg.items()},
         "peak_snr": float(result.snr),
         "particle_snr": None if not sig.any() else _mean(h, sig) / sigma_h,
@@ -180,7 +198,7 @@ def signflip_metrics(images: np.ndarray, polarization, result, k: float = 5.0, m
         from .displacement import shift_report
 
         out["shot_shifts"] = shift_report(result.shifts, voxel_size)
-    return out
+    return jsonable(out)
 
 
 def optical_regions(result, k: float = 5.0, margin: int = 2) -> dict[str, np.ndarray]:
@@ -204,7 +222,7 @@ def optical_metrics(frames: np.ndarray, result, k: float = 5.0, margin: int = 2)
     if not (p.any() and bg.any()):
         out.update(signal_to_background_before=None, signal_to_background_after=None,
                    cnr_before=None, cnr_after=None, improvement_db=None)
-        return out
+        return jsonable(out)
     rms_before = float(np.sqrt(np.mean(before[bg] ** 2)))
     rms_after = float(np.sqrt(np.mean(result.nv[bg] ** 2)))
     sbr_before = _mean(before, p) / rms_before
@@ -216,7 +234,7 @@ def optical_metrics(frames: np.ndarray, result, k: float = 5.0, margin: int = 2)
     out["cnr_after"] = (_mean(result.nv, p) - _mean(result.nv, bg)) / float(np.std(result.nv[bg]))
     out["autofluorescence_fraction"] = float(np.clip(1 - np.sum(result.nv[p]) / np.sum(result.unmodulated[p]), 0, 1)) \
         if result.info.get("nv_contrast") else None
-    return out
+    return jsonable(out)
 
 
 def signflip_panels(images: np.ndarray, polarization, result) -> dict[str, np.ndarray]:

@@ -43,7 +43,7 @@ def mri():
 def test_signflip_metrics_prove_suppression(mri):
     s, imgs, r = mri
     m = signflip_metrics(imgs, s, r)
-    json.dumps(m)  # JSON-friendly
+    json.dumps(m, allow_nan=False)  # strict JSON
     assert abs(m["residual_background_sigma"]) <= 1.5
     assert m["noise_limited"] is True
     # background energy: |B|^2 = 100 before, noise floor 2 sigma_H^2 after
@@ -104,7 +104,7 @@ def test_optical_metrics_and_panels():
     frames = (rng.poisson(expect) + rng.normal(0, 3, expect.shape))[..., None]
     r = optical_lockin(frames, m, nv_contrast=0.1, bleaching=None)
     met = optical_metrics(frames, r)
-    json.dumps(met)
+    json.dumps(met, allow_nan=False)
     assert met["improvement_db"] > 10
     assert met["cnr_after"] > 5 * max(met["cnr_before"], 1e-3)
     assert met["autofluorescence_fraction"] == pytest.approx(
@@ -115,3 +115,16 @@ def test_optical_metrics_and_panels():
     panels = optical_panels(frames, r)
     assert list(panels) == ["mean frame", "NV lock-in", "autofluorescence", "modulation depth"]
     assert all(v.shape == (N, N) for v in panels.values())
+
+
+def test_metrics_of_minimal_result(mri):
+    """A SignFlipResult built by other code (only the four required fields) still gives strict JSON."""
+    from dualmode.recon.signflip import SignFlipResult
+
+    s, imgs, r = mri
+    minimal = SignFlipResult(signal=r.signal, background=r.background, shot_weights=r.shot_weights,
+                             noise_sigma=r.noise_sigma)
+    m = signflip_metrics(imgs, s, minimal)
+    json.dumps(m, allow_nan=False)
+    assert m["noise_sigma_shot"] is None
+    assert abs(m["residual_background_sigma"]) <= 1.5

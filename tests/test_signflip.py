@@ -115,14 +115,21 @@ def test_linear_drift_abba():
 
 
 def test_linear_drift_alternating_needs_regression():
-    """+- leaks a linear drift unless it is regressed out (which then works)."""
+    """+- leaks a linear drift unless it is regressed out; "auto" detects the drift (and only then)."""
     s = polarization_scheme("+-", 6)
     imgs = shots(s, bg_ratio=10, drift=5.0, seed=3)
     assert abs(residual_sigma(signflip_combine(imgs, s, drift_order=1))) <= 1.5
+    auto = signflip_combine(imgs, s)
+    assert auto.drift_order == 1 and auto.info["drift_tests"][0]["z"] > 5
+    assert abs(residual_sigma(auto)) <= 1.5
     plain = np.abs((imgs * s[:, None, None, None]).mean(axis=0))
     bg, empty = regions()
     _, _, d = phantom()
     assert plain[(d > 0) & bg].mean() - plain[empty].mean() > 10 * 0.02
+    # a strong unmodelled drift captures the rank-one fit (the scheme alignment shows it)
+    assert signflip_combine(imgs, s, drift_order=0).info["sign_alignment"] < 0.5
+    # no drift, decaying and asymmetric polarization: no drift term is added
+    assert signflip_combine(shots(s, decay=0.05, asym=0.1, dphi_deg=20, seed=4), s).drift_order == 0
 
 
 @pytest.mark.parametrize("scheme,cycles,order", [("+-", 4, 0), ("+--+", 3, 1)])
