@@ -19,3 +19,6 @@ from .schemes import cancelled_drift_order, describe_scheme, drift_efficiency, p
 from .signflip import SignFlipResult, robust_noise_sigma, signflip_combine  # noqa: E402
 from .nufft import NUFFTPlan, apply_toeplitz, nufft, nufft_adjoint, toeplitz_kernel  # noqa: E402
 from .metrics import optical_metrics, optical_panels, signflip_metrics, signflip_panels  # noqa: E402
+from .optics_prior import (  # noqa: E402
+    choose_kspace_samples, condition_number, fourier_matrix, support_lstsq, support_mask,
+)
