@@ -90,6 +90,7 @@ def register(
     tol_mm: float | None = None,
     depth_of_field_um: float | None = None,
     accept_tol_vox: float = 0.02,
+    max_particles: int = 400,
 ) -> Registration:
     """Register an optical image to the 13C MRI from the particles both show.
 
@@ -120,6 +121,16 @@ def register(
     depth_of_field_um : float, optional
         Widefield against a 3D MRI: slab of the MRI projected for the MI refinement
         (default: two particle diameters).
+    accept_tol_vox : float
+        The MI refinement is kept only if the matched-particle RMS grows by less than this
+        (MRI voxels).
+    max_particles : int
+        Keep at most this many particles per modality (highest SNR) for matching.
+
+    Notes
+    -----
+    A 2D MRI (one slice) is matched in-plane; a z-stack against it is projected, and
+    the slice is placed through the stack's median particle depth.
 
     Returns
     -------
@@ -139,7 +150,9 @@ def register(
     if data.ndim != 3:
         raise ValueError(f"optical data must be [x, y, z], got {data.shape}")
     vox = voxel_sizes(aff)
-    planar = data.shape[2] == 1
+    optical_planar = data.shape[2] == 1
+    planar = optical_planar or img.shape[2] == 1  # in-plane fit (widefield, or a 2D MRI slice)
+    plane_image = data[:, :, 0] if optical_planar else data.max(axis=2)  # MIP of a stack for MI
     tol = float(tol_mm) if tol_mm is not None else max(0.6 * vox[:2].max(), 0.1)
 
     mri_p = detect_mri_particles(img, aff, noise_sigma, min_snr=min_snr)
@@ -149,10 +162,14 @@ def register(
             f"too few particles to register: {len(mri_p)} in the MRI, {len(opt_p)} in the optical "
             f"image (need >= 3 in each; check min_snr={min_snr}, diameter_um={diameter_um})")
 
+    keep_m = np.argsort(-mri_p.snr, kind="stable")[:max_particles]
+    keep_o = np.argsort(-opt_p.snr * opt_p.confidence, kind="stable")[:max_particles]
+    mri_p, opt_p = mri_p.subset(np.sort(keep_m)), opt_p.subset(np.sort(keep_o))
     frame = grid_frame(aff)
     to_grid = np.linalg.inv(frame)
     m = apply_affine(to_grid, mri_p.xyz)
     o = opt_p.xyz.copy()
+    stack_mid_um = 0.0 if optical_planar else float(np.median(o[:, 2]))
     if planar:
         o[:, 2] = 0.0
     o_centre = (np.array(data.shape) - 1) / 2 * spacing
@@ -185,7 +202,7 @@ def register(
         vals = []
         for c in cands:
             t = c.transform if not planar else c.transform[np.ix_([0, 1, 3], [0, 1, 3])]
-            vals.append(mattes_value(fixed, fsp, data if not planar else data[:, :, 0], spacing, t))
+            vals.append(mattes_value(fixed, fsp, data if not planar else plane_image, spacing, t))
         chosen = cands[int(np.argmin(vals))]
         tie_break = {"mattes_mi": vals}
     # significance: the same search against decoys (as many MRI particles, uniformly random
@@ -209,8 +226,8 @@ def register(
     w = wo[pairs[:, 0]] * wm[pairs[:, 1]]
     t_q, _ = fit_points(o[pairs[:, 0]], m[pairs[:, 1]], w, model=model, scale=1e-3,
                         mirror=chosen.mirrored, planar=planar)
-    if planar:
-        t_q[2, 3] = float(np.median(m[pairs[:, 1], 2])) if img.shape[2] > 1 else centre_q[2]
+    if planar:  # z: the matched MRI particles (3D MRI) or the slice (2D MRI)
+        t_q[2, 3] = float(np.median(m[pairs[:, 1], 2])) if img.shape[2] > 1 else 0.0
     res_points = _residuals(t_q, o[pairs[:, 0]], m[pairs[:, 1]], planar)
     rms_points = _wrms(res_points, w)
     method = f"particles+{model}"
@@ -231,7 +248,7 @@ def register(
         try:
             if planar:
                 sub = np.ix_([0, 1, 3], [0, 1, 3])
-                t2, info = mattes_refine(fixed, fsp, data[:, :, 0], spacing, t_q[sub], model=model)
+                t2, info = mattes_refine(fixed, fsp, plane_image, spacing, t_q[sub], model=model)
                 t_ref = t_q.copy()
                 t_ref[sub] = t2
             else:
@@ -252,6 +269,8 @@ def register(
     tre_med = float(np.nanmedian(tre)) if np.any(np.isfinite(tre)) else None
     details["tre_loo_vox"] = None if tre_med is None else tre_med / float(vox[:2].min())
     details["tre_loo_per_pair_mm"] = [None if not np.isfinite(t) else float(t) for t in tre]
+    if not optical_planar and planar:  # a z-stack against a 2D slice: the slice cuts the stack middle
+        t_q[2, 3] -= t_q[2, 2] * stack_mid_um
     o2m = frame @ t_q
     return Registration(
         optical_to_mri=o2m, method=method, metric=_wrms(residuals, w), matched=int(len(pairs)),

@@ -182,3 +182,29 @@ def test_register_bad_start_is_a_clear_error():
         register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical, center_mm=far,
                  uncertainty_mm=1.0, refine=False)
     assert issubclass(RegistrationError, ValueError)
+
+
+def test_register_similarity_recovers_pixel_size_error():
+    pair = make_pair(60, angle_deg=40.0, shift_mm=(1.0, 1.0, 0.0), n_particles=120)
+    optical = pair.optical
+    optical.spacing_um = tuple(s / 1.03 for s in pair.spacing_um)  # pixel size declared 3 % small
+    reg = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, optical, center_mm=pair.center_mm,
+                   model="similarity", refine=False)
+    scale = np.sqrt(abs(np.linalg.det(reg.optical_to_mri[:2, :2])))
+    assert scale == pytest.approx(1.03e-3, rel=0.005)
+    o = pair.optical_xyz_um.copy()
+    o[:, 2] = 0
+    err = apply_affine(reg.optical_to_mri, o / 1.03) - apply_affine(pair.optical_to_mri, o)
+    assert np.median(np.linalg.norm(err[:, :2], axis=1)) < 0.25 * voxel_sizes(pair.mri_affine)[0]
+
+
+def test_register_stack_against_2d_slice():
+    pair = make_pair(61, optical_shape=(300, 300, 20), optical_spacing_um=(15.0, 15.0, 40.0), angle_deg=-15.0,
+                     shift_mm=(1.0, -1.0, 0.0), n_particles=150, brightness=800.0)
+    reg = _register(pair)
+    assert reg.details["planar"]
+    tre = _true_tre_vox(pair, reg, planar=True)
+    assert np.median(tre) <= 0.25
+    # the slice passes through the middle of the stack (within a quarter of the slice thickness)
+    mid = np.array([0.0, 0.0, np.median(pair.optical_xyz_um[:, 2])])
+    assert abs(apply_affine(reg.optical_to_mri, mid)[2] - pair.mri_affine[2, 3]) < 0.4
