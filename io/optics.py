@@ -116,6 +116,20 @@ def _tiff_spacing(tf) -> list[float | None]:
     return out
 
 
+#: More TIFF pages than this (or a page chain that loops) is refused as corrupt.
+MAX_TIFF_PAGES = 100_000
+
+
+def _check_page_chain(tf, path: str) -> None:
+    """Walk the IFD chain once: a corrupt file can loop it forever (tifffile 2026.3 does not stop)."""
+    seen = set()
+    for i, page in enumerate(tf.pages):
+        if page.offset in seen or i >= MAX_TIFF_PAGES:
+            raise InputError(path, f"corrupt TIFF: page chain loops or exceeds {MAX_TIFF_PAGES} pages at page {i}",
+                             "IFD")
+        seen.add(page.offset)
+
+
 def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
     """Read a TIFF/OME-TIFF fluorescence image into :class:`OpticalImage`.
 
@@ -140,6 +154,7 @@ def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
         raise InputError(path, "file is empty (0 bytes)")
     try:
         with tifffile.TiffFile(path) as tf:
+            _check_page_chain(tf, path)
             series = tf.series[0]
             axes = series.axes.upper()
             check_allocation(path, "shape", series.shape, series.dtype.itemsize)

@@ -121,7 +121,8 @@ def read_kspace(path: str | os.PathLike, format: str | None = None) -> KSpace:
         raise
     except PermissionError:
         raise InputError(path, "file is not readable (permission denied)") from None
-    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as err:
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, RuntimeError) as err:
+        # RuntimeError: h5py's report of corrupt HDF5 internals
         raise InputError(path, f"cannot read as {fmt} ({type(err).__name__}: {err})") from None
 
 
