@@ -28,7 +28,6 @@ import io
 import json
 import logging
 import os
-import resource
 import socket
 import threading
 import time
@@ -38,7 +37,7 @@ from typing import Callable, Iterable
 from . import __version__
 from .atomic import remove_stale, write_text
 from .outputs import _jsonable, write_json
-from .pipeline import OUTPUT_FILES, PipelineOptions, input_checksums, process_folder
+from .pipeline import OUTPUT_FILES, PipelineOptions, input_checksums, peak_rss_mb, process_folder
 
 log = logging.getLogger("dualmode")
 
@@ -143,16 +142,12 @@ def _folder_log(path: str, level: int):
 
 
 def _reset_peak_rss() -> None:
-    """Reset this process's peak RSS (Linux >= 4.0), so ``peak_rss_mb`` is per folder."""
+    """Reset this process's peak RSS (Linux >= 4.0: ``VmHWM``), so ``peak_rss_mb`` is per folder."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
         pass  # other systems: the peak is since the worker started
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # --- one folder ---------------------------------------------------------------------------------
@@ -232,7 +227,7 @@ def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, 
                 log.error("%s: %s", name, err, extra={"folder_only": True})
             else:
                 log.exception("%s: unexpected failure", name, extra={"folder_only": True})
-            entry["peak_rss_mb"] = _peak_rss_mb()
+            entry["peak_rss_mb"] = peak_rss_mb()
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         log.info("%s: %s in %.1f s", name, entry["status"], entry["seconds"])
     return _jsonable(entry)

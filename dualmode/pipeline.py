@@ -65,6 +65,19 @@ def input_checksums(folder: str) -> dict[str, str]:
     return out
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB): Linux ``VmHWM`` (which the batch resets per
+    folder), else ``getrusage``, whose maximum also counts the parent of a spawned worker."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -191,7 +204,7 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike,
         report["timings_s"][s] = t[s] - prev
         prev = t[s]
     report["timings_s"]["total"] = prev - t["start"]
-    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report["peak_rss_mb"] = peak_rss_mb()
     write_json(os.path.join(out, "report.json"), report)
     log.info("%s: SNR %.1f, %d particles matched", acq.name, lock.snr, reg.matched)
     return report
