@@ -34,10 +34,11 @@ From them (all JSON-friendly floats):
   the background outshines the particles), and
   ``signal_to_background_before/after`` = mean over the signal / RMS over the
   background-only region.
-* ``h_component_in_background``: ``<H, B> / <H, H>`` over the signal region, the
-  H-shaped part of ``B``: the unobservable mean + vs - polarization asymmetry
-  ``(c+ - c-) / 2`` (plus any real sign-invariant signal colocated with the
-  particles), see :mod:`dualmode.recon.signflip`.
+* ``h_component_in_background``: ``lambda`` of ``B = lambda H + b_j`` over the
+  signal zone with one offset ``b_j`` per particle (the smooth real background under
+  it): the H-shaped part of ``B``, i.e. the unobservable mean + vs - polarization
+  asymmetry ``(c+ - c-) / 2`` (see :mod:`dualmode.recon.signflip`) plus any real
+  H-shaped sign-invariant structure, such as the medium displaced by a particle.
 
 The optical metrics apply the same ideas to the NV lock-in image: particles
 ``nv > k sigma``, background outside their dilation, signal-to-background (mean over
@@ -100,6 +101,30 @@ def background_leak(result, k: float = 5.0) -> complex:
         return 0j
     ratio = result.signal[strong] * np.conj(result.background[strong]) / np.abs(result.background[strong]) ** 2
     return complex(np.median(ratio.real), np.median(ratio.imag))
+
+
+def h_component_in_background(result, zone: np.ndarray) -> complex | None:
+    """``lambda`` in ``B = lambda H + b_j`` over the signal zone, ``b_j`` one offset per particle.
+
+    The per-particle offsets (connected components of ``zone``) absorb the smooth real
+    background under each particle, so ``lambda`` is the H-shaped part of ``B``: the
+    unobservable mean asymmetry ``(c+ - c-) / 2`` (Frisch-Waugh: demean ``H`` and ``B``
+    within each component, then project).
+    """
+    if not zone.any():
+        return None
+    labels, n_lab = scipy.ndimage.label(zone)
+    idx = np.arange(1, n_lab + 1)
+    lab = labels[zone]
+
+    def demean(x):
+        v = x[zone]
+        mean = np.asarray(scipy.ndimage.mean(v.real, lab, idx)) + 1j * np.asarray(scipy.ndimage.mean(v.imag, lab, idx))
+        return v - mean[lab - 1]
+
+    hd, bd = demean(result.signal), demean(result.background)
+    denom = np.vdot(hd, hd).real
+    return None if denom <= 0 else complex(np.vdot(hd, bd) / denom)
 
 
 def signflip_regions(result, k: float = 5.0, margin: int = 2) -> dict[str, np.ndarray]:
@@ -182,12 +207,9 @@ def signflip_metrics(images: np.ndarray, polarization, result, k: float = 5.0, m
     else:
         out.update(cnr_before=None, cnr_after=None, signal_to_background_before=None,
                    signal_to_background_after=None)
-    if sig.any():
-        hs = result.signal[sig]
-        leak = np.vdot(hs, result.background[sig]) / np.vdot(hs, hs).real
-        out["h_component_in_background"] = {"abs": float(abs(leak)), "phase_deg": float(np.degrees(np.angle(leak)))}
-    else:
-        out["h_component_in_background"] = None
+    lam = h_component_in_background(result, reg["signal_zone"])
+    out["h_component_in_background"] = None if lam is None else {
+        "abs": float(abs(lam)), "phase_deg": float(np.degrees(np.angle(lam)))}
     leak = background_leak(result, k)
     out["background_leak_fraction"] = {"abs": float(abs(leak)), "phase_deg": float(np.degrees(np.angle(leak)))}
     out["background_leak_sigma"] = (

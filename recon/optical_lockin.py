@@ -123,7 +123,7 @@ def optical_lockin(
     nv_contrast: float | None = None,
     kind: str | None = None,
     contrast_floor: float | None = None,
-    chunk_voxels: int = 1 << 20,
+    chunk_voxels: int = 1 << 15,
 ) -> OpticalLockinResult:
     """Separate modulated NV fluorescence from autofluorescence, frame by frame.
 
@@ -169,12 +169,14 @@ def optical_lockin(
     flat = frames.reshape(n, -1)
     coef = np.empty((design.shape[1], flat.shape[1]))
     resid_var = np.empty(flat.shape[1])
+    gram = design.T @ design
     for start in range(0, flat.shape[1], chunk_voxels):
         block = flat[:, start:start + chunk_voxels].astype(np.float64)
         c = pinv @ block
         coef[:, start:start + chunk_voxels] = c
-        r = block - design @ c
-        resid_var[start:start + chunk_voxels] = np.sum(r * r, axis=0) / max(dof, 1)
+        # residual energy ||y||^2 - c^T X^T X c: no (n_frames, voxels) residual array
+        energy = np.einsum("tv,tv->v", block, block) - np.einsum("iv,ij,jv->v", c, gram, c)
+        resid_var[start:start + chunk_voxels] = np.maximum(energy, 0.0) / max(dof, 1)
 
     unmod = coef[0]
     nmod = mod.shape[1]

@@ -17,8 +17,9 @@ Estimation (``T = [tau^0 .. tau^P]``, ``P_T`` the projector orthogonal to it):
 1. ``P_T S = (P_T g) H^T + P_T n`` with ``g_k = s_k c_k``: a rank-one matrix.
    Its dominant left singular vector ``u`` is found from the Gram matrix of the
    *high-signal voxels* (projected energy above a chi-square noise threshold),
-   re-weighted a few times with Huber weights on the rank-one residual so that
-   voxels violating the model (motion edges, flow) do not bias ``c_k``.
+   starting from the scheme prior ``u = P_T s`` and re-weighted a few times with
+   Huber weights on the rank-one residual so that voxels violating the model
+   (motion edges, flow) do not bias ``c_k``.
 2. ``g = alpha u + T beta``: ``P_T g`` is known up to ``alpha``; the part of ``g``
    in ``span(T)`` is not observable. ``(alpha, beta)`` are chosen so that
    ``c_k = s_k g_k`` is closest to 1 in least squares (unit mean polarization),
@@ -35,6 +36,10 @@ Estimation (``T = [tau^0 .. tau^P]``, ``P_T`` the projector orthogonal to it):
    freedom (``n = P + 2``) the MAD of ``H`` (sparse particles) is used.
 
 With two shots and ``P = 0`` this is exactly ``H = (S+ - S-)/2``, ``B = (S+ + S-)/2``.
+
+Drift order. ``P`` is given or chosen automatically: the order the scheme cancels
+(free, :mod:`dualmode.recon.schemes`), raised while a refitted model of order
+``P + 1`` removes significantly more residual energy than one dimension of noise.
 
 Ambiguity. A + vs - amplitude (or phase) asymmetry, ``c_k = 1 + e s_k``, gives
 ``g = s + e``: the ``e`` part lies in ``span(T)`` and cannot be told apart from a
