@@ -2,8 +2,8 @@
 
 Execution
     One worker (or one folder): in this process, one folder after the other.
-    Otherwise a ``distributed.LocalCluster`` of single-threaded worker processes
-    (each worker processes one folder at a time), or any existing
+    Otherwise a ``distributed.LocalCluster`` of worker processes, each processing one
+    folder at a time with its share of the cores for numba/ITK/BLAS threads, or any existing
     ``dask.distributed`` scheduler (``scheduler="tcp://host:8786"`` or a ``Client``):
     LocalCluster, SSH, Kubernetes, HPC through dask-jobqueue. Workers must see the
     input and output folders under the same paths and have dualmode installed.
@@ -282,6 +282,16 @@ def _task_failed(folder: str, err: BaseException) -> dict:
             "error": f"{folder}: Dask task failed ({type(err).__name__}: {err})"}
 
 
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS",
+                    "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _thread_env(workers: int) -> dict[str, str]:
+    """Each local worker's share of the cores for numba, ITK and BLAS (unless set by the user)."""
+    share = str(max(1, default_workers() // workers))
+    return {v: share for v in THREAD_VARIABLES if v not in os.environ}
+
+
 def _run_distributed(todo, out_root, opts, log_level, workers, scheduler, report) -> None:
     from distributed import Client, LocalCluster, as_completed
 
@@ -292,7 +302,7 @@ def _run_distributed(todo, out_root, opts, log_level, workers, scheduler, report
         if scheduler is None:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                silence_logs=logging.ERROR))
+                silence_logs=logging.ERROR, env=_thread_env(workers)))
             client = stack.enter_context(Client(cluster))
         elif isinstance(scheduler, str):
             client = stack.enter_context(Client(scheduler))

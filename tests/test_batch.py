@@ -240,3 +240,13 @@ def test_peak_rss_is_reset_per_folder(folders, tmp_path):
     entry = batch.run_one(folders[2], str(tmp_path))  # the corrupt folder: fails fast after the reset
     assert entry["status"] == "failed"
     assert entry["peak_rss_mb"] < peak_before - 300
+
+
+def test_thread_share_per_local_worker(monkeypatch):
+    monkeypatch.setattr(batch, "default_workers", lambda: 8)
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
+    env = batch._thread_env(2)
+    assert env["NUMBA_NUM_THREADS"] == "4" and env["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] == "4"
+    assert "OMP_NUM_THREADS" not in env
+    assert batch._thread_env(16)["NUMBA_NUM_THREADS"] == "1"
