@@ -85,6 +85,10 @@ def cmd_run(args) -> int:
     2 nothing could run (output root not writable, scheduler unreachable), 130 interrupted."""
     from .batch import expand_folders, run_batch
 
+    if args.workers is not None and args.workers < 1:
+        print(f"dualmode run: error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
+
     def show(entry: dict, done: int, total: int) -> None:
         if args.json:
             print(json.dumps(entry), flush=True)
