@@ -92,15 +92,20 @@ def render_optical(xyz_um, brightness, blur_um, shape, spacing_um, diameter_um, 
         hi = np.where(active, np.minimum(hi, shape), 1)
         if np.any(hi <= lo):
             continue
-        axes = [(np.arange(l * ss, h * ss) + 0.5) / ss - 0.5 if a else np.zeros(1)
-                for l, h, a in zip(lo, hi, active)]
-        g = np.meshgrid(*axes, indexing="ij")
-        d = [(g[i] * sp[i] - c[i]) if active[i] else 0.0 for i in range(3)]
-        r2 = d[0] ** 2 + d[1] ** 2 + (d[2] ** 2 if active[2] else 0.0)
-        sphere = (r2 <= (diameter_um / 2) ** 2).astype(float)
-        reps = [ss if a else 1 for a in active]
-        box = sphere.reshape(hi[0] - lo[0], reps[0], hi[1] - lo[1], reps[1], hi[2] - lo[2], reps[2])
-        box = box.mean(axis=(1, 3, 5))
+        # supersampled occupancy only over the sphere's bounding box, then blurred over the patch
+        s_lo = np.where(active, np.maximum(np.floor(c / sp - diameter_um / 2 / sp) - 1, lo), 0).astype(int)
+        s_hi = np.where(active, np.minimum(np.ceil(c / sp + diameter_um / 2 / sp) + 2, hi), 1).astype(int)
+        box = np.zeros(hi - lo)
+        if np.all(s_hi > s_lo):
+            axes = [(np.arange(l * ss, h * ss) + 0.5) / ss - 0.5 if a else np.zeros(1)
+                    for l, h, a in zip(s_lo, s_hi, active)]
+            d2 = sum(((ax * sp[i] - c[i]) ** 2 if active[i] else np.zeros(1)).reshape(
+                [-1 if k == i else 1 for k in range(3)]) for i, ax in enumerate(axes))
+            sphere = (d2 <= (diameter_um / 2) ** 2).astype(float)
+            reps = [ss if a else 1 for a in active]
+            n = s_hi - s_lo
+            occ = sphere.reshape(n[0], reps[0], n[1], reps[1], n[2], reps[2]).mean(axis=(1, 3, 5))
+            box[tuple(slice(a - b, a - b + m) for a, b, m in zip(s_lo, lo, n))] = occ
         box = ndi.gaussian_filter(box, np.where(active, blur / sp, 0), mode="constant")
         img[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += bright * box
     x = np.linspace(0, 1, shape[0])[:, None, None]
