@@ -134,15 +134,16 @@ class NUFFTOp(Linop):
         Coil sensitivities; data then have a leading coil axis.
     toeplitz : bool
         Compute ``normal`` by Toeplitz embedding (one 2N-grid FFT pair, no gridding).
-    eps : float
-        NUFFT accuracy.
+    eps : float, optional
+        NUFFT accuracy (default: the NUFFT module's default, so the numba kernels compiled
+        for it are shared).
     """
 
-    def __init__(self, coords, shape, sens=None, *, toeplitz: bool = True, eps: float = 1e-4,
+    def __init__(self, coords, shape, sens=None, *, toeplitz: bool = True, eps: float | None = None,
                  threads: int | None = None):
-        from .nufft import NUFFTPlan
+        from .nufft import DEFAULT_EPS, NUFFTPlan
 
-        self.plan = NUFFTPlan(coords, shape, eps=eps, threads=threads)
+        self.plan = NUFFTPlan(coords, shape, eps=DEFAULT_EPS if eps is None else eps, threads=threads)
         self.sens = None if sens is None else np.asarray(sens)
         self.ishape = tuple(shape)
         pts = tuple(np.shape(coords)[:-1])

@@ -8,6 +8,7 @@ from skimage.transform import resize
 from dualmode.conventions import fft_centered, ifft_centered
 from dualmode.recon.iterative import fista, l1_wavelet_recon, least_squares, tv_recon, wavelet_prox
 from dualmode.recon.linop import FFTOp, MatrixOp, NUFFTOp, RestrictOp, SenseOp
+from dualmode.recon.trajectory import poisson_disc_mask
 
 N = 64
 
@@ -15,20 +16,6 @@ N = 64
 @pytest.fixture(scope="module")
 def phantom():
     return resize(shepp_logan_phantom(), (N, N), anti_aliasing=True)[:, :, None].astype(complex)
-
-
-def variable_density_mask(n, accel, seed=0, power=2.0, centre=4):
-    """2D variable-density random mask (density ``(1 - r)^power``) with a fully sampled centre."""
-    kx, ky = np.meshgrid(np.arange(n) - n // 2, np.arange(n) - n // 2, indexing="ij")
-    r = np.minimum(np.hypot(kx, ky) / (n / 2), 1.0)
-    pdf = (1 - r) ** power
-    lo, hi = 0.0, 1e3
-    for _ in range(60):  # scale so that the expected count is n^2 / accel
-        s = (lo + hi) / 2
-        lo, hi = (lo, s) if np.clip(pdf * s, 0, 1).sum() > n * n / accel else (s, hi)
-    mask = np.random.default_rng(seed).random((n, n)) < np.clip(pdf * s, 0, 1)
-    mask[np.hypot(kx, ky) < centre] = True
-    return mask[:, :, None]
 
 
 def _nrmse(x, ref):
@@ -51,24 +38,24 @@ def _radial(n, spokes, samples):
     return np.stack([r[None] * np.cos(ang[:, None]), r[None] * np.sin(ang[:, None])], axis=-1)
 
 
-def _dot_test(op, seed=0):
+def _dot_test(op, seed=0, normal_tol=1e-10):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(op.ishape) + 1j * rng.standard_normal(op.ishape)
     y = rng.standard_normal(op.oshape) + 1j * rng.standard_normal(op.oshape)
     lhs, rhs = np.vdot(op.forward(x), y), np.vdot(x, op.adjoint(y))
     assert abs(lhs - rhs) <= 1e-6 * abs(lhs)
-    np.testing.assert_allclose(op.normal(x), op.adjoint(op.forward(x)), rtol=0,
-                               atol=1e-4 * np.abs(op.adjoint(op.forward(x))).max())
+    # normal may take a cheaper route (Toeplitz embedding: exact up to the NUFFT accuracy)
+    assert _nrmse(op.normal(x), op.adjoint(op.forward(x))) < normal_tol
 
 
 def test_operators_are_adjoint():
-    mask = variable_density_mask(16, 3)
+    mask = poisson_disc_mask((16, 16), 3, calib=(4, 4))[:, :, None]
     _dot_test(FFTOp((16, 16, 1), mask))
     _dot_test(SenseOp(_coil_maps(16, 3), mask))
     _dot_test(RestrictOp(FFTOp((16, 16, 1), mask), np.eye(16, dtype=bool)[:, :, None]))
     _dot_test(MatrixOp(np.random.default_rng(1).standard_normal((7, 5))))
-    _dot_test(NUFFTOp(_radial(16, 12, 24), (16, 16, 1)))
-    _dot_test(NUFFTOp(_radial(16, 12, 24), (16, 16, 1), sens=_coil_maps(16, 2)))
+    _dot_test(NUFFTOp(_radial(16, 12, 24), (16, 16, 1)), normal_tol=3e-3)  # NUFFT eps 1e-3
+    _dot_test(NUFFTOp(_radial(16, 12, 24), (16, 16, 1), sens=_coil_maps(16, 2)), normal_tol=3e-3)
     # the Cartesian operator is the DFT of the conventions, sampled by the mask
     x = np.random.default_rng(2).standard_normal((16, 16, 1)) + 0j
     np.testing.assert_allclose(FFTOp((16, 16, 1), mask).forward(x), fft_centered(x) * mask)
@@ -119,15 +106,15 @@ def test_fista_matches_closed_form_for_full_sampling():
 
 
 def test_l1_wavelet_and_tv_beat_zero_filling_at_r4(phantom):
-    mask = variable_density_mask(N, 4)
-    assert 0.22 < mask.mean() < 0.28
+    mask = poisson_disc_mask((N, N), 4, calib=(12, 12))[:, :, None]  # variable-density Poisson disc
+    assert 0.24 < mask.mean() < 0.26
     op = FFTOp((N, N, 1), mask)
     rng = np.random.default_rng(4)
     y = op.forward(phantom) + mask * 0.5 * (rng.standard_normal(mask.shape) + 1j * rng.standard_normal(mask.shape))
     zero_filled = op.adjoint(y) / (N * N)
     e_zf = _nrmse(zero_filled, phantom)
-    e_l1 = _nrmse(l1_wavelet_recon(op, y, lam=3.0, max_iter=80), phantom)
+    e_l1 = _nrmse(l1_wavelet_recon(op, y, lam=8.0, max_iter=80), phantom)
     e_tv = _nrmse(tv_recon(op, y, lam=8.0, max_iter=60), phantom)
-    assert e_zf > 0.25
-    assert e_l1 < 0.6 * e_zf
-    assert e_tv < 0.5 * e_zf
+    assert e_zf > 0.3
+    assert e_l1 < 0.5 * e_zf
+    assert e_tv < 0.25 * e_zf
