@@ -183,41 +183,34 @@ def _place_particles(cfg, rng, mri_aff, matrix, fov, field_centre_mm):
 def _sampling(cfg, rng, matrix):
     """Sampling pattern: ``(mask, coords, readout_length)`` for the configured trajectory.
 
-    Cartesian: ``mask[k_j, k_k]`` of acquired lines (``None`` when fully sampled); a fully
-    sampled centre of 8 % of the lines plus variable-density random lines (density
-    ``~ 1 / (1 + (k / k_c)^2)``), ``1 / undersample`` of all lines in total. Radial (2D):
-    golden-angle spokes of ``N`` samples, ``pi/2 N / undersample`` spokes.
+    Cartesian: variable-density Poisson-disc ``mask[k_j, k_k]`` of acquired lines with a
+    fully sampled centre (``None`` when fully sampled). Radial (2D): golden-angle spokes of
+    ``2N`` samples, ``pi/2 N / undersample`` spokes. Spiral (2D): variable-density
+    interleaves with the edge gap set by ``undersample``. Generators: :mod:`dualmode.recon.trajectory`.
     """
+    from dualmode.recon import trajectory
+
     r = float(cfg.undersample)
     if r < 1:
         raise ValueError("--undersample must be >= 1")
+    n = matrix[0]
     if cfg.trajectory == "cartesian":
         if r == 1:
             return None, None, None
-        kj, kk = np.meshgrid(*[np.arange(n) - n // 2 for n in matrix[1:]], indexing="ij")
-        rad = np.hypot(kj / max(matrix[1] / 2, 1), kk / max(matrix[2] / 2, 1))
-        n_keep = int(round(kj.size / r))
-        centre = rad <= np.sort(rad.ravel())[max(int(0.08 * kj.size) - 1, 0)]
-        density = 1.0 / (1.0 + (rad / 0.25) ** 2)
-        density[centre] = 0
-        extra = max(n_keep - int(centre.sum()), 0)
-        pick = rng.choice(kj.size, size=extra, replace=False, p=density.ravel() / density.sum())
-        mask = centre.copy().ravel()
-        mask[pick] = True
-        return mask.reshape(kj.shape), None, None
+        calib = (max(matrix[1] // 8, 2), max(matrix[2] // 8, 1))
+        return trajectory.poisson_disc_mask(matrix[1:], r, calib=calib, seed=int(rng.integers(2**31))), None, None
+    if cfg.ndim != 2:
+        raise ValueError(f"the simulator's {cfg.trajectory} trajectory is 2D (use --ndim 2)")
     if cfg.trajectory == "radial":
-        if cfg.ndim != 2:
-            raise ValueError("the simulator's radial trajectory is 2D (use --ndim 2)")
-        n = matrix[0]
-        n_spokes = max(int(round(np.pi / 2 * n / r)), 4)
-        golden = np.pi * (3 - np.sqrt(5)) / 2 + np.pi / 2  # 111.25 deg
-        theta = (np.arange(n_spokes) * golden) % (2 * np.pi)
-        rad = np.arange(n) - n // 2
-        coords = np.zeros((n_spokes, n, 3))
-        coords[..., 0] = np.outer(np.cos(theta), rad)
-        coords[..., 1] = np.outer(np.sin(theta), rad)
-        return None, coords.reshape(-1, 3), n
-    raise ValueError(f"unknown trajectory {cfg.trajectory!r} (cartesian, radial)")
+        coords = trajectory.golden_angle_radial(max(int(round(np.pi / 2 * n / r)), 4), 2 * n, matrix[:2])
+    elif cfg.trajectory == "spiral":
+        coords = trajectory.variable_density_spiral(8, 8 * n, matrix[:2], undersampling=r)
+    else:
+        raise ValueError(f"unknown trajectory {cfg.trajectory!r} (cartesian, radial, spiral)")
+    n_read = coords.shape[1]
+    coords3 = np.zeros((coords.shape[0] * n_read, 3))
+    coords3[:, :2] = coords.reshape(-1, 2)
+    return None, coords3, n_read
 
 
 def simulate_mri(cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization):

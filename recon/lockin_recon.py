@@ -65,8 +65,8 @@ def shot_images(ksp: KSpace, data: np.ndarray, *, dcf: np.ndarray | None = None)
     """Linear per-shot images ``(rep, i, j, k)`` for any sampling (scaled like the full FFT).
 
     Undersampled Cartesian: zero-filled, divided by the sampled fraction. Non-Cartesian:
-    density-compensated adjoint NUFFT divided by the number of voxels, so a fully
-    sampled grid would give ``ifft_centered``.
+    density-compensated adjoint NUFFT (the weights of :mod:`dualmode.recon.dcf` include
+    ``1 / prod(N)``, so a fully sampled grid would give ``ifft_centered``).
     """
     shape = _image_shape(ksp)
     if ksp.header.trajectory == "cartesian":
@@ -76,9 +76,8 @@ def shot_images(ksp: KSpace, data: np.ndarray, *, dcf: np.ndarray | None = None)
     else:
         from .nufft import nufft_adjoint
 
-        weighted = data if dcf is None else data * dcf
-        images = nufft_adjoint(weighted, _noncartesian_coords(ksp), shape[: ksp.coords.shape[1]])
-        images = images.reshape(*data.shape[:2], *shape) / np.prod(shape)
+        weighted = data / np.prod(shape) if dcf is None else data * dcf
+        images = nufft_adjoint(weighted, _noncartesian_coords(ksp), shape).reshape(*data.shape[:2], *shape)
     return svd_combine(images, coil_axis=1).astype(np.complex64)
 
 
@@ -115,7 +114,7 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
     if h.trajectory != "cartesian":
         from .dcf import pipe_menon_dcf
 
-        dcf = pipe_menon_dcf(_noncartesian_coords(ksp), _image_shape(ksp)[: ksp.coords.shape[1]])
+        dcf = pipe_menon_dcf(_noncartesian_coords(ksp), _image_shape(ksp))
     shots = shot_images(ksp, data, dcf=dcf)
     first = signflip_combine(shots, polarization)
     g = np.asarray(first.shot_weights) * np.asarray(polarization)  # g_k = s_k c_k
@@ -125,9 +124,12 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
     mean_data = data.mean(axis=0)
     signal, residual = _reconstruct_combined(ksp, coil_data, first.noise_sigma, lam_sigma, max_iter, dcf)
     background = shot_images(ksp, mean_data[None], dcf=dcf)[0] - g.mean() * signal
-    # noise of H: the data-consistency residual, gridded like the shots (regularised
-    # images have no noise floor of their own to measure)
-    sigma = robust_noise_sigma(shot_images(ksp, residual[None, None], dcf=dcf)[0])
+    # noise of H: least squares (non-Cartesian) is linear, its noise floor is measured on the
+    # image; the L1 image has none, so use its data-consistency residual gridded like the shots
+    if h.trajectory == "cartesian":
+        sigma = robust_noise_sigma(shot_images(ksp, residual[None, None], dcf=dcf)[0])
+    else:
+        sigma = robust_noise_sigma(signal)
     return SignFlipResult(signal=signal.astype(np.complex64), background=background.astype(np.complex64),
                           shot_weights=first.shot_weights, noise_sigma=sigma), shots
 

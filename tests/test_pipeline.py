@@ -135,3 +135,15 @@ def test_undersampled_cartesian_goes_through_lockin_in_kspace_and_l1(tmp_path):
     far = ~ndimage.binary_dilation(th > 0, iterations=2)
     assert c13[(tb > 0.5 * tb.max()) & far].mean() <= 1.5 * report["signflip"]["noise_sigma"]
     assert median_tre_voxels(str(folder), result) <= 0.5
+
+
+def test_radial_acquisition_is_reconstructed_with_the_nufft(tmp_path):
+    folder = tmp_path / "rad"
+    simulate(folder, SimulationConfig(seed=7, trajectory="radial"))
+    assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
+    result = str(tmp_path / "out" / "rad")
+    c13 = nib.load(os.path.join(result, "c13.nii.gz")).get_fdata()
+    th = nib.load(folder / "truth" / "c13.nii.gz").get_fdata()
+    support = ndimage.binary_dilation(th > 0.05 * th.max(), iterations=1)
+    assert np.corrcoef(c13[support], th[support])[0, 1] >= 0.9
+    assert median_tre_voxels(str(folder), result) <= 0.5
