@@ -147,7 +147,7 @@ def match_particles(
     planar: bool = True,
     model: str = "rigid",
     n_refine: int = 12,
-    max_verify: int = 20000,
+    max_verify: int = 4000,
 ) -> dict[bool, Match | None]:
     """Best match for each mirror state.
 
@@ -196,10 +196,14 @@ def match_particles(
         if len(hyp) == 0:
             continue
         if len(hyp) > max_verify:  # vote: keep hypotheses in the most popular (theta, t) cells
-            key = np.stack([np.round(hyp[:, 0] / np.deg2rad(3.0)) % 120,
-                            np.round(hyp[:, 1] / (2 * tol)), np.round(hyp[:, 2] / (2 * tol))], 1)
-            _, inv, cnt = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-            rank = np.argsort(-cnt[inv.ravel()], kind="stable")[:max_verify]
+            cells = [(np.round(hyp[:, 0] / np.deg2rad(3.0)) % 120).astype(np.int64),
+                     np.round(hyp[:, 1] / (2 * tol)).astype(np.int64),
+                     np.round(hyp[:, 2] / (2 * tol)).astype(np.int64)]
+            cells = [c - c.min() for c in cells]
+            key = (cells[0] * (cells[1].max() + 1) + cells[1]) * (cells[2].max() + 1) + cells[2]
+            _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+            votes = cnt[inv]
+            rank = np.argpartition(-votes, max_verify)[:max_verify]
             hyp, idx = hyp[rank], idx[rank]
         # verify: weighted inlier count of all optical points (in-plane)
         c, s = np.cos(hyp[:, 0]), np.sin(hyp[:, 0])
