@@ -32,25 +32,26 @@ PACKAGES = ("dualmode", "numpy", "scipy", "numba", "dask", "distributed", "Simpl
 def run_suite(name: str, quick: bool) -> list[dict]:
     """Rows of one suite; a missing or failing suite gives one row saying so."""
     t0 = time.perf_counter()
+    short = name.removeprefix("bench_")
     try:
         module = importlib.import_module(f"benchmarks.{name}")
     except ModuleNotFoundError as err:
         if err.name == f"benchmarks.{name}":
-            return [row(name, "-", "-", None, note="suite missing: benchmarks/{}.py not found".format(name))]
+            return [row(short, "-", "-", None, note=f"suite missing: benchmarks/{name}.py not found")]
         traceback.print_exc()
-        return [row(name, "-", "-", None, note=f"suite failed on import: {type(err).__name__}: {err}")]
+        return [row(short, "-", "-", None, note=f"suite failed on import: {type(err).__name__}: {err}")]
     except Exception as err:
         traceback.print_exc()
-        return [row(name, "-", "-", None, note=f"suite failed on import: {type(err).__name__}: {err}")]
+        return [row(short, "-", "-", None, note=f"suite failed on import: {type(err).__name__}: {err}")]
     try:
         rows = list(module.run(quick))
     except Exception as err:
         traceback.print_exc()
-        return [row(name, "-", "-", None, note=f"suite failed: {type(err).__name__}: {err}")]
+        return [row(short, "-", "-", None, note=f"suite failed: {type(err).__name__}: {err}")]
     if not rows:
-        return [row(name, "-", "-", None, note="suite returned no rows")]
+        return [row(short, "-", "-", None, note="suite returned no rows")]
     for r in rows:
-        r.setdefault("suite", name)
+        r["suite"] = short  # one spelling per suite in the table
         r.setdefault("note", "")
     print(f"{name}: {len(rows)} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return rows

@@ -17,7 +17,7 @@ from dualmode.recon.coils import svd_combine
 
 from . import best_time, nrmse, row
 
-SUITE = "bench_cartesian"
+SUITE = "cartesian"
 AXES = (-3, -2, -1)
 
 

@@ -23,7 +23,7 @@ import time
 
 from . import row
 
-SUITE = "bench_pipeline"
+SUITE = "pipeline"
 
 _CHILD = """
 import sys
@@ -47,6 +47,7 @@ def _stages(report: dict) -> str:
 
 
 def _pipeline_case(case: str, folder: str, tmp: str, cold: bool) -> list[dict]:
+    from dualmode.batch import reset_peak_rss
     from dualmode.pipeline import process_folder
 
     rows = []
@@ -55,6 +56,7 @@ def _pipeline_case(case: str, folder: str, tmp: str, cold: bool) -> list[dict]:
         t_cold = _fresh_process(folder, os.path.join(tmp, "cold"), cache)
         t_fresh = _fresh_process(folder, os.path.join(tmp, "fresh"), cache)
     process_folder(folder, os.path.join(tmp, "warmup"))  # JIT and imports in this process
+    reset_peak_rss()  # the report's peak is then this run's, not the benchmark process's
     t0 = time.perf_counter()
     report = process_folder(folder, os.path.join(tmp, "warm"))
     t_warm = time.perf_counter() - t0

@@ -141,7 +141,7 @@ def _folder_log(path: str, level: int):
             log.warning("could not write %s: %s", path, err)
 
 
-def _reset_peak_rss() -> None:
+def reset_peak_rss() -> None:
     """Reset this process's peak RSS (Linux >= 4.0: ``VmHWM``), so ``peak_rss_mb`` is per folder."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -216,7 +216,7 @@ def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, 
             log.info("%s: start on %s (dualmode %s)", folder, entry["worker"], __version__)
             for path in remove_stale(out_dir):
                 log.info("removed leftover of a killed run: %s", path)
-            _reset_peak_rss()
+            reset_peak_rss()
             report = process_folder(folder, out_root, opts)
             entry.update(status="ok", snr=report["signflip"]["snr"], matched=report["registration"]["matched"],
                          peak_rss_mb=report.get("peak_rss_mb"))
