@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from dualmode.conventions import ifft_centered, mri_affine
+from dualmode.io.errors import InputError
 from dualmode.io.kspace import KSpace
 
 from .coils import rss, svd_combine
@@ -29,7 +30,7 @@ from .hyperpolarized import correct_rf_depletion
 
 
 def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: float = np.inf,
-                            workers: int = -1) -> np.ndarray:
+                            workers: int = -1, noise_to_signal: float = 0.0) -> np.ndarray:
     """Complex image of every repetition, coils combined with phase kept.
 
     Parameters
@@ -41,17 +42,22 @@ def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: fl
         ``flip_angle_deg`` and ``line_order``.
     t1_s : float
         T1 used for the within-shot decay (inf: none).
+    noise_to_signal : float
+        0: divide by the weighting; > 0: Wiener-regularised correction
+        (see :func:`dualmode.recon.hyperpolarized.correct_rf_depletion`).
 
     Returns
     -------
     images : ndarray, complex64, shape (rep, i, j, k)
     """
     if ksp.header.trajectory != "cartesian":
-        raise ValueError("reconstruct_repetitions needs Cartesian k-space; use the NUFFT for others")
+        raise InputError(ksp.source, "reconstruct_repetitions needs Cartesian k-space; use the NUFFT for others",
+                         "trajectory")
     data = ksp.data
     h = ksp.header
     if rf_correction and h.flip_angle_deg and h.line_order is not None:
-        data = correct_rf_depletion(data, h.line_order, h.flip_angle_deg, h.tr_ms or 0.0, t1_s)
+        data = correct_rf_depletion(data, h.line_order, h.flip_angle_deg, h.tr_ms or 0.0, t1_s,
+                                    noise_to_signal=noise_to_signal)
     images = ifft_centered(data, axes=(-3, -2, -1), workers=workers)
     return svd_combine(images, coil_axis=1).astype(np.complex64)
 
@@ -88,13 +94,14 @@ def zero_fill(kspace: np.ndarray, shape, axes=(-3, -2, -1)) -> np.ndarray:
     axes = [a % kspace.ndim for a in axes]
     shape = [int(m) for m in shape]
     if len(shape) != len(axes):
-        raise ValueError(f"need one target size per axis, got {shape} for axes {axes}")
+        raise InputError(None, f"need one target size per axis, got {shape} for axes {axes}", "zero_fill_to")
     pad = [(0, 0)] * kspace.ndim
     scale = 1.0
     for ax, m in zip(axes, shape):
         n = kspace.shape[ax]
         if m < n:
-            raise ValueError(f"zero-fill target {m} is smaller than the acquired {n} on axis {ax}")
+            raise InputError(None, f"zero-fill target {m} is smaller than the acquired {n} on axis {ax}",
+                             "zero_fill_to")
         before = m // 2 - n // 2
         pad[ax] = (before, m - n - before)
         scale *= m / n

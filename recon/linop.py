@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dualmode.conventions import fft_centered, ifft_centered
+from dualmode.io.errors import InputError
 
 
 def norm(x: np.ndarray) -> float:
@@ -192,7 +193,7 @@ class RestrictOp(Linop):
         self.op = op
         self.support = np.asarray(support, dtype=bool)
         if self.support.shape != tuple(op.ishape):
-            raise ValueError(f"support shape {self.support.shape} != operator input {op.ishape}")
+            raise InputError(None, f"support shape {self.support.shape} != operator input {op.ishape}", "support")
         self.ishape = (int(self.support.sum()),)
         self.oshape = op.oshape
 

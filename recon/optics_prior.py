@@ -30,6 +30,8 @@ import numpy as np
 import scipy.ndimage as ndi
 from threadpoolctl import ThreadpoolController
 
+from dualmode.io.errors import InputError
+
 from .iterative import cg
 from .linop import Linop, RestrictOp
 
@@ -68,16 +70,17 @@ def support_mask(shape, positions=None, *, mask=None, dilation: float = 1.0) -> 
     shape = tuple(int(n) for n in shape)
     out = np.zeros(shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).copy()
     if out.shape != shape:
-        raise ValueError(f"mask shape {out.shape} != grid shape {shape}")
+        raise InputError(None, f"mask shape {out.shape} != grid shape {shape}", "mask")
     if positions is not None:
         pos = np.rint(np.atleast_2d(np.asarray(positions, dtype=float))).astype(int)
         if pos.shape[1] > len(shape):
-            raise ValueError(f"positions have {pos.shape[1]} coordinates for a {len(shape)}D grid")
+            raise InputError(None, f"positions have {pos.shape[1]} coordinates for a {len(shape)}D grid", "positions")
         idx = np.zeros((pos.shape[0], len(shape)), dtype=int)
         idx[:, :pos.shape[1]] = pos
         inside = np.all((idx >= 0) & (idx < np.array(shape)), axis=1)
         if not np.all(inside):
-            raise ValueError(f"{int((~inside).sum())} particle positions fall outside the grid {shape}")
+            raise InputError(None, f"{int((~inside).sum())} particle positions fall outside the grid {shape}",
+                             "positions")
         out[tuple(idx.T)] = True
     if dilation > 0:
         r = int(np.floor(dilation))
@@ -231,15 +234,15 @@ def choose_kspace_samples(support: np.ndarray, n_samples: int, *, method: str = 
     s = int(support.sum())
     cand = cartesian_coords(support.shape) if candidates is None else np.atleast_2d(np.asarray(candidates, float))
     if not 0 < n_samples <= len(cand):
-        raise ValueError(f"n_samples must be in 1..{len(cand)}, got {n_samples}")
+        raise InputError(None, f"n_samples must be in 1..{len(cand)}, got {n_samples}", "n_samples")
     if s == 0:
-        raise ValueError("empty support")
+        raise InputError(None, "empty support", "support")
     radius = np.sqrt(np.sum((cand / (np.array(support.shape[:cand.shape[1]]) / 2.0)) ** 2, axis=1))
     if method == "greedy":
         a = fourier_matrix(cand, support)
         return cand[_greedy_d_optimal(a, n_samples, radius, delta * s)]
     if method != "random":
-        raise ValueError(f"method must be 'greedy' or 'random', got {method!r}")
+        raise InputError(None, f"method must be 'greedy' or 'random', got {method!r}", "method")
     rng = np.random.default_rng(seed)
     p = np.clip(1.0 - radius / max(radius.max(), 1e-12), 1e-3, None) ** density_power
     best, best_cond = None, np.inf

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.signal.windows as sw
 
 from dualmode.conventions import ifft_centered
+from dualmode.io.errors import InputError
 
 WINDOWS = ("rect", "hann", "tukey", "gaussian")
 
@@ -56,14 +57,14 @@ def window_1d(n: int, kind: str = "hann", *, alpha: float = 0.5, sigma: float = 
         w = sw.hann(n, sym=sym)
     elif kind == "tukey":
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"Tukey alpha must be in [0, 1], got {alpha}")
+            raise InputError(None, f"Tukey alpha must be in [0, 1], got {alpha}", "alpha")
         w = sw.tukey(n, alpha, sym=sym)
     elif kind == "gaussian":
         if sigma <= 0:
-            raise ValueError(f"Gaussian sigma must be positive, got {sigma}")
+            raise InputError(None, f"Gaussian sigma must be positive, got {sigma}", "sigma")
         w = sw.gaussian(n, sigma * n / 2.0, sym=sym)
     else:
-        raise ValueError(f"unknown window {kind!r}; choose from {WINDOWS}")
+        raise InputError(None, f"unknown window {kind!r}; choose from {WINDOWS}", "window")
     return w / w[n // 2]
 
 
@@ -107,7 +108,8 @@ def psf_of_window(w: np.ndarray, oversample: int = 32) -> np.ndarray:
 
     The weighting is zero-padded in k-space (sinc interpolation of the PSF; for even
     ``N`` the unpaired Nyquist sample is split between ``-N/2`` and ``+N/2`` so a
-    symmetric weighting gives a real, symmetric PSF); the result is complex and scaled so that a constant weighting gives ``psf = 1`` at x = 0.
+    symmetric weighting gives a real, symmetric PSF); the result is complex and scaled so
+    that a constant weighting gives ``psf = 1`` at x = 0.
     """
     w = np.asarray(w)
     n = w.size
