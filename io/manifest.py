@@ -59,7 +59,7 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     if not isinstance(src, dict) or not isinstance(src.get("path"), str):
         raise InputError(path, "mri.source must be an object with a 'path'", "mri.source")
     fmt = src.get("format")
-    if fmt is not None and fmt not in READERS:
+    if fmt is not None and (not isinstance(fmt, str) or fmt not in READERS):
         raise InputError(path, f"unknown format {fmt!r}; known: {sorted(READERS)}", "mri.source.format")
     pol = mri.get("polarization")
     if not isinstance(pol, list) or not pol or any(p not in (1, -1) for p in pol):
