@@ -7,10 +7,12 @@ from .hyperpolarized import (  # noqa: E402
     constant_signal_flip_angles, correct_rf_depletion, excitation_weights, kspace_weighting,
     line_order_centre_out, line_order_linear, psf_metrics, psf_of_weighting,
 )
-from .iterative import cg, fista, l1_wavelet_recon, least_squares, tv_recon  # noqa: E402
+from .iterative import (  # noqa: E402
+    cg, fista, l1_wavelet_recon, least_squares, soft_threshold, tv_prox, tv_recon, wavelet_prox,
+)
 from .linop import FFTOp, Linop, MatrixOp, NUFFTOp, RestrictOp, SenseOp  # noqa: E402
-from .partial_fourier import homodyne, pocs  # noqa: E402
-from .windows import apodize, kspace_window, window_1d, window_tradeoff  # noqa: E402
+from .partial_fourier import homodyne, low_resolution_phase, pocs  # noqa: E402
+from .windows import apodize, kspace_window, psf_fwhm, psf_of_window, window_1d, window_tradeoff  # noqa: E402
 
 # sign-flip lock-in (MRI) and modulated-fluorescence lock-in (optics), with QC metrics
 from .displacement import correct_shot_shifts, estimate_shot_shifts, kspace_shift_phase, shift_report  # noqa: E402

@@ -118,3 +118,17 @@ def test_l1_wavelet_and_tv_beat_zero_filling_at_r4(phantom):
     assert e_zf > 0.3
     assert e_l1 < 0.5 * e_zf
     assert e_tv < 0.25 * e_zf
+
+
+def test_l1_wavelet_and_tv_on_undersampled_radial(phantom):
+    from dualmode.recon.trajectory import golden_angle_radial
+
+    coords = golden_angle_radial(24, 2 * N, (N, N))  # ~4x below the radial Nyquist of 100 spokes
+    op = NUFFTOp(coords, (N, N, 1))
+    y = op.forward(phantom)
+    e_cg = _nrmse(least_squares(op, y, max_iter=15), phantom)  # early-stopped least squares
+    e_l1 = _nrmse(l1_wavelet_recon(op, y, lam=100.0, max_iter=100), phantom)
+    e_tv = _nrmse(tv_recon(op, y, lam=60.0, max_iter=100), phantom)
+    assert e_cg > 0.2
+    assert e_l1 < 0.6 * e_cg
+    assert e_tv < 0.45 * e_cg
