@@ -1,4 +1,4 @@
-"""Command line: ``dualmode demo | simulate | run | info``."""
+"""Command line: ``dualmode demo | simulate | run | info | convert``."""
 
 from __future__ import annotations
 
@@ -165,6 +165,20 @@ def cmd_info(args) -> int:
     return status
 
 
+def cmd_convert(args) -> int:
+    from .io import InputError, convert_to_ismrmrd
+
+    try:
+        ksp = convert_to_ismrmrd(args.src, args.dst, args.format)
+    except InputError as err:
+        print(f"dualmode convert: {err}", file=sys.stderr)
+        return 1
+    h = ksp.header
+    print(f"wrote {args.dst}: matrix {list(h.matrix)}, FOV {list(h.fov_mm)} mm, {h.n_repetitions} repetitions, "
+          f"{h.n_coils} coils, {h.nucleus} at {(h.frequency_hz or 0) / 1e6:.4f} MHz")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dualmode", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dualmode {__version__}")
@@ -202,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+")
     p.add_argument("--optical-pixel-size", type=float, nargs="+", metavar="UM")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert raw k-space (Bruker, Varian, Siemens twix, npz) to ISMRMRD .h5")
+    p.add_argument("src", help="Bruker experiment folder, Varian .fid folder, Siemens .dat, .npz or .h5")
+    p.add_argument("dst", help="ISMRMRD HDF5 file to write (.h5)")
+    p.add_argument("--format", help="source format (bruker, varian, twix, npz, ismrmrd); default: guessed")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -35,3 +35,15 @@ def test_convert_refuses_spectroscopic_fid(tmp_path):
     with pytest.raises(InputError, match="spectroscopic"):
         convert_to_ismrmrd(src, tmp_path / "out.h5")
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_cli_convert(tmp_path, capsys):
+    from dualmode.cli import main
+
+    write_bruker(tmp_path / "exp", _ksp(), "GO_16BIT_SGN_INT")
+    assert main(["convert", str(tmp_path / "exp"), str(tmp_path / "o.h5")]) == 0
+    assert "matrix [8, 6, 1]" in capsys.readouterr().out
+    back = read_ismrmrd(tmp_path / "o.h5")
+    assert back.header.n_repetitions == 2 and back.header.nucleus == "13C"
+    assert main(["convert", str(tmp_path / "missing"), str(tmp_path / "p.h5")]) == 1
+    assert "file not found" in capsys.readouterr().err
