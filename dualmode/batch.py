@@ -354,14 +354,16 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
     Returns
     -------
     summary : dict
-        ``folders`` (one entry per folder, input order), counts ``ok``, ``skipped``,
-        ``failed``, and how it ran.
+        ``state`` (``"finished"``), ``folders`` (one entry per folder, input order), counts
+        ``ok``, ``skipped``, ``failed``, and how it ran. While the batch runs,
+        ``summary.json`` is rewritten (atomically) after each folder with ``state``
+        ``"running"`` and the folders not done yet as ``"pending"``.
 
     Raises
     ------
     KeyboardInterrupt
-        After writing ``summary.json`` with the unfinished folders as failed
-        (``"interrupted": true``).
+        After writing ``summary.json`` with ``state`` ``"interrupted"`` and the
+        unfinished folders as failed.
     OSError
         ``out_root`` cannot be created, or the scheduler cannot be reached.
     """
@@ -370,12 +372,32 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
     os.makedirs(out_root, exist_ok=True)
     started = time.time()
     given = [os.path.abspath(os.fspath(f)) for f in folders]
+    order = {f: i for i, f in reversed(list(enumerate(given)))}
     todo, rejected = _plan(given)
     total = len(todo) + len(rejected)
     entries: list[dict] = []
+    execution = {"mode": None, "workers": None, "scheduler": _address(scheduler), "resume": resume}
+    summary_path = os.path.join(out_root, "summary.json")
+
+    def summary(state: str) -> dict:
+        done = {e["folder"] for e in entries}
+        rows = entries + [{"folder": f, "name": folder_name(f), "status": "pending"}
+                          for f in todo if f not in done]
+        rows.sort(key=lambda e: order.get(e["folder"], len(order)))
+        return {
+            "state": state,
+            "folders": rows,
+            **{k: sum(e["status"] == k for e in rows) for k in ("ok", "skipped", "failed", "pending")},
+            "execution": execution,
+            "out_root": out_root,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": round(time.time() - started, 3),
+            "dualmode": __version__,
+        }
 
     def report(entry: dict) -> None:
         entries.append(entry)
+        write_json(summary_path, summary("running"))  # a killed run still says how far it got
         if progress:
             progress(entry, len(entries), total)
 
@@ -389,18 +411,22 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
                 pending.append(folder)
             else:
                 report(entry)
-        todo = pending
+        todo = [f for f in todo if f in pending]
     n = max(1, min(workers or default_workers(), len(todo)))
+    if scheduler is None:
+        execution["workers"] = n
     interrupted = False
     try:
         if not todo:
-            mode = "nothing to do"
+            execution["mode"] = "nothing to do"
         elif scheduler is None and n == 1:
-            mode = "in-process"
+            execution["mode"] = "in-process"
+            write_json(summary_path, summary("running"))
             for folder in todo:
                 report(run_one(folder, out_root, opts, log_level=log_level))
         else:
-            mode = "LocalCluster" if scheduler is None else "scheduler"
+            execution["mode"] = "LocalCluster" if scheduler is None else "scheduler"
+            write_json(summary_path, summary("running"))
             _run_distributed(todo, out_root, opts, log_level, n if scheduler is None else None,
                              scheduler, report)
     except KeyboardInterrupt:
@@ -408,24 +434,9 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
         done = {e["folder"] for e in entries}
         entries.extend({"folder": f, "name": folder_name(f), "status": "failed", "seconds": None,
                         "error": f"{f}: not finished: interrupted"} for f in todo if f not in done)
-    order = {f: i for i, f in reversed(list(enumerate(given)))}
-    entries.sort(key=lambda e: order.get(e["folder"], len(order)))
-    summary = {
-        "folders": entries,
-        "ok": sum(e["status"] == "ok" for e in entries),
-        "skipped": sum(e["status"] == "skipped" for e in entries),
-        "failed": sum(e["status"] == "failed" for e in entries),
-        "execution": {"mode": mode, "workers": n if scheduler is None else None,
-                      "scheduler": _address(scheduler),
-                      "resume": resume},
-        "out_root": out_root,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 3),
-        "dualmode": __version__,
-    }
-    if interrupted:
-        summary["interrupted"] = True
-    write_json(os.path.join(out_root, "summary.json"), summary)
+    result = summary("interrupted" if interrupted else "finished")
+    del result["pending"]
+    write_json(summary_path, result)
     if interrupted:
         raise KeyboardInterrupt
-    return summary
+    return result

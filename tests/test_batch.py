@@ -128,6 +128,7 @@ def test_external_scheduler_and_json_lines(folders, tmp_path, capsys):
     assert sorted(e["status"] for e in lines[:2]) == ["failed", "ok"]
     summary = lines[2]
     assert summary == _summary(tmp_path)
+    assert summary["state"] == "finished" and "pending" not in summary
     assert summary["execution"] == {"mode": "scheduler", "workers": None,
                                     "scheduler": cluster.scheduler_address, "resume": False}
     assert [e["name"] for e in summary["folders"]] == ["good11", "corrupt"]
@@ -173,13 +174,16 @@ def test_interrupt_writes_summary(folders, tmp_path, monkeypatch):
     def interrupted(folder, *args, **kwargs):
         calls.append(folder)
         if len(calls) == 2:
+            running = _summary(tmp_path)  # rewritten after every folder: a killed run says how far it got
+            assert running["state"] == "running"
+            assert [e["status"] for e in running["folders"]] == ["ok", "pending", "pending"]
             raise KeyboardInterrupt
         return _fake_run_one(folder, None)
 
     monkeypatch.setattr(batch, "run_one", interrupted)
     assert main(["run", *good, bad, "-o", str(tmp_path), "-j", "1", "-q"]) == 130
     s = _summary(tmp_path)
-    assert s["interrupted"] is True
+    assert s["state"] == "interrupted"
     assert [e["status"] for e in s["folders"]] == ["ok", "failed", "failed"]
     assert s["folders"][1]["error"].endswith("not finished: interrupted")
 
