@@ -25,12 +25,13 @@ from dualmode.conventions import ifft_centered, mri_affine
 from dualmode.io.errors import InputError
 from dualmode.io.kspace import KSpace
 
-from .coils import rss, svd_combine
+from .coils import rss, svd_combine, walsh_combine
 from .hyperpolarized import correct_rf_depletion
 
 
 def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: float = np.inf,
-                            workers: int = -1, noise_to_signal: float = 0.0) -> np.ndarray:
+                            workers: int = -1, noise_to_signal: float = 0.0, coil_combine: str = "svd",
+                            walsh_window: int = 5) -> np.ndarray:
     """Complex image of every repetition, coils combined with phase kept.
 
     Parameters
@@ -45,6 +46,11 @@ def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: fl
     noise_to_signal : float
         0: divide by the weighting; > 0: Wiener-regularised correction
         (see :func:`dualmode.recon.hyperpolarized.correct_rf_depletion`).
+    coil_combine : {"svd", "walsh"}
+        One global weight vector (small objects, :func:`~dualmode.recon.coils.svd_combine`)
+        or spatially adaptive Walsh weights shared by all repetitions
+        (:func:`~dualmode.recon.coils.walsh_combine` with ``average_axis=0``, box
+        ``walsh_window``) for objects larger than the coils' sensitivity variations.
 
     Returns
     -------
@@ -59,6 +65,10 @@ def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: fl
         data = correct_rf_depletion(data, h.line_order, h.flip_angle_deg, h.tr_ms or 0.0, t1_s,
                                     noise_to_signal=noise_to_signal)
     images = ifft_centered(data, axes=(-3, -2, -1), workers=workers)
+    if coil_combine == "walsh" and images.shape[1] > 1:
+        return walsh_combine(images, coil_axis=1, window=walsh_window, average_axis=0).astype(np.complex64)
+    if coil_combine not in ("svd", "walsh"):
+        raise InputError(ksp.source, f"coil_combine must be 'svd' or 'walsh', got {coil_combine!r}", "coil_combine")
     return svd_combine(images, coil_axis=1).astype(np.complex64)
 
 

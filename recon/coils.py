@@ -56,7 +56,7 @@ def whiten(images: np.ndarray, noise_cov: np.ndarray, coil_axis: int = 0) -> np.
 
 
 def walsh_sensitivities(images: np.ndarray, coil_axis: int = 0, window: int = 5,
-                        noise_cov: np.ndarray | None = None) -> np.ndarray:
+                        noise_cov: np.ndarray | None = None, average_axis: int | None = None) -> np.ndarray:
     """Relative coil sensitivities by the adaptive method of Walsh et al. (MRM 2000).
 
     For every voxel the signal correlation matrix ``R = sum_window m m^H`` over a
@@ -74,34 +74,59 @@ def walsh_sensitivities(images: np.ndarray, coil_axis: int = 0, window: int = 5,
         Box size (voxels) along every spatial axis of length > 1.
     noise_cov : (C, C) array, optional
         Noise covariance (identity if None).
+    average_axis : int, optional
+        An axis of ``images`` (e.g. repetitions) over which the correlation matrices are
+        summed: one set of maps for all of them. ``m m^H`` does not see the sign of the
+        signal, so sign-flipped shots share maps and their relative phase is kept.
 
     Returns
     -------
     ndarray
-        Unit-norm (in the whitened space) sensitivities, same shape as ``images``.
+        Unit-norm (in the whitened space) sensitivities, shape of ``images`` without
+        ``average_axis``.
+    """
+    m = np.asarray(images)
+    ndim = m.ndim
+    coil_axis %= ndim
+    if average_axis is None:
+        m, avg = m[None], 0
+        kept_coil = coil_axis  # position of the coil axis in the output
+        coil_axis += 1
+    else:
+        avg = average_axis % ndim
+        kept_coil = coil_axis - (avg < coil_axis)
+    m = np.moveaxis(m, (avg, coil_axis), (0, 1))  # (avg, coil, *spatial)
+    if noise_cov is not None:
+        m = whiten(m, noise_cov, 1)
+    ncoil, spatial = m.shape[1], m.shape[2:]
+    size = [1, 1] + [window if n > 1 else 1 for n in spatial]
+    corr = np.einsum("ai...,aj...->ij...", m, m.conj())
+    corr = ndi.uniform_filter(corr.real, size=size) + 1j * ndi.uniform_filter(corr.imag, size=size)
+    corr = np.moveaxis(corr.reshape(ncoil, ncoil, -1), -1, 0)
+    _, vecs = np.linalg.eigh(corr)
+    s = vecs[..., -1]  # (voxels, C)
+    ref = int(np.argmax(np.sum(np.abs(m) ** 2, axis=tuple(i for i in range(m.ndim) if i != 1))))
+    s = s * np.exp(-1j * np.angle(s[:, ref]))[:, None]
+    return np.moveaxis(s.T.reshape(ncoil, *spatial), 0, kept_coil)
+
+
+def walsh_combine(images: np.ndarray, coil_axis: int = 0, window: int = 5,
+                  noise_cov: np.ndarray | None = None, average_axis: int | None = None) -> np.ndarray:
+    """Adaptive (Walsh) complex coil combination ``I = s^H Psi^-1/2 m`` with ``s`` from
+    :func:`walsh_sensitivities` (unit norm, so the noise of ``I`` has unit variance per
+    whitened coil noise variance: the SNR-optimal matched filter when ``s`` is right).
+
+    With ``average_axis`` (e.g. the repetition axis) one set of weights serves every
+    repetition, which keeps their relative phase for the sign-flip lock-in.
     """
     m = np.moveaxis(np.asarray(images), coil_axis, 0)
     if noise_cov is not None:
         m = whiten(m, noise_cov, 0)
-    ncoil, spatial = m.shape[0], m.shape[1:]
-    size = [1] + [window if n > 1 else 1 for n in spatial]
-    corr = m[:, None] * m[None, :].conj()
-    corr = ndi.uniform_filter(corr.real, size=[1] + size) + 1j * ndi.uniform_filter(corr.imag, size=[1] + size)
-    corr = np.moveaxis(corr.reshape(ncoil, ncoil, -1), -1, 0)
-    _, vecs = np.linalg.eigh(corr)
-    s = vecs[..., -1]  # (voxels, C)
-    ref = int(np.argmax(np.sum(np.abs(m) ** 2, axis=tuple(range(1, m.ndim)))))
-    s = s * np.exp(-1j * np.angle(s[:, ref]))[:, None]
-    return np.moveaxis(s.T.reshape(ncoil, *spatial), 0, coil_axis)
-
-
-def walsh_combine(images: np.ndarray, coil_axis: int = 0, window: int = 5,
-                  noise_cov: np.ndarray | None = None) -> np.ndarray:
-    """Adaptive (Walsh) complex coil combination ``I = s^H Psi^-1/2 m`` with ``s`` from
-    :func:`walsh_sensitivities` (unit norm, so the noise of ``I`` has unit variance per
-    whitened coil noise variance: the SNR-optimal matched filter when ``s`` is right)."""
-    m = np.moveaxis(np.asarray(images), coil_axis, 0)
-    if noise_cov is not None:
-        m = whiten(m, noise_cov, 0)
-    s = walsh_sensitivities(m, 0, window)
+    avg = None
+    if average_axis is not None:
+        avg = average_axis % np.ndim(images)
+        avg = avg + 1 if avg < coil_axis % np.ndim(images) else avg
+    s = walsh_sensitivities(m, 0, window, average_axis=avg)
+    if avg is not None:
+        s = np.expand_dims(s, avg)
     return np.sum(s.conj() * m, axis=0)

@@ -92,3 +92,24 @@ def test_window_peak_at_dft_origin(n, kind):
 def test_unknown_window_raises():
     with pytest.raises(ValueError):
         window_1d(8, "kaiser")
+
+
+@pytest.mark.parametrize("combine", ["svd", "walsh"])
+def test_reconstruct_repetitions_keeps_sign_flip(combine):
+    from dualmode.io.kspace import KSpace, KSpaceHeader
+    from dualmode.recon.cartesian import reconstruct_repetitions
+
+    n, coils = 24, 4
+    x, y = np.meshgrid(np.arange(n) - n / 2, np.arange(n) - n / 2, indexing="ij")
+    obj = ((x / 8) ** 2 + (y / 6) ** 2 < 1).astype(complex)
+    sens = np.stack([np.exp(-((x - 20 * np.cos(a)) ** 2 + (y - 20 * np.sin(a)) ** 2) / 800) * np.exp(1j * a)
+                     for a in np.linspace(0, 2 * np.pi, coils, endpoint=False)])
+    images = np.stack([sens * obj * s for s in (1, -1, 1)])[..., None]  # (rep, coil, i, j, 1)
+    header = KSpaceHeader(matrix=(n, n, 1), fov_mm=(24.0, 24.0, 2.0), n_repetitions=3, n_coils=coils)
+    ksp = KSpace(fft_centered(images).astype(np.complex64), header, source="test")
+    out = reconstruct_repetitions(ksp, coil_combine=combine)
+    assert out.shape == (3, n, n, 1)
+    np.testing.assert_allclose(out[1], -out[0], atol=1e-4 * np.abs(out).max())
+    np.testing.assert_allclose(out[2], out[0], atol=1e-4 * np.abs(out).max())
+    with pytest.raises(ValueError):
+        reconstruct_repetitions(ksp, coil_combine="magic")

@@ -81,3 +81,26 @@ def test_whitening_gives_unit_covariance():
     est = noise_covariance(noise, 0)
     np.testing.assert_allclose(est, psi, atol=0.15 * np.abs(psi).max())
     np.testing.assert_allclose(noise_covariance(whiten(noise, est, 0), 0), np.eye(4), atol=1e-10)
+
+
+def test_walsh_shared_over_sign_flipped_repetitions():
+    """One set of Walsh weights for all shots: (I+ - I-)/2 keeps H, B cancels, phase kept."""
+    rho, sens = _coils()
+    rng = np.random.default_rng(5)
+    h = rho * 1.0
+    b = np.roll(rho, 5, axis=0) * 3.0 * np.exp(1j * 0.5)  # background, sign-invariant
+    signs = np.array([1, -1, 1, -1])
+    shots = np.stack([sens * (s * h + b) for s in signs])  # (rep, coil, x, y)
+    shots = shots + 0.01 * (rng.standard_normal(shots.shape) + 1j * rng.standard_normal(shots.shape))
+    comb = walsh_combine(shots, coil_axis=1, window=7, average_axis=0)
+    assert comb.shape == (4, N, N)
+    maps = walsh_sensitivities(shots, coil_axis=1, window=7, average_axis=0)
+    assert maps.shape == (C, N, N)
+    np.testing.assert_allclose(comb, np.einsum("c...,rc...->r...", maps.conj(), shots))
+    lockin = (signs[:, None, None] * comb).mean(axis=0)
+    expect = np.sum(maps.conj() * sens, axis=0) * h
+    obj = np.abs(rho) > 0
+    assert np.linalg.norm(lockin[obj] - expect[obj]) < 0.02 * np.linalg.norm(expect[obj])
+    # coil axis last, averaging axis first: same maps
+    moved = walsh_sensitivities(np.moveaxis(shots, 1, -1), coil_axis=-1, window=7, average_axis=0)
+    np.testing.assert_allclose(np.moveaxis(moved, -1, 0), maps, atol=1e-12)
