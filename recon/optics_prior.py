@@ -176,29 +176,32 @@ def condition_number(coords, support: np.ndarray) -> float:
     return float(sv[0] / sv[-1]) if sv[-1] > 0 else np.inf
 
 
-def _greedy_d_optimal(a: np.ndarray, n_samples: int, priority: np.ndarray, delta: float) -> np.ndarray:
-    """Greedy ``max log det(delta I + A_sel^H A_sel)`` over the rows of ``a`` (rank-one updates).
+def _greedy_d_optimal(blocks: list[np.ndarray], n_samples: int, priority: np.ndarray,
+                      deltas: list[float]) -> np.ndarray:
+    """Greedy ``max sum_b log det(delta_b I + A_b,sel^H A_b,sel)`` over shared candidate rows.
 
-    Adding row ``a_i`` multiplies the determinant by ``1 + a_i^H M^-1 a_i``; after choosing
-    ``u = M^-1 a_i`` the scores update as ``d_j -= |a_j^H u|^2 / (1 + a_i^H u)``.
+    Every block ``A_b`` (candidates x unknowns of one independent sub-problem, e.g. one
+    readout position) sees the same row choice. Adding row ``i`` multiplies block ``b``'s
+    determinant by ``1 + d_bi``, ``d_bi = a_bi M_b^-1 a_bi^H``; with ``u = M_b^-1 a_bi^H`` the
+    scores update as ``d_bj -= |a_bj u|^2 / (1 + d_bi)`` and ``M_b^-1`` by Sherman-Morrison.
     ``priority`` breaks near-ties (lower first, e.g. ``|k|``).
     """
-    c, s = a.shape
-    minv = np.eye(s, dtype=complex) / delta
-    score = np.sum(np.abs(a) ** 2, axis=1) / delta
+    c = blocks[0].shape[0]
+    minvs = [np.eye(a.shape[1], dtype=complex) / d for a, d in zip(blocks, deltas)]
+    scores = [np.sum(np.abs(a) ** 2, axis=1) / d for a, d in zip(blocks, deltas)]
     taken = np.zeros(c, dtype=bool)
     chosen = []
     tie = 1e-9 * priority / max(priority.max(), 1.0)
     for _ in range(n_samples):
-        crit = np.where(taken, -np.inf, score * (1.0 - tie))
-        i = int(np.argmax(crit))
+        gain = sum(np.log1p(sc) for sc in scores) if len(blocks) > 1 else scores[0]
+        i = int(np.argmax(np.where(taken, -np.inf, gain * (1.0 - tie))))
         chosen.append(i)
         taken[i] = True
-        u = minv @ a[i].conj()
-        q = float(np.real(a[i] @ u))
-        au = a @ u
-        score = score - np.abs(au) ** 2 / (1.0 + q)
-        minv -= np.outer(u, u.conj()) / (1.0 + q)
+        for b, a in enumerate(blocks):
+            u = minvs[b] @ a[i].conj()
+            q = float(np.real(a[i] @ u))
+            scores[b] = scores[b] - np.abs(a @ u) ** 2 / (1.0 + q)
+            minvs[b] -= np.outer(u, u.conj()) / (1.0 + q)
     return np.array(chosen)
 
 
@@ -240,7 +243,7 @@ def choose_kspace_samples(support: np.ndarray, n_samples: int, *, method: str = 
     radius = np.sqrt(np.sum((cand / (np.array(support.shape[:cand.shape[1]]) / 2.0)) ** 2, axis=1))
     if method == "greedy":
         a = fourier_matrix(cand, support)
-        return cand[_greedy_d_optimal(a, n_samples, radius, delta * s)]
+        return cand[_greedy_d_optimal([a], n_samples, radius, [delta * s])]
     if method != "random":
         raise InputError(None, f"method must be 'greedy' or 'random', got {method!r}", "method")
     rng = np.random.default_rng(seed)
@@ -254,3 +257,64 @@ def choose_kspace_samples(support: np.ndarray, n_samples: int, *, method: str = 
         if cond <= max_cond:
             break
     return cand[best]
+
+
+@_single_thread_blas
+def choose_phase_encodes(support: np.ndarray, n_lines: int, *, readout_axis: int = 0,
+                         delta: float = 1e-2) -> np.ndarray:
+    """Greedy D-optimal choice of phase-encode positions when every line is read out in full.
+
+    In Cartesian MRI the readout axis costs nothing: a line gives all ``N_r`` samples along
+    ``readout_axis``. After the inverse FFT along the readout, every readout position ``r``
+    is an independent problem whose unknowns are the support voxels of plane ``r``; the
+    same phase-encode positions serve them all. The greedy criterion is therefore
+    ``sum_r log det(delta I + A_r^H A_r)`` (see :func:`choose_kspace_samples`), and the
+    least number of lines is the largest support count of any plane.
+
+    Parameters
+    ----------
+    support : bool array
+        Support on the image grid (2D as ``(N_i, N_j, 1)``).
+    n_lines : int
+        Number of phase-encode positions (lines) to acquire.
+    readout_axis : int
+        Image/k-space axis read out in full.
+
+    Returns
+    -------
+    pe_coords : (n_lines, d - 1) float array
+        Phase-encode positions (cycles/FOV) over the other encoding axes, in pick order;
+        expand them to sample coordinates with :func:`line_coords`.
+    """
+    support = np.asarray(support, dtype=bool)
+    d = max(i + 1 for i, n in enumerate(support.shape) if n > 1)
+    readout_axis %= d
+    pe_axes = [a for a in range(d) if a != readout_axis]
+    planes = np.moveaxis(support, readout_axis, 0)
+    pe_shape = tuple(support.shape[a] for a in pe_axes) + (1,) * (support.ndim - d)
+    cand = cartesian_coords(pe_shape)[:, :len(pe_axes)] if len(pe_axes) else np.zeros((1, 0))
+    if not 0 < n_lines <= len(cand):
+        raise InputError(None, f"n_lines must be in 1..{len(cand)}, got {n_lines}", "n_lines")
+    blocks, deltas = [], []
+    for plane in planes:
+        plane = plane.reshape(pe_shape)
+        if plane.any():
+            blocks.append(fourier_matrix(cand, plane))
+            deltas.append(delta * plane.sum())
+    if not blocks:
+        raise InputError(None, "empty support", "support")
+    radius = np.sqrt(np.sum((cand / (np.array(pe_shape[:len(pe_axes)]) / 2.0)) ** 2, axis=1))
+    return cand[_greedy_d_optimal(blocks, n_lines, radius, deltas)]
+
+
+def line_coords(pe_coords, shape, readout_axis: int = 0) -> np.ndarray:
+    """Sample coordinates ``(n_lines * N_r, d)`` of full readouts at the phase-encode positions."""
+    pe = np.atleast_2d(np.asarray(pe_coords, dtype=float))
+    shape = tuple(int(n) for n in shape)
+    d = pe.shape[1] + 1
+    readout = np.arange(shape[readout_axis]) - shape[readout_axis] // 2
+    out = np.empty((len(pe), len(readout), d))
+    out[..., readout_axis] = readout[None, :]
+    others = [a for a in range(d) if a != readout_axis]
+    out[..., others] = pe[:, None, :]
+    return out.reshape(-1, d)

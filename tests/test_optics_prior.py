@@ -76,3 +76,31 @@ def test_greedy_design_is_better_conditioned_than_random():
     # prefixes of the greedy order are greedy designs too
     first = choose_kspace_samples(support, m // 2 + support.sum() // 2, method="greedy")
     np.testing.assert_array_equal(first, choose_kspace_samples(support, m, method="greedy")[:len(first)])
+
+
+def test_phase_encode_lines_with_full_readout():
+    from dualmode.recon.optics_prior import choose_phase_encodes, line_coords
+
+    n = 64
+    x, optical, k, rng = _scene(n, 10, 3)
+    support = support_mask(x.shape, optical, dilation=1.5)
+    per_plane = int(support.sum(axis=(1, 2)).max())  # unknowns of the worst readout position
+    n_lines = per_plane + 2
+    pe = choose_phase_encodes(support, n_lines, readout_axis=0)
+    assert pe.shape == (n_lines, 1) and len(np.unique(pe)) == n_lines
+    coords = line_coords(pe, x.shape, readout_axis=0)
+    assert coords.shape == (n_lines * n, 2)
+    np.testing.assert_array_equal(coords[:n, 0], np.arange(n) - n // 2)
+    np.testing.assert_array_equal(coords[:n, 1], pe[0, 0])
+    sigma = np.sqrt(np.mean(np.abs(k) ** 2)) / 20
+    noisy = k + sigma * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)) / np.sqrt(2)
+    idx = tuple((coords + n // 2).astype(int).T) + (np.zeros(len(coords), int),)
+    est = support_lstsq(noisy[idx], coords, support)
+    assert n / n_lines > 5
+    assert np.linalg.norm(est - x) / np.linalg.norm(x) <= 0.1
+    # 3D: readout along k, phase encodes over (i, j)
+    sup3 = support_mask((8, 8, 8), [[2, 3, 4], [5, 5, 1]], dilation=1.0)
+    pe3 = choose_phase_encodes(sup3, 6, readout_axis=2)
+    assert pe3.shape == (6, 2)
+    c3 = line_coords(pe3, (8, 8, 8), readout_axis=2)
+    assert c3.shape == (48, 3) and np.all(c3[:8, :2] == pe3[0])
