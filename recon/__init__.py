@@ -22,5 +22,6 @@ from .signflip import SignFlipResult, robust_noise_sigma, signflip_combine  # no
 from .nufft import NUFFTPlan, apply_toeplitz, nufft, nufft_adjoint, toeplitz_kernel  # noqa: E402
 from .metrics import optical_metrics, optical_panels, signflip_metrics, signflip_panels  # noqa: E402
 from .optics_prior import (  # noqa: E402
-    choose_kspace_samples, condition_number, fourier_matrix, support_lstsq, support_mask,
+    choose_kspace_samples, choose_phase_encodes, condition_number, fourier_matrix, line_coords, support_lstsq,
+    support_mask,
 )
