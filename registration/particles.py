@@ -198,7 +198,8 @@ def detect_optical_particles(
     -------
     Particles
         ``xyz`` in optical um (origin at the first pixel centre); ``confidence``
-        ``= snr^2 / (snr^2 + (2 min_snr)^2) / blur^2``; ``extra["blur"]`` the blur factor.
+        ``= snr^2 / (snr^2 + (2 min_snr)^2) / blur^2``, times 0.1 for blobs cut by the
+        field edge (biased centroid); ``extra["blur"]`` the blur factor, ``extra["edge"]``.
     """
     from skimage.restoration import estimate_sigma
 
@@ -228,22 +229,28 @@ def detect_optical_particles(
     mind = max(1, int(np.floor(np.sqrt(2) * sigma0[active].min())))
     peaks = peak_local_max(response, min_distance=mind, threshold_abs=0.0, exclude_border=False)
     amp_map = ndi.gaussian_filter(flat, 0.5 * sigma0)
-    xyz, amp, blur = [], [], []
+    xyz, amp, blur, edge = [], [], [], []
     for p in peaks:
         b = scales[best_scale[tuple(p)]]
         a = amp_map[tuple(p)]
         if a < min_snr * noise:
             continue
-        centre = _centroid(img, (p + 0.5) * step - 0.5, 1.5 * np.sqrt(2) * b * sigma_full, sigma_full, active)
+        radius = 1.5 * np.sqrt(2) * b * sigma_full
+        centre = _centroid(img, (p + 0.5) * step - 0.5, radius, sigma_full, active)
+        # a blob cut by the field edge has a biased centroid: flag it
+        cut = np.any(active[:2] & ((centre[:2] - 0.5 * radius[:2] < 0) |
+                                   (centre[:2] + 0.5 * radius[:2] > np.array(img.shape[:2]) - 1)))
         xyz.append(centre * spacing)
         amp.append(a)
         blur.append(b)
+        edge.append(cut)
     xyz = np.array(xyz, float).reshape(-1, 3)
     amp = np.array(amp, float)
     blur = np.array(blur, float)
     snr = amp / noise
-    conf = _confidence(snr, min_snr) / blur**2
-    return Particles(xyz, amp, snr, conf, {"blur": blur, "noise": np.full(len(xyz), noise)})
+    edge = np.array(edge, bool)
+    conf = _confidence(snr, min_snr) / blur**2 * np.where(edge, 0.1, 1.0)
+    return Particles(xyz, amp, snr, conf, {"blur": blur, "edge": edge, "noise": np.full(len(xyz), noise)})
 
 
 def _centroid(img, centre, radius, sigma0, active, iterations=4):

@@ -9,7 +9,7 @@ Steps (each in its own module):
 3. fit rigid (optionally similarity) weighted by the particles' confidence
    (deep/blurred optical particles count less; :mod:`.pointfit`);
 4. optionally refine by Mattes MI on the MRI grid (:mod:`.refine`), accepted only
-   if the matched-particle residual does not grow by more than ``accept_tol_vox``;
+   if the matched-particle residual does not grow beyond the point fit's standard error;
 5. report leave-one-out TRE over the matched particles.
 
 All fitting happens in the MRI *grid frame* (mm along the array axes, origin at
@@ -89,7 +89,7 @@ def register(
     min_snr: float = 5.0,
     tol_mm: float | None = None,
     depth_of_field_um: float | None = None,
-    accept_tol_vox: float = 0.02,
+    accept_tol: float = 1.0,
     max_particles: int = 400,
 ) -> Registration:
     """Register an optical image to the 13C MRI from the particles both show.
@@ -121,9 +121,10 @@ def register(
     depth_of_field_um : float, optional
         Widefield against a 3D MRI: slab of the MRI projected for the MI refinement
         (default: two particle diameters).
-    accept_tol_vox : float
-        The MI refinement is kept only if the matched-particle RMS grows by less than this
-        (MRI voxels).
+    accept_tol : float
+        The MI refinement is kept only if the offset it adds to the matched particles,
+        ``sqrt(rms_refined^2 - rms_points^2)``, is at most ``accept_tol`` times the point fit's
+        standard error ``rms_points / sqrt(pairs)`` (both RMS reported in ``details``).
     max_particles : int
         Keep at most this many particles per modality (highest SNR) for matching.
 
@@ -255,8 +256,12 @@ def register(
                 t_ref, info = mattes_refine(fixed, fsp, data, spacing, t_q, model=model)
             res_ref = _residuals(t_ref, o[pairs[:, 0]], m[pairs[:, 1]], planar)
             rms_ref = _wrms(res_ref, w)
-            accept = bool(rms_ref <= rms_points + accept_tol_vox * vox[:2].min())
-            info.update(rms_refined_mm=rms_ref, accepted=accept)
+            # the systematic offset the refinement adds to the matched particles must stay within
+            # the standard error of the point fit itself (rms / sqrt(pairs))
+            offset = float(np.sqrt(max(rms_ref**2 - rms_points**2, 0.0)))
+            tolerance = accept_tol * rms_points / np.sqrt(len(pairs))
+            accept = bool(offset <= tolerance)
+            info.update(rms_refined_mm=rms_ref, offset_mm=offset, tolerance_mm=float(tolerance), accepted=accept)
         except RuntimeError as err:  # ITK optimizer failure: keep the point fit
             accept, info = False, {"accepted": False, "reason": str(err).splitlines()[0][:200]}
         details["mattes"] = info

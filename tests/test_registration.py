@@ -12,18 +12,15 @@ from dualmode.registration import (
     leave_one_out_tre,
     register,
 )
+from dualmode.registration.accuracy import matching_precision_recall, true_tre
 from dualmode.registration.phantom import make_pair, rotation_z
 from scipy.spatial import cKDTree
 
 
 def _true_tre_vox(pair, reg, planar):
     """Error (MRI voxels) of the estimated transform at the true optical particle positions."""
-    o = pair.optical_xyz_um.copy()
-    if planar:
-        o[:, 2] = 0.0
-    err = apply_affine(reg.optical_to_mri, o) - apply_affine(pair.optical_to_mri, o)
-    err = err[:, :2] if planar else err
-    return np.linalg.norm(err, axis=1) / voxel_sizes(pair.mri_affine)[:2].min()
+    tre = true_tre(reg.optical_to_mri, pair.optical_to_mri, pair.optical_xyz_um, planar=planar)
+    return tre / voxel_sizes(pair.mri_affine)[:2].min()
 
 
 def _transform(angle, mirrored, t, scale=1e-3):
@@ -135,12 +132,11 @@ def test_register_2d_known_transforms(angle, mirrored, shift):
     assert np.median(tre) <= 0.25, (np.median(tre), reg.details)
     assert reg.tre_loo_mm is not None and reg.tre_loo_mm < 0.25 * voxel_sizes(pair.mri_affine)[0]
     # matching precision/recall against the truth
-    truth = {tuple(p) for p in pair.shared}
-    o_true = cKDTree(pair.optical_xyz_um[:, :2]).query(reg.optical_particles.xyz[reg.pairs[:, 0], :2])[1]
-    m_true = cKDTree(pair.mri_xyz_mm).query(reg.mri_particles.xyz[reg.pairs[:, 1]])[1]
-    hits = sum((a, b) in truth for a, b in zip(o_true, m_true))
-    assert hits / len(reg.pairs) >= 0.9  # precision
-    assert hits / max(len(truth), 1) >= 0.6  # recall (edge and faint particles may be missed)
+    precision, recall = matching_precision_recall(
+        reg.pairs, reg.optical_particles.xyz, reg.mri_particles.xyz, pair.optical_xyz_um, pair.mri_xyz_mm,
+        pair.shared, planar=True)
+    assert precision >= 0.9
+    assert recall >= 0.6  # edge and faint particles may be missed
     assert reg.pairs.shape == (reg.matched, 2) and reg.residuals_mm.shape == (reg.matched,)
 
 
