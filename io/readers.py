@@ -87,8 +87,11 @@ def guess_format(path: str | os.PathLike) -> str:
         return "npz"
     if low.endswith(".dat"):
         return "twix"
-    if os.path.isdir(p):
-        names = set(os.listdir(p))
+    folder = os.path.dirname(p) or "."
+    if not (os.path.basename(p) in ("fid", "acqp", "method", "procpar", "rawdata.job0") and os.path.isdir(folder)):
+        folder = p  # else: a file inside a vendor folder, decided by the folder
+    if os.path.isdir(folder):
+        names = set(os.listdir(folder))
         if "procpar" in names and "fid" in names:
             return "varian"
         if {"acqp", "method"} <= names or "fid" in names and "acqp" in names:

@@ -116,7 +116,8 @@ def read_varian(path: str | os.PathLike) -> KSpace:
     pp = read_procpar(ppath)
     fh = fid_fileheader(fid)
     try:
-        _, traces = ngv.read_fid(fid, as_2d=True)
+        with np.errstate(invalid="ignore"):  # NaN samples are reported by KSpace.validate
+            _, traces = ngv.read_fid(fid, as_2d=True)
     except Exception as err:
         raise InputError(fid, f"unreadable fid ({type(err).__name__}: {err})") from None
     traces = np.asarray(traces, dtype=np.complex64).reshape(fh["nblocks"] * fh["ntraces"], fh["np"] // 2)

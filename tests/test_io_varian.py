@@ -81,3 +81,8 @@ def test_varian_multislice_refused(tmp_path):
     with pytest.raises(InputError, match="slices") as err:
         read_varian(tmp_path / "ms.fid")
     assert err.value.field == "ns"
+
+
+def test_file_inside_vendor_folder_is_recognised():
+    assert read_kspace(DATA / "fid").header.matrix == (1500, 1, 1)
+    assert read_kspace(DATA / "procpar").source.endswith("fid")
