@@ -8,7 +8,8 @@ from .hyperpolarized import (  # noqa: E402
     line_order_centre_out, line_order_linear, psf_metrics, psf_of_weighting,
 )
 from .iterative import (  # noqa: E402
-    cg, fista, l1_wavelet_recon, least_squares, soft_threshold, tv_prox, tv_recon, wavelet_prox,
+    admm_tv, cg, fista, l1_wavelet_recon, least_squares, soft_threshold, tv_objective, tv_prox, tv_recon,
+    wavelet_prox,
 )
 from .linop import FFTOp, Linop, MatrixOp, NUFFTOp, RestrictOp, SenseOp  # noqa: E402
 from .partial_fourier import homodyne, low_resolution_phase, pocs  # noqa: E402

@@ -12,7 +12,10 @@ Problems (``A`` any :class:`dualmode.recon.linop.Linop`, ``y`` the measured data
   variation of the complex image (proximal map by Chambolle's projection,
   :func:`skimage.restoration.denoise_tv_chambolle`), solved by FISTA (Beck &
   Teboulle, SIAM J. Imaging Sci. 2, 183 (2009)) with step ``1 / L``,
-  ``L = lambda_max(A^H A)`` from power iteration.
+  ``L = lambda_max(A^H A)`` from power iteration;
+* total variation also by ADMM (:func:`admm_tv`; Boyd et al., Found. Trends Mach. Learn.
+  3, 1 (2011); Goldstein & Osher's split Bregman, SIAM J. Imaging Sci. 2, 323 (2009)):
+  exact TV proximal steps, the quadratic sub-problem solved by warm-started CG.
 
 ``lam`` is on the scale of the data: with the unnormalised DFT of the conventions
 ``A^H A = N`` on a fully sampled grid, so ``lam`` of the ``||W x||_1`` term compares to
@@ -168,3 +171,56 @@ def tv_recon(op: Linop, y: np.ndarray, lam: float, *, max_iter: int = 100, tol: 
         return tv_prox(v, lam * t, prox_iter)
 
     return fista(op, y, prox, max_iter=max_iter, tol=tol, step=step, callback=callback)
+
+
+def gradient(x: np.ndarray, axes) -> np.ndarray:
+    """Periodic forward differences ``(D x)_a = x(r + e_a) - x(r)`` stacked on a new first axis."""
+    return np.stack([np.roll(x, -1, axis=a) - x for a in axes])
+
+
+def gradient_adjoint(g: np.ndarray, axes) -> np.ndarray:
+    """``D^H g`` (a negative backward divergence) for :func:`gradient`."""
+    return sum(np.roll(g[i], 1, axis=a) - g[i] for i, a in enumerate(axes))
+
+
+def tv_objective(op: Linop, y: np.ndarray, x: np.ndarray, lam: float) -> float:
+    """``1/2 ||A x - y||^2 + lam sum_r ||(D x)(r)||_2`` with the periodic differences of :func:`gradient`."""
+    axes = _wavelet_axes(op.ishape, None)
+    tv = np.sum(np.sqrt(np.sum(np.abs(gradient(x, axes)) ** 2, axis=0)))
+    return 0.5 * norm(op.forward(x) - y) ** 2 + lam * float(tv)
+
+
+def admm_tv(op: Linop, y: np.ndarray, lam: float, *, rho: float | None = None, max_iter: int = 100,
+            cg_iter: int = 5, x0: np.ndarray | None = None, callback=None) -> np.ndarray:
+    """``argmin 1/2 ||A x - y||^2 + lam sum_r ||(D x)(r)||_2`` (isotropic TV, periodic) by ADMM.
+
+    Splitting ``z = D x`` with scaled dual ``u`` (Boyd et al. 2011)::
+
+        x <- argmin 1/2 ||A x - y||^2 + rho/2 ||D x - z + u||^2     (CG, warm start)
+        z <- shrink(D x + u, lam / rho)   (per voxel, over the gradient components)
+        u <- u + D x - z
+
+    ``rho`` defaults to ``16 lam`` (threshold ``lam / rho = 1/16`` of a unit gradient per
+    step), which converged in 50-100 iterations on Shepp-Logan at R = 4 for ``lam`` over a
+    decade; convergence, not the minimiser, depends on it.
+    """
+    axes = _wavelet_axes(op.ishape, None)
+    rho = 16.0 * lam if rho is None else rho
+    aty = op.adjoint(y)
+    x = np.zeros(op.ishape, dtype=np.result_type(aty, np.complex64)) if x0 is None else x0.astype(complex)
+    z = gradient(x, axes)
+    u = np.zeros_like(z)
+
+    def normal(v):
+        return op.normal(v) + rho * gradient_adjoint(gradient(v, axes), axes)
+
+    for it in range(max_iter):
+        x = cg(normal, aty + rho * gradient_adjoint(z - u, axes), x0=x, max_iter=cg_iter, tol=1e-8)
+        dx = gradient(x, axes)
+        v = dx + u
+        mag = np.sqrt(np.sum(np.abs(v) ** 2, axis=0))
+        z = v * np.maximum(1.0 - (lam / rho) / np.maximum(mag, 1e-30), 0.0)
+        u = v - z
+        if callback is not None:
+            callback(it, x)
+    return x

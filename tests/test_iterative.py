@@ -132,3 +132,23 @@ def test_l1_wavelet_and_tv_on_undersampled_radial(phantom):
     assert e_cg > 0.2
     assert e_l1 < 0.6 * e_cg
     assert e_tv < 0.45 * e_cg
+
+
+def test_admm_tv_minimises_its_objective(phantom):
+    from dualmode.recon.iterative import admm_tv, tv_objective
+
+    mask = poisson_disc_mask((N, N), 4, calib=(12, 12))[:, :, None]
+    op = FFTOp((N, N, 1), mask)
+    y = op.forward(phantom)
+    lam = 2.0
+    x = admm_tv(op, y, lam, max_iter=100)
+    e_zf = _nrmse(op.adjoint(y) / (N * N), phantom)
+    assert _nrmse(x, phantom) < 0.25 * e_zf
+    f = tv_objective(op, y, x, lam)
+    assert f <= tv_objective(op, y, admm_tv(op, y, lam, max_iter=30), lam)
+    assert f < tv_objective(op, y, phantom, lam)
+    assert f <= 1.001 * tv_objective(op, y, tv_recon(op, y, lam, max_iter=100), lam)  # FISTA, Chambolle prox
+    rng = np.random.default_rng(6)
+    for _ in range(3):  # no small perturbation lowers the objective
+        d = rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape)
+        assert f <= tv_objective(op, y, x + 1e-3 * d, lam) * (1 + 1e-6)
