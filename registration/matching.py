@@ -143,7 +143,7 @@ def match_particles(
     center: np.ndarray | None = None,
     optical_center: np.ndarray | None = None,
     uncertainty: float = np.inf,
-    allow_mirror: bool = True,
+    mirrors: tuple = (False, True),
     planar: bool = True,
     model: str = "rigid",
     n_refine: int = 12,
@@ -164,6 +164,8 @@ def match_particles(
     center, optical_center, uncertainty
         Coarse placement: ``optical_center`` (um) maps within ``uncertainty`` (mm,
         in-plane) of ``center`` (mm, MRI frame); ``center[2]`` places z for planar data.
+    mirrors : tuple of bool
+        Mirror states to test (``True``: optical y flipped before the rotation).
     planar : bool
         Optical points are a plane (widefield): z comes from the MRI particles.
 
@@ -180,7 +182,7 @@ def match_particles(
     if len(o) < 2 or len(m) < 2:
         return out
     tree = cKDTree(m[:, :2])
-    for mirror in ([False, True] if allow_mirror else [False]):
+    for mirror in mirrors:
         hyp, idx = _hypotheses(o[:, :2], m[:, :2], scale, tol, mirror)
         n_hyp = len(hyp)
         if n_hyp == 0:

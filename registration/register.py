@@ -183,8 +183,11 @@ def register(
         centre_q = apply_affine(to_grid, np.asarray(center_mm, float))
         unc = float(uncertainty_mm)
     wo, wm = opt_p.confidence, mri_p.confidence
+    # mirror states in the grid frame; a left-handed MRI affine swaps what "mirrored" means in world
+    world_flip = bool(np.linalg.det(frame[:3, :3]) < 0)
+    mirrors = (False, True) if allow_mirror else (world_flip,)
     matches = match_particles(o, m, wo=wo, wm=wm, tol=tol, center=centre_q, optical_center=o_centre,
-                              uncertainty=unc, allow_mirror=allow_mirror, planar=planar)
+                              uncertainty=unc, mirrors=mirrors, planar=planar)
     cands = [c for c in matches.values() if c is not None and len(c.pairs) >= 3]
     if not cands:
         best = max((len(c.pairs) for c in matches.values() if c is not None), default=0)
@@ -215,7 +218,7 @@ def register(
         decoy = m.copy()
         decoy[:, :2] = rng.uniform(-vox[:2] / 2, extent[:2] - vox[:2] / 2, (len(m), 2))
         null = match_particles(o, decoy, wo=wo, wm=wm, tol=tol, center=centre_q, optical_center=o_centre,
-                               uncertainty=unc, allow_mirror=allow_mirror, planar=planar)
+                               uncertainty=unc, mirrors=mirrors, planar=planar)
         chance = max(chance, max((len(c.pairs) for c in null.values() if c is not None), default=0))
     if len(chosen.pairs) < chance + max(3.0, 0.3 * chance):
         raise RegistrationError(

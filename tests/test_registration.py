@@ -204,3 +204,17 @@ def test_register_stack_against_2d_slice():
     # the slice passes through the middle of the stack (within a quarter of the slice thickness)
     mid = np.array([0.0, 0.0, np.median(pair.optical_xyz_um[:, 2])])
     assert abs(apply_affine(reg.optical_to_mri, mid)[2] - pair.mri_affine[2, 3]) < 0.4
+
+
+def test_register_left_handed_mri_affine_and_no_mirror():
+    """A left-handed MRI affine (x flipped): 'mirrored' is judged in world coordinates."""
+    pair = make_pair(62, angle_deg=10.0, shift_mm=(1.0, 0.0, 0.0), n_particles=120)
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip[0, 3] = pair.mri_image.shape[0] - 1
+    affine = pair.mri_affine @ flip  # index i -> n-1-i, same world positions
+    image = pair.mri_image[::-1]
+    assert np.linalg.det(affine[:3, :3]) < 0
+    reg = register(image, affine, pair.noise_sigma, pair.optical, center_mm=pair.center_mm,
+                   allow_mirror=False, refine=False)
+    assert not reg.mirrored
+    assert np.median(_true_tre_vox(pair, reg, planar=True)) <= 0.25
