@@ -323,11 +323,11 @@ def toeplitz_kernel(plan: NUFFTPlan, weights=None) -> np.ndarray:
     if w.shape != plan.points_shape:
         raise InputError(None, f"weights shape {w.shape} != coords shape {plan.points_shape}",
                          "weights")
-    # sorted grid positions back to k (mod N, which the 2N-periodic kernel does not see)
+    # grid positions back to k (mod N, which the 2N-periodic kernel does not see)
     k = plan._u * (np.array(plan.grid_size) / np.array(plan.oversampled_shape))
     big = tuple(2 * m for m in plan.grid_size)
     psf = NUFFTPlan(2.0 * k, big, eps=min(plan.eps, 1e-6), upsampling=2.0,
-                    threads=plan.threads).adjoint(w.reshape(-1)[plan._perm].astype(np.complex128))
+                    threads=plan.threads).adjoint(w.reshape(-1).astype(np.complex128))
     axes = tuple(range(plan.ndim))
     return scipy.fft.fftn(scipy.fft.ifftshift(psf, axes=axes), axes=axes, workers=plan.threads)
 

@@ -20,9 +20,12 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True)
 def sort_points(pts, scale, n, nslab, tile):
-    """Grid positions ``u = pts * scale mod n`` sorted by slab (axis 0) and tiles (other axes).
+    """Grid positions ``u = pts * scale mod n`` and their order by slab (axis 0) and tile.
+
+    Serial counting sort (one pass to count, one to place): cheaper than a parallel region
+    for the sizes here. The kernels read ``u[perm[j]]``, so no sorted copy is made.
 
     Parameters
     ----------
@@ -31,9 +34,9 @@ def sort_points(pts, scale, n, nslab, tile):
 
     Returns
     -------
-    perm : (M,) int64, sorted position -> original point index.
-    slab_ptr : (nslab + 1,) int64, points of slab ``s`` are ``slab_ptr[s]:slab_ptr[s + 1]``.
-    u : (M, d) float64 sorted grid positions in ``[0, n)``.
+    perm : (M,) int64, sorted position -> point index.
+    slab_ptr : (nslab + 1,) int64, points of slab ``s`` are ``perm[slab_ptr[s]:slab_ptr[s + 1]]``.
+    u : (M, d) float64 grid positions in ``[0, n)``, in the original point order.
     """
     m, d = pts.shape
     ntile = np.ones(d, np.int64)
@@ -43,21 +46,24 @@ def sort_points(pts, scale, n, nslab, tile):
     for a in range(1, d):
         per_slab *= ntile[a]
     nkey = nslab * per_slab
-    keys = np.empty(m, np.int64)
-    for j in nb.prange(m):
+    keys = np.empty(m, np.int32)
+    u = np.empty((m, d), np.float64)
+    counts = np.zeros(nkey + 1, np.int64)
+    for j in range(m):
         key = 0
         for a in range(d):
             x = pts[j, a] * scale[a]
             x -= np.floor(x / n[a]) * n[a]
-            r = min(int(x), n[a] - 1)
+            if x >= n[a]:
+                x = 0.0
+            u[j, a] = x
+            r = int(x)
             if a == 0:
                 key = (r * nslab) // n[0]
             else:
                 key = key * ntile[a] + r // tile[a]
         keys[j] = key
-    counts = np.zeros(nkey + 1, np.int64)
-    for j in range(m):
-        counts[keys[j] + 1] += 1
+        counts[key + 1] += 1
     for k in range(nkey):
         counts[k + 1] += counts[k]
     slab_ptr = np.empty(nslab + 1, np.int64)
@@ -68,13 +74,6 @@ def sort_points(pts, scale, n, nslab, tile):
         k = keys[j]
         perm[counts[k]] = j
         counts[k] += 1
-    u = np.empty((m, d), np.float64)
-    for q in nb.prange(m):
-        j = perm[q]
-        for a in range(d):
-            x = pts[j, a] * scale[a]
-            x -= np.floor(x / n[a]) * n[a]
-            u[q, a] = x if x < n[a] else 0.0
     return perm, slab_ptr, u
 
 
@@ -159,8 +158,8 @@ def kernels(width: int, degree: int) -> dict:
                 slab = color + 2 * q
                 for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
                     p = perm[j]
-                    a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
-                    a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
+                    a0 = _kernel_values(u[p, 0], coef, k0, w, degree)
+                    a1 = _kernel_values(u[p, 1], coef, k1, w, degree)
                     _rows(a0, w, n0, 2 * n1, r0)
                     wrap = a1 < 0 or a1 + w > n1
                     for b in range(nb_):
@@ -189,9 +188,9 @@ def kernels(width: int, degree: int) -> dict:
                 slab = color + 2 * q
                 for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
                     p = perm[j]
-                    a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
-                    a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
-                    a2 = _kernel_values(u[j, 2], coef, k2, w, degree)
+                    a0 = _kernel_values(u[p, 0], coef, k0, w, degree)
+                    a1 = _kernel_values(u[p, 1], coef, k1, w, degree)
+                    a2 = _kernel_values(u[p, 2], coef, k2, w, degree)
                     _rows(a0, w, n0, n1 * 2 * n2, r0)
                     _rows(a1, w, n1, 2 * n2, r1)
                     wrap = a2 < 0 or a2 + w > n2
@@ -224,8 +223,8 @@ def kernels(width: int, degree: int) -> dict:
             r0 = np.empty(w, np.int64)
             for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
                 p = perm[j]
-                a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
-                a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
+                a0 = _kernel_values(u[p, 0], coef, k0, w, degree)
+                a1 = _kernel_values(u[p, 1], coef, k1, w, degree)
                 _rows(a0, w, n0, 2 * n1, r0)
                 wrap = a1 < 0 or a1 + w > n1
                 for b in range(nb_):
@@ -255,9 +254,9 @@ def kernels(width: int, degree: int) -> dict:
             r1 = np.empty(w, np.int64)
             for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
                 p = perm[j]
-                a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
-                a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
-                a2 = _kernel_values(u[j, 2], coef, k2, w, degree)
+                a0 = _kernel_values(u[p, 0], coef, k0, w, degree)
+                a1 = _kernel_values(u[p, 1], coef, k1, w, degree)
+                a2 = _kernel_values(u[p, 2], coef, k2, w, degree)
                 _rows(a0, w, n0, n1 * 2 * n2, r0)
                 _rows(a1, w, n1, 2 * n2, r1)
                 wrap = a2 < 0 or a2 + w > n2
