@@ -152,3 +152,16 @@ def test_admm_tv_minimises_its_objective(phantom):
     for _ in range(3):  # no small perturbation lowers the objective
         d = rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape)
         assert f <= tv_objective(op, y, x + 1e-3 * d, lam) * (1 + 1e-6)
+
+
+def test_cg_sense_on_undersampled_radial(phantom):
+    from dualmode.recon.trajectory import golden_angle_radial
+
+    maps = _coil_maps(N, 6)
+    coords = golden_angle_radial(34, 2 * N, (N, N))  # ~3x below the radial Nyquist
+    multi = NUFFTOp(coords, (N, N, 1), sens=maps)
+    single = NUFFTOp(coords, (N, N, 1))
+    support = np.abs(maps).sum(0) > 0.5
+    x = least_squares(multi, multi.forward(phantom), max_iter=40)
+    x1 = least_squares(single, single.forward(phantom), max_iter=40)
+    assert _nrmse(x[support], phantom[support]) < 0.5 * _nrmse(x1[support], phantom[support])
