@@ -63,7 +63,8 @@ def _hypotheses(o_xy, m_xy, scale, tol, mirror, max_pairs=400_000):
         oa, ob, od, lo, counts = oa[sel], ob[sel], od[sel], lo[sel], counts[sel]
         total = int(counts.sum())
     oi = np.repeat(np.arange(len(oa)), counts)
-    mi = np.concatenate([np.arange(l, l + c) for l, c in zip(lo, counts)]) if total else np.zeros(0, int)
+    starts = np.cumsum(counts) - counts
+    mi = lo[oi] + np.arange(total) - starts[oi]
     A, B = oa[oi], ob[oi]
     P, Q = ma[mi], mb[mi]
     # both orientations: (A->P, B->Q) and (A->Q, B->P)
@@ -75,12 +76,10 @@ def _hypotheses(o_xy, m_xy, scale, tol, mirror, max_pairs=400_000):
     u = m_xy[Q] - m_xy[P]
     theta = np.arctan2(u[:, 1], u[:, 0]) - np.arctan2(v[:, 1], v[:, 0])
     c, s = np.cos(theta), np.sin(theta)
-    oa_m = o_xy[A] * np.array([1.0, sgn]) * scale
     oc_m = (o_xy[A] + o_xy[B]) / 2 * np.array([1.0, sgn]) * scale
     mc = (m_xy[P] + m_xy[Q]) / 2
     tx = mc[:, 0] - (c * oc_m[:, 0] - s * oc_m[:, 1])
     ty = mc[:, 1] - (s * oc_m[:, 0] + c * oc_m[:, 1])
-    del oa_m
     return np.stack([theta, tx, ty], 1), np.stack([A, B, P, Q], 1)
 
 

@@ -114,8 +114,9 @@ def register(
         Also test mirrored optics (det -1).
     refine : bool
         Mattes-MI refinement after the point fit (accepted only if it keeps the point residual).
-    model : {"rigid", "similarity"}
-        Final point-fit and MI-refinement model (matching assumes the nominal pixel size).
+    model : {"rigid", "similarity", "affine"}
+        Final point-fit and MI-refinement model (matching assumes the nominal pixel size);
+        ``"affine"`` fits a similarity to the points and an affine in the MI refinement.
     tol_mm : float, optional
         Match tolerance; default ``max(0.6 * in-plane voxel, 0.1 mm)``.
     depth_of_field_um : float, optional
@@ -150,6 +151,9 @@ def register(
     spacing = np.asarray(optical.spacing_um, float)
     if data.ndim != 3:
         raise ValueError(f"optical data must be [x, y, z], got {data.shape}")
+    if model not in ("rigid", "similarity", "affine"):
+        raise ValueError(f"model must be 'rigid', 'similarity' or 'affine', got {model!r}")
+    point_model = "similarity" if model == "affine" else model
     vox = voxel_sizes(aff)
     optical_planar = data.shape[2] == 1
     planar = optical_planar or img.shape[2] == 1  # in-plane fit (widefield, or a 2D MRI slice)
@@ -228,13 +232,13 @@ def register(
 
     pairs = chosen.pairs
     w = wo[pairs[:, 0]] * wm[pairs[:, 1]]
-    t_q, _ = fit_points(o[pairs[:, 0]], m[pairs[:, 1]], w, model=model, scale=1e-3,
+    t_q, _ = fit_points(o[pairs[:, 0]], m[pairs[:, 1]], w, model=point_model, scale=1e-3,
                         mirror=chosen.mirrored, planar=planar)
     if planar:  # z: the matched MRI particles (3D MRI) or the slice (2D MRI)
         t_q[2, 3] = float(np.median(m[pairs[:, 1], 2])) if img.shape[2] > 1 else 0.0
     res_points = _residuals(t_q, o[pairs[:, 0]], m[pairs[:, 1]], planar)
     rms_points = _wrms(res_points, w)
-    method = f"particles+{model}"
+    method = f"particles+{point_model}"
     details = {
         "tol_mm": tol, "planar": planar, "n_mri": len(mri_p), "n_optical": len(opt_p),
         "decoy_matches": int(chance), "hypotheses": int(chosen.hypotheses),
@@ -272,7 +276,7 @@ def register(
             t_q = t_ref
             method += "+mattes-mi"
     residuals = _residuals(t_q, o[pairs[:, 0]], m[pairs[:, 1]], planar)
-    tre = leave_one_out_tre(o[pairs[:, 0]], m[pairs[:, 1]], model, weights=w, mirror=chosen.mirrored,
+    tre = leave_one_out_tre(o[pairs[:, 0]], m[pairs[:, 1]], point_model, weights=w, mirror=chosen.mirrored,
                             planar=planar)
     tre_med = float(np.nanmedian(tre)) if np.any(np.isfinite(tre)) else None
     details["tre_loo_vox"] = None if tre_med is None else tre_med / float(vox[:2].min())
