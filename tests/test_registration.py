@@ -218,3 +218,17 @@ def test_register_left_handed_mri_affine_and_no_mirror():
                    allow_mirror=False, refine=False)
     assert not reg.mirrored
     assert np.median(_true_tre_vox(pair, reg, planar=True)) <= 0.25
+
+
+def test_register_bad_arguments_raise_value_errors():
+    pair = make_pair(63, n_particles=60)
+    with pytest.raises(ValueError, match="noise_sigma"):
+        register(pair.mri_image, pair.mri_affine, 0.0, pair.optical)
+    with pytest.raises(ValueError, match=r"\[i, j, k\]"):
+        register(pair.mri_image[..., 0], pair.mri_affine, 1.0, pair.optical)
+    flat = pair.optical
+    flat.data = flat.data[..., 0]
+    with pytest.raises(ValueError, match=r"\[x, y, z\]"):
+        register(pair.mri_image, pair.mri_affine, 1.0, flat)
+    with pytest.raises(RegistrationError, match="0 in the MRI"):
+        register(np.zeros_like(pair.mri_image), pair.mri_affine, 1.0, pair.optical)
