@@ -1,5 +1,11 @@
 """Particle detection, point matching, SimpleITK refinement and fusion.
 
+Modules: :mod:`.particles` (detection), :mod:`.matching` (RANSAC over pair invariants),
+:mod:`.pointfit` (weighted Umeyama, leave-one-out TRE), :mod:`.refine` (Mattes MI),
+:mod:`.register` (the whole procedure), :mod:`.resample` (optics on MRI grids, ``.tfm``),
+:mod:`.fusion` (two-channel volumes), :mod:`.accuracy` (errors against a truth),
+:mod:`.phantom` (synthetic pairs for tests and benchmarks).
+
 Public API: :func:`detect_mri_particles`, :func:`detect_optical_particles`,
 :func:`register` (-> :class:`Registration`, raises :class:`RegistrationError`),
 :func:`resample_optical`, :func:`write_tfm` / :func:`read_tfm`,
