@@ -1,11 +1,10 @@
-"""Iterative reconstruction: least squares by CG, L1-wavelet and TV by FISTA.
+"""Iterative reconstruction: least squares by CG, L1-wavelet and TV by FISTA, TV by ADMM.
 
 Problems (``A`` any :class:`dualmode.recon.linop.Linop`, ``y`` the measured data):
 
 * least squares / Tikhonov: ``min ||A x - y||^2 + lam ||x||^2``, solved on the normal
   equations ``(A^H A + lam I) x = A^H y`` by conjugate gradients
-  (Hestenes & Stiefel 1952; CG-SENSE, Pruessmann
-  et al., MRM 46, 638 (2001));
+  (Hestenes & Stiefel 1952; CG-SENSE, Pruessmann et al., MRM 46, 638 (2001));
 * sparsity: ``min 1/2 ||A x - y||^2 + lam R(x)`` with ``R = ||W x||_1`` (orthogonal
   wavelet ``W``, :mod:`pywt`, so the proximal map is exact soft thresholding of the
   coefficients; Lustig, Donoho & Pauly, MRM 58, 1182 (2007)) or the isotropic total
