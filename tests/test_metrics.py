@@ -128,3 +128,15 @@ def test_metrics_of_minimal_result(mri):
     json.dumps(m, allow_nan=False)
     assert m["noise_sigma_shot"] is None
     assert abs(m["residual_background_sigma"]) <= 1.5
+
+
+def test_shift_report_in_metrics():
+    s = polarization_scheme("+--+", 2)
+    imgs = mri_shots(s, seed=5)
+    imgs[2] = np.roll(imgs[2], 1, axis=0)  # one shot moved by one voxel along x
+    r = signflip_combine(imgs, s, register=True)
+    m = signflip_metrics(imgs, s, r, voxel_size=(0.2, 0.2, 1.0))
+    assert m["shot_shifts"]["n_shots_moved"] == 1
+    assert m["shot_shifts"]["max_shift_voxels"] == pytest.approx(1.0, abs=0.05)
+    assert m["shot_shifts"]["max_shift_mm"] == pytest.approx(0.2, abs=0.01)
+    assert abs(m["residual_background_sigma"]) <= 1.5

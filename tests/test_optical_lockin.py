@@ -98,3 +98,16 @@ def test_bad_input():
         optical_lockin(np.zeros((4, 3, 3)), [1, 0, 1, 0])
     with pytest.raises(ValueError):
         optical_lockin(np.zeros((4, 3, 3, 1)), [1, 0, 1])
+
+
+def test_plus_minus_states_and_no_contrast_given():
+    """States given as +1/-1; without the NV contrast, nv is the modulated amplitude (epsilon N)."""
+    nv, auto = scene(seed=6)
+    s = polarization_scheme("+--+", 200)
+    frames, auto_mean = frames_onoff((1 + s) / 2, nv, auto, seed=7)
+    r = optical_lockin(frames, s, bleaching=2)
+    assert r.info["kind"] == "onoff" and r.info["model"] == "polynomial"
+    peak = nv > 0.9 * nv.max()
+    assert np.mean(r.nv[..., 0][peak]) == pytest.approx(0.1 * np.mean(nv[peak]), rel=0.1)
+    # unmodulated = off-state baseline: autofluorescence + NV brightness
+    np.testing.assert_allclose(r.unmodulated[..., 0], auto_mean[..., 0] + nv, rtol=0.02)
