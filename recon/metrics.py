@@ -215,7 +215,8 @@ def signflip_metrics(images: np.ndarray, polarization, result, k: float = 5.0, m
     out["background_leak_sigma"] = (
         None if not bg.any() else float(abs(leak) * np.sqrt(np.mean(np.abs(result.background[bg]) ** 2)) / sigma_h))
     c = np.asarray(result.shot_weights)
-    out["shot_weights"] = {"abs": np.round(np.abs(c), 4).tolist(), "phase_deg": np.round(np.degrees(np.angle(c)), 2).tolist()}
+    out["shot_weights"] = {"abs": np.round(np.abs(c), 4).tolist(),
+                           "phase_deg": np.round(np.degrees(np.angle(c)), 2).tolist()}
     if result.shifts is not None:
         from .displacement import shift_report
 

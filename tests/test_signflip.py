@@ -206,7 +206,8 @@ def test_displacement_detected_and_corrected():
     # the same translation as a k-space linear phase
     k = scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(imgs[2])))
     grid = np.stack(np.meshgrid(*[np.arange(n) - n // 2 for n in imgs[0].shape], indexing="ij"), axis=-1)
-    back = scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(k * kspace_shift_phase(grid, true[2], imgs[0].shape))))
+    phase = kspace_shift_phase(grid, true[2], imgs[0].shape)
+    back = scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(k * phase)))
     np.testing.assert_allclose(back, moved[2], atol=1e-6)
 
 
