@@ -78,7 +78,10 @@ class SignFlipResult:
     and ``B = sum_k background_weights[k] S_k`` (apply them to k-space to
     reconstruct once). ``drift[p-1]`` is ``D_p``; ``noise_map`` the per-voxel sigma
     of H; ``signal_mask`` the voxels used to estimate ``c_k``; ``shifts`` the
-    per-shot displacement (voxels) corrected before combining, if any.
+    per-shot displacement (voxels) corrected before combining, if any. ``info``:
+    ``per_shot_sigma`` (noise of each shot, from the residuals), ``residual_dof``,
+    ``sign_alignment`` (|cos| between the fitted ``P_T g`` and the scheme ``P_T s``),
+    ``tau`` (normalized shot times), ``drift_tests`` (automatic order selection).
     """
 
     signal: np.ndarray
@@ -337,7 +340,7 @@ def signflip_combine(
         polarization=s,
         efficiency=efficiency,
         shifts=shifts,
-        info={"per_shot_sigma": (1.0 / d * sigma).tolist() if shot_noise is not None else None,
+        info={"per_shot_sigma": fit["per_shot_sigma"].tolist() if dof_r >= 1 else None,
               "residual_dof": dof_r, "sign_alignment": fit["sign_alignment"],
               "tau": normalized_times(n, shot_times).tolist(), "drift_tests": drift_tests},
     )
