@@ -36,6 +36,7 @@ rules for the requested relative accuracy ``eps``. Spreading is race-free (see
 
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import contextmanager
 
@@ -77,6 +78,7 @@ def _es(z: np.ndarray, width: int, beta: float) -> np.ndarray:
     return np.where(arg >= 0, np.exp(beta * (np.sqrt(np.clip(arg, 0, None)) - 1.0)), 0.0)
 
 
+@functools.lru_cache(maxsize=64)
 def _kernel_polynomial(width: int, beta: float, eps: float) -> np.ndarray:
     """Horner coefficients ``c[k, i]`` (highest power first) of ``phi(i0 + i - u)`` in ``s``."""
     s = np.cos(np.linspace(0, np.pi, 400))  # Chebyshev-like sampling of [-1, 1]
@@ -95,9 +97,14 @@ def _kernel_polynomial(width: int, beta: float, eps: float) -> np.ndarray:
     return coef
 
 
+@functools.lru_cache(maxsize=8)
+def _gauss_legendre(n: int):
+    return np.polynomial.legendre.leggauss(n)
+
+
 def _kernel_ft(xi: np.ndarray, width: int, beta: float) -> np.ndarray:
     """``Phi(xi) = int phi(z) cos(2 pi z xi) dz`` by Gauss-Legendre quadrature."""
-    nodes, weights = np.polynomial.legendre.leggauss(2 * width + 60)
+    nodes, weights = _gauss_legendre(2 * width + 60)
     z = 0.25 * width * (nodes + 1)  # [0, w/2]
     vals = _es(z, width, beta) * (0.25 * width * weights)
     return 2.0 * np.cos(2 * np.pi * np.outer(xi, z)) @ vals
@@ -160,9 +167,7 @@ class NUFFTPlan:
         shape = tuple(int(s) for s in np.atleast_1d(shape))
         if len(shape) < ndim or any(s != 1 for s in shape[ndim:]) or min(shape[:ndim]) < 1:
             raise InputError(None, f"image shape {shape} does not fit {ndim}D coords", "shape")
-        pts = coords.reshape(-1, ndim).astype(np.float64)
-        if not np.all(np.isfinite(pts)):
-            raise InputError(None, "coords contain NaN or infinite values", "coords")
+        pts = np.ascontiguousarray(coords.reshape(-1, ndim), dtype=np.float64)
         self.shape = shape
         self.ndim = ndim
         self.grid_size = shape[:ndim]
@@ -197,6 +202,8 @@ class NUFFTPlan:
         scale = big / np.array(self.grid_size, dtype=float)
         self._perm, self._slab_ptr, self._u = _k.sort_points(
             pts, scale, big.astype(np.int64), self._nslab, tile)
+        if self._perm.shape[0] != pts.shape[0]:
+            raise InputError(None, "coords contain NaN or infinite values", "coords")
         self._groups = {}
         self.toeplitz = None
 

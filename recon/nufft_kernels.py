@@ -34,7 +34,7 @@ def sort_points(pts, scale, n, nslab, tile):
 
     Returns
     -------
-    perm : (M,) int64, sorted position -> point index.
+    perm : (M,) int64, sorted position -> point index (empty if a coordinate is not finite).
     slab_ptr : (nslab + 1,) int64, points of slab ``s`` are ``perm[slab_ptr[s]:slab_ptr[s + 1]]``.
     u : (M, d) float64 grid positions in ``[0, n)``, in the original point order.
     """
@@ -49,17 +49,21 @@ def sort_points(pts, scale, n, nslab, tile):
     keys = np.empty(m, np.int32)
     u = np.empty((m, d), np.float64)
     counts = np.zeros(nkey + 1, np.int64)
+    inv_n = 1.0 / n
+    slab_per_row = nslab / n[0]
     for j in range(m):
         key = 0
         for a in range(d):
             x = pts[j, a] * scale[a]
-            x -= np.floor(x / n[a]) * n[a]
-            if x >= n[a]:
+            if not np.isfinite(x):
+                return np.empty(0, np.int64), np.zeros(nslab + 1, np.int64), u
+            x -= np.floor(x * inv_n[a]) * n[a]
+            if x >= n[a] or x < 0:
                 x = 0.0
             u[j, a] = x
             r = int(x)
             if a == 0:
-                key = (r * nslab) // n[0]
+                key = min(int((r + 0.5) * slab_per_row), nslab - 1)
             else:
                 key = key * ntile[a] + r // tile[a]
         keys[j] = key
