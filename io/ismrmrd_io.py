@@ -130,11 +130,48 @@ def write_ismrmrd(path: str | os.PathLike, ksp: KSpace) -> None:
         f["dataset"].create_dataset("data", data=acqs, maxshape=(None,), chunks=True)
 
 
+def _check_global_heaps(path: str) -> None:
+    """Refuse HDF5 global heap collections that libhdf5 would loop on forever.
+
+    Variable-length fields (the XML header, acquisition data) live in global heap
+    collections (HDF5 File Format Spec. III.E: ``"GCOL"``, version 1, size, then
+    objects ``index(2) refcount(2) reserved(4) size(8) data``). libhdf5 (1.14) walks
+    them with ``p += size`` for the free-space object (index 0), so a corrupt zero
+    size never ends (found by tests/fuzz/campaign.py). Walk them as it does first.
+    """
+    import mmap
+    import struct
+
+    size = os.path.getsize(path)
+    if size < 32:
+        return
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        at = mm.find(b"GCOL")
+        while at >= 0:
+            if at + 16 <= size and mm[at + 4] == 1:
+                (csize,) = struct.unpack_from("<Q", mm, at + 8)
+                end = at + csize
+                if 4096 <= csize and end <= size:
+                    pos = at + 16
+                    while pos + 16 <= end:
+                        index, _, _, osize = struct.unpack_from("<HHIQ", mm, pos)
+                        if index == 0:
+                            if osize == 0:
+                                raise InputError(path, f"corrupt HDF5 global heap at byte {at} (zero-size free "
+                                                 "space)", "heap")
+                            step = osize
+                        else:
+                            step = 16 + (osize + 7) // 8 * 8
+                        pos += step
+            at = mm.find(b"GCOL", at + 4)
+
+
 def read_ismrmrd(path: str | os.PathLike) -> KSpace:
     """Read a Cartesian ISMRMRD HDF5 file into :class:`KSpace` (RAS geometry)."""
     import ismrmrd.xsd as x
 
     path = os.fspath(path)
+    _check_global_heaps(path)
     try:
         f = h5py.File(path, "r")
     except (OSError, ValueError) as err:

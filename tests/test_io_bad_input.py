@@ -191,3 +191,25 @@ def test_absurd_declared_size_refused_before_allocating(tmp_path):
     n = 1 << 20
     (tmp_path / "v.fid" / "fid").write_bytes(struct.pack(">6ihhi", 1 << 30, 1, n, 4, 4 * n, 4 * n + 28, 0, 9, 1))
     _raises(read_kspace, tmp_path / "v.fid", field="fileheader", match="refusing")
+
+
+def test_corrupt_hdf5_heap_refused_instead_of_hanging(tmp_path):
+    """A zero-size free-space object in an HDF5 global heap makes libhdf5 loop forever
+    (found by tests/fuzz/campaign.py); the reader refuses it before opening the file."""
+    import struct
+
+    from dualmode.io import write_ismrmrd
+
+    write_ismrmrd(tmp_path / "k.h5", _ksp())
+    raw = bytearray((tmp_path / "k.h5").read_bytes())
+    at = raw.find(b"GCOL")
+    pos = at + 16
+    while True:  # walk to the free-space object (index 0) and zero its size
+        index, _, _, size = struct.unpack_from("<HHIQ", raw, pos)
+        if index == 0:
+            struct.pack_into("<Q", raw, pos + 8, 0)
+            break
+        pos += 16 + (size + 7) // 8 * 8
+    (tmp_path / "bad.h5").write_bytes(bytes(raw))
+    _raises(read_kspace, tmp_path / "bad.h5", field="heap", name="bad.h5", match="global heap")
+    assert read_kspace(tmp_path / "k.h5").header.matrix == (8, 6, 1)  # the intact file still reads

@@ -4,10 +4,13 @@ Usage::
 
     python tests/fuzz/campaign.py [--inputs 12000] [--seed 0] [--timeout 10]
 
-Mutates the seed inputs of ``tests/fuzz/targets.py`` (round-robin over targets)
-and counts outcomes. A crash is any exception other than ``InputError``; a hang is
-a single input running past ``--timeout`` seconds (SIGALRM). Prints one summary
-line per target and the total; exits 1 if anything crashed or hung.
+Mutates the seed inputs of ``tests/fuzz/targets.py`` (round-robin over targets).
+Inputs run in a forked worker process, so that a hang inside C code (libhdf5,
+tifffile's decoders) or a segfault is caught too: a *hang* is an input running
+past ``--timeout`` seconds (the worker is killed and restarted), a *crash* any
+exception other than ``InputError`` or a dead worker. Failing inputs are saved to
+``/tmp/dualmode-fuzz-*.bin``. Prints a line per target and the total; exits 1 if
+anything crashed or hung.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import argparse
 import collections
 import importlib.util
 import logging
-import signal
+import multiprocessing as mp
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -26,8 +30,63 @@ from pathlib import Path
 import numpy as np
 
 
-class Hang(BaseException):
-    """Raised by SIGALRM; a BaseException so readers' ``except Exception`` cannot swallow it."""
+def _load_targets():
+    spec = importlib.util.spec_from_file_location("fuzz_targets", Path(__file__).with_name("targets.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _worker(conn, workdir: str) -> None:
+    logging.disable(logging.CRITICAL)  # tifffile logs every corrupt tag
+    warnings.simplefilter("ignore")
+    tgs = _load_targets().build_targets(workdir)
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        name, which, data = msg
+        try:
+            conn.send(("done", tgs[name].run(which, data)))
+        except Exception as err:  # a crash: anything but InputError
+            conn.send(("crash", f"{type(err).__name__}: {str(err)[:100]}",
+                       "".join(traceback.format_exception(err)[-3:])))
+
+
+class Runner:
+    """A forked worker holding the targets; restarted after a hang or a death."""
+
+    def __init__(self, workdir: str):
+        self.workdir, self.proc = workdir, None
+
+    def start(self):
+        ctx = mp.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child, self.workdir), daemon=True)
+        self.proc.start()
+        assert self.conn.recv() == "ready"
+
+    def run(self, name, which, data, timeout):
+        if self.proc is None or not self.proc.is_alive():
+            self.start()
+        self.conn.send((name, which, data))
+        if not self.conn.poll(timeout):
+            self.proc.kill()
+            self.proc.join()
+            self.proc = None
+            return ("hang", f"ran past {timeout} s", "")
+        try:
+            return self.conn.recv()
+        except EOFError:
+            code = self.proc.exitcode
+            self.proc = None
+            return ("crash", f"worker died (exit code {code})", "")
+
+    def stop(self):
+        if self.proc is not None and self.proc.is_alive():
+            self.conn.send(None)
+            self.proc.join(5)
 
 
 def main(argv=None) -> int:
@@ -38,45 +97,35 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="target names (default: all)")
     args = ap.parse_args(argv)
 
-    logging.disable(logging.CRITICAL)  # tifffile logs every corrupt tag
-    warnings.simplefilter("ignore")
-    spec = importlib.util.spec_from_file_location("fuzz_targets", Path(__file__).with_name("targets.py"))
-    targets = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(targets)
-    tgs = targets.build_targets()
-    names = args.only or sorted(tgs)
+    targets = _load_targets()
     rng = np.random.default_rng(args.seed)
-
-    def alarm(*_):
-        raise Hang()
-
-    signal.signal(signal.SIGALRM, alarm)
-    stats = {n: collections.Counter() for n in names}
-    crashes: dict[tuple, str] = {}
-    slowest = {n: 0.0 for n in names}
-    t0 = time.time()
-    for i in range(args.inputs):
-        name = names[i % len(names)]
-        tg = tgs[name]
-        which = sorted(tg.files)[int(rng.integers(len(tg.files)))]
-        data = targets.mutate(tg.files[which], rng, tg.text)
-        start = time.perf_counter()
-        signal.setitimer(signal.ITIMER_REAL, args.timeout)
-        try:
-            stats[name][tg.run(which, data)] += 1
-        except Hang:
-            stats[name]["hang"] += 1
-            crashes.setdefault((name, "hang"), f"input ran past {args.timeout} s")
-        except Exception as err:  # a crash: anything but InputError
-            stats[name]["crash"] += 1
-            key = (name, type(err).__name__, str(err)[:80])
-            if key not in crashes:
-                crashes[key] = "".join(traceback.format_exception(err)[-3:])
-                bad = Path(f"/tmp/dualmode-fuzz-crash-{name}-{len(crashes)}.bin")
-                bad.write_bytes(data)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        slowest[name] = max(slowest[name], time.perf_counter() - start)
+    with tempfile.TemporaryDirectory(prefix="dualmode-fuzz-") as workdir:
+        seeds = targets.build_targets(Path(workdir) / "seeds")  # same seeds as the worker builds
+        names = args.only or sorted(seeds)
+        runner = Runner(str(Path(workdir) / "work"))
+        stats = {n: collections.Counter() for n in names}
+        failures: dict[tuple, str] = {}
+        slowest = {n: 0.0 for n in names}
+        t0 = time.time()
+        for i in range(args.inputs):
+            name = names[i % len(names)]
+            tg = seeds[name]
+            which = sorted(tg.files)[int(rng.integers(len(tg.files)))]
+            data = targets.mutate(tg.files[which], rng, tg.text)
+            start = time.perf_counter()
+            kind, *info = runner.run(name, which, data, args.timeout)
+            slowest[name] = max(slowest[name], time.perf_counter() - start)
+            if kind == "done":
+                stats[name][info[0]] += 1
+            else:
+                stats[name][kind] += 1
+                key = (name, kind, info[0][:80])
+                if key not in failures:
+                    failures[key] = info[1]
+                    Path(f"/tmp/dualmode-fuzz-{kind}-{name}-{len(failures)}.bin").write_bytes(data)
+            if (i + 1) % 1000 == 0:
+                print(f"... {i + 1} inputs, {len(failures)} distinct failures, {time.time() - t0:.0f} s", flush=True)
+        runner.stop()
 
     total = collections.Counter()
     for name in names:
@@ -85,11 +134,11 @@ def main(argv=None) -> int:
         print(f"{name:10s} inputs {sum(s.values()):6d}  ok {s['ok']:6d}  input_error {s['input_error']:6d}  "
               f"crash {s['crash']:3d}  hang {s['hang']:3d}  slowest {slowest[name]:.2f} s")
     print(f"TOTAL      inputs {sum(total.values())}  ok {total['ok']}  input_error {total['input_error']}  "
-          f"crash {total['crash']}  hang {total['hang']}  distinct crashes {len(crashes)}  "
+          f"crash {total['crash']}  hang {total['hang']}  distinct failures {len(failures)}  "
           f"time {time.time() - t0:.0f} s")
-    for key, tb in crashes.items():
-        print("CRASH", key, "\n", tb)
-    return 1 if crashes else 0
+    for key, tb in failures.items():
+        print("FAILURE", key, "\n", tb)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
