@@ -48,6 +48,9 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-rf-correction", action="store_true", help="do not divide out RF depletion")
     p.add_argument("--no-refine", action="store_true", help="skip SimpleITK mutual-information refinement")
     p.add_argument("--no-mirror", action="store_true", help="do not test the mirrored hypothesis")
+    p.add_argument("--fused-grid", default="mri",
+                   help="grid of fused.nii.gz/.ome.tif: 'mri' (default), 'optical' (optical resolution over "
+                        "the MRI field) or a spacing in mm")
 
 
 def _options(args):
@@ -58,6 +61,7 @@ def _options(args):
         refine=not args.no_refine,
         allow_mirror=not args.no_mirror,
         optical_pixel_size_um=tuple(args.optical_pixel_size) if args.optical_pixel_size else None,
+        fused_grid=args.fused_grid if args.fused_grid in ("mri", "optical") else float(args.fused_grid),
     )
 
 
@@ -189,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="dualmode-demo", help="output root (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_demo, optical_pixel_size=None, no_rf_correction=False, no_refine=False,
-                   no_mirror=False)
+                   no_mirror=False, fused_grid="mri")
 
     p = sub.add_parser("simulate", help="write a simulated acquisition folder with ground truth")
     p.add_argument("folder", help="folder to create (its name is the acquisition name)")

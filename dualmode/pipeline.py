@@ -20,6 +20,7 @@ import numpy as np
 from dualmode import __version__
 from dualmode.conventions import apply_affine, voxel_sizes
 from dualmode.io import load_acquisition
+from dualmode.io.ngff import write_ome_zarr
 from dualmode.recon.lockin_recon import lockin_reconstruct
 
 from .outputs import write_csv, write_fused_ome_tiff, write_json, write_nifti
@@ -28,7 +29,7 @@ log = logging.getLogger("dualmode")
 
 OUTPUT_FILES = (
     "c13.nii.gz", "background.nii.gz", "fused.nii.gz", "fused.ome.tif", "registration.json",
-    "transform.tfm", "particles.csv", "report.json", "qc.png",
+    "fused.ome.zarr", "transform.tfm", "particles.csv", "report.json", "qc.png",
 )
 
 
@@ -42,6 +43,7 @@ class PipelineOptions:
     allow_mirror: bool = True
     optical_pixel_size_um: tuple[float, ...] | None = None
     min_snr: float = 5.0
+    fused_grid: str | float = "mri"
 
 
 def _sha256(path: str) -> str:
@@ -173,11 +175,16 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike,
         write_json(os.path.join(out, "report.json"), report)
         raise
     t["register"] = time.perf_counter()
-    optical_on_mri = reg_mod.resample_optical(acq.optics.data, acq.optics.spacing_um, reg.optical_to_mri,
-                                              c13.shape, affine)
-    fused = np.stack([c13, optical_on_mri.astype(np.float32)], axis=-1)
-    write_nifti(os.path.join(out, "fused.nii.gz"), fused, affine, "dualmode fused: c0 13C, c1 optical")
-    write_fused_ome_tiff(os.path.join(out, "fused.ome.tif"), fused, affine, ["13C", "optical"])
+    fused, fused_affine = reg_mod.fuse(c13, affine, acq.optics, reg.optical_to_mri, grid=opts.fused_grid)
+    write_nifti(os.path.join(out, "fused.nii.gz"), fused, fused_affine, "dualmode fused: c0 13C, c1 optical")
+    write_fused_ome_tiff(os.path.join(out, "fused.ome.tif"), fused, fused_affine, ["13C", "optical"])
+    write_ome_zarr(os.path.join(out, "fused.ome.zarr"), c13, affine, acq.optics.data, acq.optics.spacing_um,
+                   reg.optical_to_mri)
+    if opts.fused_grid == "mri":
+        optical_on_mri = fused[..., 1]
+    else:
+        optical_on_mri = reg_mod.resample_optical(acq.optics.data, acq.optics.spacing_um, reg.optical_to_mri,
+                                                  c13.shape, affine)
     reg_mod.write_tfm(os.path.join(out, "transform.tfm"), reg.optical_to_mri)
     write_json(os.path.join(out, "registration.json"), _registration_json(reg))
     write_csv(os.path.join(out, "particles.csv"), _particle_rows(reg))

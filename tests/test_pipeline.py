@@ -86,6 +86,23 @@ def test_outputs_reopen_with_the_right_geometry(sim2d, processed):
     np.testing.assert_allclose(data[0].reshape(c13.shape[::-1]).T, c13.get_fdata(), rtol=1e-6)
 
 
+def test_fused_ome_zarr_opens_with_the_ome_zarr_reader_in_physical_units(processed):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    c13 = nib.load(os.path.join(processed, "c13.nii.gz"))
+    for name, first_scale in (("mri", np.sqrt((c13.affine[:3, :3] ** 2).sum(axis=0))[::-1]),
+                              ("optical", None)):
+        node = list(Reader(parse_url(os.path.join(processed, "fused.ome.zarr", name)))())[0]
+        assert [a["unit"] for a in node.metadata["axes"]] == ["millimeter"] * 3
+        scale = node.metadata["coordinateTransformations"][0][0]["scale"]
+        if first_scale is not None:
+            np.testing.assert_allclose(scale, first_scale)  # MRI level 0 at its voxel size, mm
+            np.testing.assert_array_equal(np.asarray(node.data[0]), np.transpose(c13.get_fdata()))
+        else:
+            np.testing.assert_allclose(scale[1:], [0.01, 0.01])  # optics at its native 10 um
+
+
 def test_registration_recovers_the_known_transform(sim2d, processed):
     assert median_tre_voxels(sim2d, processed) <= 0.5
 
