@@ -15,6 +15,10 @@ Standard_KBlock_Format`` (older PV) each block is zero-padded to a multiple of
 centred (``-N/2 .. N/2-1``). The acquired grid is ``PVM_EncMatrix`` over
 ``PVM_Fov * PVM_AntiAlias`` (mm).
 
+1D spectroscopic scans (``ACQ_dim = 1``, ``ACQ_dim_desc = Spectroscopic``: FIDs,
+one per repetition ``NR``) give ``trajectory = "spectroscopic"`` with matrix
+``(n, 1, 1)``, a 1 mm placeholder geometry and ``extra["dwell_s"] = 1 / SW_h``.
+
 Geometry: ParaVision's subject frame depends on ``ACQ_patient_pos`` and is not
 converted; the header keeps identity orientation and zero position, and the raw
 ``ACQ_grad_matrix``/offsets in ``header.extra`` (override with the manifest's
@@ -155,7 +159,9 @@ def bruker_header(acqp: dict, method: dict, path: str = "") -> tuple[KSpaceHeade
             raise InputError(mpath, f"{key} steps {st.min()}..{st.max()} fall outside the {grid}-line grid", key)
         steps.append(idx)
 
-    fov = _fov_mm(acqp, method, apath, mpath, dim)
+    desc = acqp.get("ACQ_dim_desc")
+    spectroscopic = dim == 1 and (desc == "Spectroscopic" or desc == ["Spectroscopic"])
+    fov = (1.0, 1.0, 1.0) if spectroscopic else _fov_mm(acqp, method, apath, mpath, dim)
     if any(not np.isfinite(f) or f <= 0 for f in fov):
         raise InputError(mpath, f"absurd field of view {fov} mm", "PVM_Fov")
     tr = _get(method, "PVM_RepetitionTime", mpath, float,
@@ -175,13 +181,15 @@ def bruker_header(acqp: dict, method: dict, path: str = "") -> tuple[KSpaceHeade
         "sw_hz": _get(acqp, "SW_h", apath, float, np.nan),
         "unsampled_lines": int((line_order < 0).sum()),
     }
+    if spectroscopic:  # FIDs (e.g. dynamic hyperpolarized 13C): one per repetition, 1 mm placeholder geometry
+        extra["dwell_s"] = 1.0 / extra["sw_hz"] if extra["sw_hz"] > 0 else None
     for key in ("ACQ_grad_matrix", "ACQ_read_offset", "ACQ_phase1_offset", "ACQ_slice_offset", "ACQ_patient_pos"):
         if key in acqp:
             extra["bruker_" + key] = acqp[key]
     header = KSpaceHeader(
         matrix=(n_read, grid_j, grid_k),
         fov_mm=fov,
-        trajectory="cartesian",
+        trajectory="spectroscopic" if spectroscopic else "cartesian",
         tr_ms=_finite(tr), te_ms=_finite(te), flip_angle_deg=_finite(flip),
         nucleus=nucleus,
         frequency_hz=_finite(freq_mhz * 1e6),

@@ -123,3 +123,26 @@ def test_real_pv360_flash_method_drives_the_reader(brkraw_fixtures, tmp_path):
     assert h.matrix == (128, 128, 1) and h.fov_mm == (40.0, 40.0, 1.0)
     assert (h.tr_ms, h.te_ms, h.nucleus) == (50.0, 2.3, "1H")
     assert _rel_err(got.data, ksp.data) < 1e-6  # EncSteps1 is linear -64..63
+
+
+def test_spectroscopic_fid_series(tmp_path):
+    """1D spectroscopy (ACQ_dim 1, 'Spectroscopic'): NR FIDs of a known 13C line at +1 kHz."""
+    from dualmode.io.jcamp import Enum, format_jcamp
+
+    n, nr, sw = 256, 4, 5000.0
+    t = np.arange(n) / sw
+    fids = np.exp(2j * np.pi * 1000.0 * t - t / 0.05)[None, :] * np.array([1.0, -1.0, 0.8, -0.8])[:, None]
+    acqp = {"ACQ_dim": 1, "ACQ_dim_desc": [Enum("Spectroscopic")], "ACQ_size": np.array([2 * n]), "NR": nr,
+            "NI": 1, "GO_raw_data_format": Enum("GO_32BIT_FLOAT"), "BYTORDA": Enum("little"),
+            "SW_h": sw, "SFO1": 75.4655, "NUC1": "13C", "ACQ_flip_angle": 5.0}
+    (tmp_path / "acqp").write_text(format_jcamp(acqp))
+    (tmp_path / "method").write_text(format_jcamp({"Method": "Bruker:SINGLEPULSE", "PVM_RepetitionTime": 1000.0}))
+    np.stack([fids.real, fids.imag], -1).astype("<f4").tofile(tmp_path / "fid")
+    got = read_kspace(tmp_path)
+    h = got.header
+    assert h.trajectory == "spectroscopic" and h.matrix == (n, 1, 1) and h.n_repetitions == nr
+    assert (h.nucleus, h.flip_angle_deg, h.tr_ms, h.extra["dwell_s"]) == ("13C", 5.0, 1000.0, 1 / sw)
+    np.testing.assert_allclose(got.data[:, 0, :, 0, 0], fids, atol=1e-6)
+    spec = np.fft.fftshift(np.fft.fft(got.data[0, 0, :, 0, 0]))
+    freq = np.fft.fftshift(np.fft.fftfreq(n, 1 / sw))
+    assert freq[np.argmax(np.abs(spec))] == pytest.approx(1000.0, abs=sw / n)
