@@ -166,6 +166,48 @@ def _check_global_heaps(path: str) -> None:
             at = mm.find(b"GCOL", at + 4)
 
 
+def _check_vlen_lengths(path: str, dset) -> None:
+    """Refuse absurd declared lengths of variable-length members before h5py allocates them.
+
+    On disk a vlen element is ``length(4) heap address(8) index(4)``; a corrupt
+    length makes libhdf5 allocate gigabytes (found by tests/fuzz/campaign.py).
+    Reads the raw (unfiltered) records and sums the lengths of every vlen member.
+    """
+    import struct
+
+    try:
+        ftype = dset.id.get_type()
+        if ftype.get_class() != h5py.h5t.COMPOUND or dset.id.get_create_plist().get_nfilters() > 0:
+            return  # compressed chunks cannot be inspected raw; h5py reads them as usual
+        members = [(ftype.get_member_offset(i), ftype.get_member_type(i).get_super().get_size())
+                   for i in range(ftype.get_nmembers()) if ftype.get_member_class(i) == h5py.h5t.VLEN]
+        if not members:
+            return
+        rec = ftype.get_size()
+        if dset.chunks is None:
+            offset = dset.id.get_offset()
+            if offset is None:
+                return
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                blobs = [fh.read(rec * dset.shape[0])]
+        else:
+            blobs = [dset.id.read_direct_chunk(dset.id.get_chunk_info(i).chunk_offset)[1]
+                     for i in range(dset.id.get_num_chunks())]
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise InputError(path, f"unreadable acquisition table ({type(err).__name__}: {err})", "data") from None
+    need = 0
+    for blob in blobs:
+        for start in range(0, len(blob) - rec + 1, rec):
+            for off, itemsize in members:
+                (length,) = struct.unpack_from("<I", blob, start + off)
+                need += length * itemsize
+    check_allocation(path, "data", (need,), 1)
+    if need > 64 * os.path.getsize(path) + 2**20:
+        raise InputError(path, f"variable-length fields declare {need} bytes in a {os.path.getsize(path)}-byte "
+                         "file (corrupt lengths)", "data")
+
+
 def read_ismrmrd(path: str | os.PathLike) -> KSpace:
     """Read a Cartesian ISMRMRD HDF5 file into :class:`KSpace` (RAS geometry)."""
     import ismrmrd.xsd as x
@@ -194,6 +236,7 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
         if any(m < 1 for m in matrix) or any(not np.isfinite(v) or v <= 0 for v in fov_mm):
             raise InputError(path, f"absurd geometry matrix={matrix} fov_mm={fov_mm}", "encodedSpace")
         raw = f["dataset/data"]
+        _check_vlen_lengths(path, raw)
         try:
             heads = raw["head"]
             datas = raw["data"]

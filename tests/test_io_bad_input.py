@@ -213,3 +213,25 @@ def test_corrupt_hdf5_heap_refused_instead_of_hanging(tmp_path):
     (tmp_path / "bad.h5").write_bytes(bytes(raw))
     _raises(read_kspace, tmp_path / "bad.h5", field="heap", name="bad.h5", match="global heap")
     assert read_kspace(tmp_path / "k.h5").header.matrix == (8, 6, 1)  # the intact file still reads
+
+
+def test_corrupt_vlen_length_refused_before_allocating(tmp_path):
+    """A corrupt variable-length count in the ISMRMRD acquisition table made libhdf5
+    allocate ~100 GB (found by tests/fuzz/campaign.py); refused from the raw records."""
+    import struct
+
+    import h5py
+
+    from dualmode.io import write_ismrmrd
+
+    write_ismrmrd(tmp_path / "k.h5", _ksp())
+    with h5py.File(tmp_path / "k.h5", "r") as f:
+        d = f["dataset/data"]
+        info = d.id.get_chunk_info(0)
+        ftype = d.id.get_type()
+        data_member = [i for i in range(ftype.get_nmembers()) if ftype.get_member_name(i) == b"data"][0]
+        where = info.byte_offset + ftype.get_member_offset(data_member)
+    raw = bytearray((tmp_path / "k.h5").read_bytes())
+    struct.pack_into("<I", raw, where, 2**31)  # 2^31 float32 for the first readout
+    (tmp_path / "bad.h5").write_bytes(bytes(raw))
+    _raises(read_kspace, tmp_path / "bad.h5", field="data", name="bad.h5", match="refusing|corrupt")
