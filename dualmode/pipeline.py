@@ -19,9 +19,11 @@ import numpy as np
 
 from dualmode import __version__
 from dualmode.conventions import apply_affine, voxel_sizes
-from dualmode.io import load_acquisition
+from dualmode.io import OpticalImage, load_acquisition
 from dualmode.io.ngff import write_ome_zarr
 from dualmode.recon.lockin_recon import lockin_reconstruct
+from dualmode.recon.metrics import optical_metrics, signflip_metrics
+from dualmode.recon.optical_lockin import optical_lockin
 
 from .outputs import write_csv, write_fused_ome_tiff, write_json, write_nifti
 
@@ -93,29 +95,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def background_metrics(images: np.ndarray, result, noise_sigma: float) -> dict:
-    """Background suppression without ground truth.
-
-    Background region: ``|B| > 10 sigma`` and ``|H| < 3 sigma``; empty region: ``|B| < 3 sigma``
-    and ``|H| < 3 sigma``. Suppression compares the energy of the mean of the shots in the
-    background region with that of ``H`` there (dB); the residual is the mean ``|H|`` over
-    background minus empty voxels in units of sigma.
-    """
-    h = np.abs(result.signal)
-    b = np.abs(result.background)
-    bg = (b > 10 * noise_sigma) & (h < 3 * noise_sigma)
-    empty = (b < 3 * noise_sigma) & (h < 3 * noise_sigma)
-    out = {"background_voxels": int(bg.sum()), "empty_voxels": int(empty.sum())}
-    if bg.sum() and empty.sum():
-        before = float(np.mean(np.abs(images.mean(axis=0)[bg]) ** 2))
-        after = float(np.mean(h[bg] ** 2))
-        out["background_energy_before"] = before
-        out["background_energy_after"] = after
-        out["background_suppression_db"] = 10 * np.log10(before / after)
-        out["residual_background_sigma"] = float((h[bg].mean() - h[empty].mean()) / noise_sigma)
-    return out
-
-
 def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike,
                    options: PipelineOptions | None = None) -> dict:
     """Process one acquisition folder; write every output; return the report.
@@ -156,17 +135,22 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike,
             "noise_sigma": sigma,
             "snr": lock.snr,
             "shot_weights": [[float(c.real), float(c.imag)] for c in lock.shot_weights],
-            **background_metrics(images, lock, sigma),
+            **signflip_metrics(images, acq.polarization, lock, voxel_size=voxel_sizes(affine)),
         },
         "options": asdict(opts),
         "versions": _versions(),
         "input_sha256": input_checksums(folder),
     }
+    optics, nv_lockin = acq.optics, None
+    if optics is not None and optics.frames is not None and optics.states is not None:
+        nv_lockin = optical_lockin(optics.frames, optics.states)
+        report["optical_lockin"] = optical_metrics(optics.frames, nv_lockin)
+        optics = OpticalImage(nv_lockin.nv, optics.spacing_um, optics.source)  # NV-specific image
     try:
-        if acq.optics is None:
+        if optics is None:
             raise reg_mod.RegistrationError(f"{folder}: manifest has no optics section: nothing to fuse")
         reg = reg_mod.register(
-            c13, affine, sigma, acq.optics,
+            c13, affine, sigma, optics,
             center_mm=acq.placement_center_mm, uncertainty_mm=acq.placement_uncertainty_mm,
             diameter_um=acq.particle_diameter_um, allow_mirror=opts.allow_mirror, refine=opts.refine,
         )
@@ -175,15 +159,15 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike,
         write_json(os.path.join(out, "report.json"), report)
         raise
     t["register"] = time.perf_counter()
-    fused, fused_affine = reg_mod.fuse(c13, affine, acq.optics, reg.optical_to_mri, grid=opts.fused_grid)
+    fused, fused_affine = reg_mod.fuse(c13, affine, optics, reg.optical_to_mri, grid=opts.fused_grid)
     write_nifti(os.path.join(out, "fused.nii.gz"), fused, fused_affine, "dualmode fused: c0 13C, c1 optical")
     write_fused_ome_tiff(os.path.join(out, "fused.ome.tif"), fused, fused_affine, ["13C", "optical"])
-    write_ome_zarr(os.path.join(out, "fused.ome.zarr"), c13, affine, acq.optics.data, acq.optics.spacing_um,
+    write_ome_zarr(os.path.join(out, "fused.ome.zarr"), c13, affine, optics.data, optics.spacing_um,
                    reg.optical_to_mri)
     if opts.fused_grid == "mri":
         optical_on_mri = fused[..., 1]
     else:
-        optical_on_mri = reg_mod.resample_optical(acq.optics.data, acq.optics.spacing_um, reg.optical_to_mri,
+        optical_on_mri = reg_mod.resample_optical(optics.data, optics.spacing_um, reg.optical_to_mri,
                                                   c13.shape, affine)
     reg_mod.write_tfm(os.path.join(out, "transform.tfm"), reg.optical_to_mri)
     write_json(os.path.join(out, "registration.json"), _registration_json(reg))
@@ -193,7 +177,7 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike,
     from .qc import write_qc_png
 
     write_qc_png(os.path.join(out, "qc.png"), images, acq.polarization, lock, acq.optics, optical_on_mri,
-                 affine, reg)
+                 affine, reg, nv_lockin=nv_lockin)
     t["qc"] = time.perf_counter()
     vox = float(np.mean(voxel_sizes(affine)[: 2 if c13.shape[2] == 1 else 3]))
     report["registration"] = {

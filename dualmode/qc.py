@@ -27,8 +27,12 @@ def _extent(shape, affine):
     return [lo[0], hi[0], lo[1], hi[1]]
 
 
-def write_qc_png(path, images, polarization, lock, optics, optical_on_mri, affine, reg) -> None:
-    """Render the QC figure to ``path`` (atomic)."""
+def write_qc_png(path, images, polarization, lock, optics, optical_on_mri, affine, reg, nv_lockin=None) -> None:
+    """Render the QC figure to ``path`` (atomic).
+
+    With an optical lock-in result, the bottom-right panel shows the NV-specific image
+    (after) beside the plain fluorescence (before), and the numbers move to the title.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -52,11 +56,10 @@ def write_qc_png(path, images, polarization, lock, optics, optical_on_mri, affin
         ax.set_xlabel("x (mm, R)")
         ax.set_ylabel("y (mm, A)")
         fig.colorbar(im, ax=ax, shrink=0.7)
-    opt = optics.data.max(axis=2)
     sx, sy = optics.spacing_um[:2]
-    axes[1, 0].imshow(opt.T, origin="lower", cmap="gray",
-                      extent=[-sx / 2, (opt.shape[0] - 0.5) * sx, -sy / 2, (opt.shape[1] - 0.5) * sy])
-    axes[1, 0].set_title("optical (own frame, um)")
+    opt_ext = [-sx / 2, (optics.data.shape[0] - 0.5) * sx, -sy / 2, (optics.data.shape[1] - 0.5) * sy]
+    axes[1, 0].imshow(optics.data.max(axis=2).T, origin="lower", cmap="gray", extent=opt_ext)
+    axes[1, 0].set_title("optical (own frame, um)" if nv_lockin is None else "optical before lock-in")
     axes[1, 0].set_xlabel("x (um)")
     o = _mip(optical_on_mri)
     h = _mip(lock.signal)
@@ -75,13 +78,19 @@ def write_qc_png(path, images, polarization, lock, optics, optical_on_mri, affin
     axes[1, 2].legend(loc="lower right", fontsize=8)
     axes[1, 2].set_xlim(ext[:2])
     axes[1, 2].set_ylim(ext[2:])
-    axes[1, 3].axis("off")
     text = [f"noise sigma (H): {sigma:.3g}", f"SNR: {lock.snr:.1f}",
             f"shots: {''.join('+' if p > 0 else '-' for p in pol)}",
             f"registration: {reg.method}", f"matched: {reg.matched}",
             f"median residual: {np.median(reg.residuals_mm) * 1000:.0f} um" if len(reg.residuals_mm) else "",
             f"LOO TRE: {reg.tre_loo_mm * 1000:.0f} um" if reg.tre_loo_mm is not None else ""]
-    axes[1, 3].text(0, 1, "\n".join(t for t in text if t), va="top", family="monospace", fontsize=11)
+    if nv_lockin is None:
+        axes[1, 3].axis("off")
+        axes[1, 3].text(0, 1, "\n".join(t for t in text if t), va="top", family="monospace", fontsize=11)
+    else:
+        axes[1, 3].imshow(nv_lockin.nv.max(axis=2).T, origin="lower", cmap="gray", extent=opt_ext)
+        axes[1, 3].set_title("optical NV lock-in (after)")
+        axes[1, 3].set_xlabel("x (um)")
+        fig.suptitle("   ".join(t for t in text if t), family="monospace", fontsize=10)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=70, format="png")
     plt.close(fig)

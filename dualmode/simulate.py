@@ -34,6 +34,7 @@ from dualmode.io.kspace import KSpace, KSpaceHeader
 from dualmode.io.manifest import FORMAT
 from dualmode.io.optics import write_ome_frames, write_ome_tiff
 from dualmode.recon.hyperpolarized import kspace_weighting
+from dualmode.recon.schemes import polarization_scheme
 
 C13_FREQUENCY_7T_HZ = 75.47e6
 
@@ -91,13 +92,6 @@ def _mri_grid(cfg: SimulationConfig):
     else:
         raise ValueError("ndim must be 2 or 3")
     return matrix, fov
-
-
-def _scheme(name: str, n_cycles: int) -> np.ndarray:
-    unit = [1 if c == "+" else -1 for c in name if c in "+-"]
-    if 1 not in unit or -1 not in unit:
-        raise ValueError(f"scheme {name!r} needs both + and -")
-    return np.array(unit * n_cycles, dtype=int)
 
 
 def _rotation(cfg: SimulationConfig) -> np.ndarray:
@@ -319,7 +313,7 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
     os.makedirs(os.path.join(out_dir, "truth"), exist_ok=True)
     matrix, fov = _mri_grid(cfg)
     aff = mri_affine(matrix, fov, (0.0, 0.0, 0.0))
-    polarization = _scheme(cfg.scheme, cfg.n_cycles)
+    polarization = polarization_scheme(cfg.scheme, cfg.n_cycles).astype(int)
 
     # optical frame: rotation (+ mirror) about z, field centre at a random MRI position
     rot = _rotation(cfg)

@@ -117,13 +117,11 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
         dcf = pipe_menon_dcf(_noncartesian_coords(ksp), _image_shape(ksp))
     shots = shot_images(ksp, data, dcf=dcf)
     first = signflip_combine(shots, polarization)
-    g = np.asarray(first.shot_weights) * np.asarray(polarization)  # g_k = s_k c_k
-    pg = g - g.mean()
-    w = pg.conj() / np.vdot(pg, pg).real
-    coil_data = np.tensordot(w, data, axes=(0, 0))  # (coil, ...): lock-in in k-space
-    mean_data = data.mean(axis=0)
+    # the lock-in weights (drift terms included) applied to k-space: H and B data
+    coil_data = np.tensordot(first.signal_weights, data, axes=(0, 0))
+    b_data = np.tensordot(first.background_weights, data, axes=(0, 0))
     signal, residual = _reconstruct_combined(ksp, coil_data, first.noise_sigma, lam_sigma, max_iter, dcf)
-    background = shot_images(ksp, mean_data[None], dcf=dcf)[0] - g.mean() * signal
+    background = shot_images(ksp, b_data[None], dcf=dcf)[0]
     # noise of H: least squares (non-Cartesian) is linear, its noise floor is measured on the
     # image; the L1 image has none, so use its data-consistency residual gridded like the shots
     if h.trajectory == "cartesian":

@@ -164,3 +164,16 @@ def test_radial_acquisition_is_reconstructed_with_the_nufft(tmp_path):
     support = ndimage.binary_dilation(th > 0.05 * th.max(), iterations=1)
     assert np.corrcoef(c13[support], th[support])[0, 1] >= 0.9
     assert median_tre_voxels(str(folder), result) <= 0.5
+
+
+def test_modulated_optics_goes_through_the_optical_lockin(tmp_path):
+    folder = tmp_path / "mod"
+    simulate(folder, SimulationConfig(seed=7, optical_frames=60, autofluorescence=2.0, scheme="+--+"))
+    assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
+    with open(tmp_path / "out" / "mod" / "report.json") as f:
+        report = json.load(f)
+    lockin = report["optical_lockin"]
+    assert lockin["signal_to_background_after"] > 3 * lockin["signal_to_background_before"]
+    assert report["polarization"] == [1, -1, -1, 1, 1, -1, -1, 1]
+    assert report["signflip"]["residual_background_sigma"] <= 1.5
+    assert median_tre_voxels(str(folder), str(tmp_path / "out" / "mod")) <= 0.5
