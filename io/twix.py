@@ -242,7 +242,7 @@ def write_twix(path: str | os.PathLike, ksp: KSpace, oversampling: int = 2) -> N
     from twixtools.quat import directions_to_quaternion
 
     h = ksp.header
-    nr, nc, (nx, ny, nz) = h.n_repetitions, h.n_coils, h.matrix
+    nr, (nx, ny, nz) = h.n_repetitions, h.matrix
     img = ifft_centered(ksp.data, axes=(2,))
     pad = (nx * oversampling - nx) // 2
     img = np.pad(img, [(0, 0), (0, 0), (pad, nx * oversampling - nx - pad), (0, 0), (0, 0)])
