@@ -146,3 +146,15 @@ def test_spectroscopic_fid_series(tmp_path):
     spec = np.fft.fftshift(np.fft.fft(got.data[0, 0, :, 0, 0]))
     freq = np.fft.fftshift(np.fft.fftfreq(n, 1 / sw))
     assert freq[np.argmax(np.abs(spec))] == pytest.approx(1000.0, abs=sw / n)
+
+
+def test_pv360_rawdata_job0_and_word_size_fallback(tmp_path):
+    """PV 360 names the raw file rawdata.job0; without GO_raw_data_format, ACQ_word_size decides."""
+    ksp = _ksp((1, 1, 8, 6, 1))
+    write_bruker(tmp_path, ksp, "GO_16BIT_SGN_INT")
+    os.rename(tmp_path / "fid", tmp_path / "rawdata.job0")
+    text = (tmp_path / "acqp").read_text()
+    (tmp_path / "acqp").write_text(text.replace("##$GO_raw_data_format=GO_16BIT_SGN_INT\n", ""))
+    assert "GO_raw_data_format" not in (tmp_path / "acqp").read_text() and "ACQ_word_size=_16_BIT" in text
+    got = read_kspace(tmp_path)
+    assert got.source.endswith("rawdata.job0") and _rel_err(got.data, ksp.data) < 1e-4
