@@ -3,7 +3,8 @@
 Every generator returns coordinates in the convention of :mod:`dualmode.recon.nufft`:
 cycles per field of view, ``coords[..., a]`` pairs with image axis ``a`` and
 ``|k_a| <= N_a / 2`` (``+N/2`` and ``-N/2`` are the same DFT frequency). Masks are boolean
-arrays whose index ``N // 2`` is ``k = 0`` (the layout of :func:`dualmode.conventions.fft_centered`).
+arrays whose index ``N // 2`` is ``k = 0`` (the layout of
+:func:`dualmode.conventions.fft_centered`).
 """
 
 from __future__ import annotations
