@@ -4,8 +4,8 @@ Cases
     ``pipeline <2D|3D> folder``: :func:`dualmode.pipeline.process_folder` on a simulated
     folder. ``dualmode`` = warm (second call in one process); ``dualmode cold process`` =
     a fresh interpreter with an empty numba cache (``NUMBA_CACHE_DIR``): imports, JIT
-    compilation and the run; ``dualmode fresh process`` = a fresh interpreter with the
-    numba cache filled by the cold run.
+    compilation and the run (2D only); ``dualmode fresh process`` = a fresh interpreter
+    with the numba cache filled, whose ``report.json`` gives the folder's peak RSS.
     ``batch of N folders``: :func:`dualmode.batch.run_batch` on N simulated 2D folders.
     ``dualmode`` = 2 worker processes of a ``distributed.LocalCluster`` started and
     warmed (one folder processed by each worker) beforehand; ``dualmode 1 worker`` = the same with one
@@ -15,6 +15,7 @@ Cases
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,21 +43,27 @@ def _fresh_process(folder: str, out: str, numba_cache: str) -> float:
 
 def _stages(report: dict) -> str:
     t = report["timings_s"]
-    parts = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total")
-    return f"stages (s): {parts}; peak RSS {report['peak_rss_mb']:.0f} MB"
+    return "stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total")
+
+
+def _peak(out: str, folder: str) -> float:
+    with open(os.path.join(out, os.path.basename(folder), "report.json")) as f:
+        return json.load(f)["peak_rss_mb"]
 
 
 def _pipeline_case(case: str, folder: str, tmp: str, cold: bool) -> list[dict]:
-    from dualmode.batch import reset_peak_rss
     from dualmode.pipeline import process_folder
 
     rows = []
+    cache = tempfile.mkdtemp(dir=tmp, prefix="numba-cache-")
+    fresh_out = os.path.join(tmp, "fresh", case.split()[1])
     if cold:
-        cache = tempfile.mkdtemp(dir=tmp, prefix="numba-cache-")
         t_cold = _fresh_process(folder, os.path.join(tmp, "cold"), cache)
-        t_fresh = _fresh_process(folder, os.path.join(tmp, "fresh"), cache)
+    else:
+        _fresh_process(folder, os.path.join(tmp, "cold"), cache)  # fills the numba cache
+    t_fresh = _fresh_process(folder, fresh_out, cache)
+    peak = _peak(fresh_out, folder)
     process_folder(folder, os.path.join(tmp, "warmup"))  # JIT and imports in this process
-    reset_peak_rss()  # the report's peak is then this run's, not the benchmark process's
     t0 = time.perf_counter()
     report = process_folder(folder, os.path.join(tmp, "warm"))
     t_warm = time.perf_counter() - t0
@@ -64,8 +71,8 @@ def _pipeline_case(case: str, folder: str, tmp: str, cold: bool) -> list[dict]:
     if cold:
         rows.append(row(SUITE, case, "dualmode cold process", t_cold,
                         note="fresh interpreter, empty numba cache: imports + JIT + run"))
-        rows.append(row(SUITE, case, "dualmode fresh process", t_fresh,
-                        note="fresh interpreter, numba cache filled: imports + run"))
+    rows.append(row(SUITE, case, "dualmode fresh process", t_fresh,
+                    note=f"fresh interpreter, numba cache filled: imports + run; peak RSS {peak:.0f} MB"))
     return rows
 
 
