@@ -210,7 +210,12 @@ def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, 
     entry = _new_entry(folder)
     name = entry["name"]
     out_dir = os.path.join(os.fspath(out_root), name)
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as err:  # e.g. the output root is not writable from this worker
+        entry.update(error=f"{out_dir}: cannot create the output folder ({err.strerror})",
+                     seconds=round(time.perf_counter() - t0, 3))
+        return entry
     with _folder_log(os.path.join(out_dir, "log.txt"), log_level):
         try:
             log.info("%s: start on %s (dualmode %s)", folder, entry["worker"], __version__)

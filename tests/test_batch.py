@@ -254,3 +254,10 @@ def test_thread_share_per_local_worker(monkeypatch):
     assert env["NUMBA_NUM_THREADS"] == "4" and env["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] == "4"
     assert "OMP_NUM_THREADS" not in env
     assert batch._thread_env(16)["NUMBA_NUM_THREADS"] == "1"
+
+
+def test_unwritable_output_is_a_failed_entry(folders, tmp_path):
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output root should be")
+    entry = batch.run_one(folders[1][0], str(blocker))
+    assert entry["status"] == "failed" and "cannot create the output folder" in entry["error"]
