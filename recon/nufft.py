@@ -382,7 +382,8 @@ def nufft(image, coords, *, eps: float = DEFAULT_EPS, upsampling: float | None =
         Image(s), array index ``N // 2`` is ``x = 0``; leading axes are batched.
     coords : (..., d) array_like
         k-space coordinates (cycles per FOV, ``k in [-N/2, N/2)``), d = 2 or 3; the image
-        shape is taken as the last d axes of ``image``.
+        shape is taken as the last d axes of ``image`` (the last 3 if d = 2 and the last
+        axis has length 1: 2D data stored as ``(N_i, N_j, 1)``).
     eps, upsampling, threads
         See :class:`NUFFTPlan`.
 
@@ -395,8 +396,10 @@ def nufft(image, coords, *, eps: float = DEFAULT_EPS, upsampling: float | None =
     d = coords.shape[-1] if coords.ndim else 0
     if image.ndim < d:
         raise InputError(None, f"image with shape {image.shape} has fewer than {d} axes", "image")
-    plan = NUFFTPlan(coords, image.shape[image.ndim - d:], eps=eps, upsampling=upsampling,
-                     threads=threads)
+    shape = image.shape[image.ndim - d:]
+    if d == 2 and image.ndim >= 3 and image.shape[-1] == 1:  # 2D data stored as (N_i, N_j, 1)
+        shape = image.shape[-3:]
+    plan = NUFFTPlan(coords, shape, eps=eps, upsampling=upsampling, threads=threads)
     return plan.forward(image)
 
 

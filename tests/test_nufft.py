@@ -128,6 +128,7 @@ def test_trailing_unit_axis_for_2d_data():
     plan = NUFFTPlan(coords, (*shape, 1))
     np.testing.assert_allclose(plan.forward(image[..., None]), nufft(image, coords), atol=1e-12)
     assert plan.adjoint(_random(200)).shape == (*shape, 1)
+    np.testing.assert_allclose(nufft(image[..., None], coords), nufft(image, coords), atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (24, 24, 24)])
