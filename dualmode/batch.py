@@ -57,7 +57,7 @@ def completed_report(folder: str, out_dir: str, options: PipelineOptions) -> tup
     of the folder now and the options are the same. Returns ``(report, "")`` or
     ``(None, reason)``.
     """
-    missing = [f for f in OUTPUT_FILES if not os.path.isfile(os.path.join(out_dir, f))]
+    missing = [f for f in OUTPUT_FILES if not os.path.exists(os.path.join(out_dir, f))]
     if missing:
         return None, "outputs missing: " + ", ".join(missing)
     try:

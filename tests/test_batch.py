@@ -63,7 +63,7 @@ def test_corrupt_folder_is_isolated_and_reported(folders, first_run):
     for name in ("good11", "good12"):
         assert by_name[name]["status"] == "ok" and by_name[name]["error"] is None
         for f in OUTPUT_FILES:
-            assert os.path.isfile(out / name / f), f
+            assert os.path.exists(out / name / f), f
         assert not [f for f in os.listdir(out / name) if f.startswith(".")]  # no temporaries left
         with open(out / name / "report.json") as f:
             rep = json.load(f)
@@ -132,7 +132,7 @@ def test_external_scheduler_and_json_lines(folders, tmp_path, capsys):
     assert summary["execution"] == {"mode": "scheduler", "workers": None,
                                     "scheduler": cluster.scheduler_address, "resume": False}
     assert [e["name"] for e in summary["folders"]] == ["good11", "corrupt"]
-    assert all(os.path.isfile(tmp_path / "good11" / f) for f in OUTPUT_FILES)
+    assert all(os.path.exists(tmp_path / "good11" / f) for f in OUTPUT_FILES)
 
 
 def test_same_output_name_is_refused(folders, tmp_path):
