@@ -130,6 +130,19 @@ def _check_page_chain(tf, path: str) -> None:
         seen.add(page.offset)
 
 
+def _check_uncompressed_size(tf, series, path: str) -> None:
+    """An uncompressed image cannot hold more pixel bytes than the file (tifffile zero-fills
+    missing strips, so a corrupt 2 kB file could otherwise decode as gigabytes)."""
+    page = tf.pages.first
+    own_file = all(p is None or p.parent is tf for p in series.pages)  # multi-file OME: skip
+    if own_file and int(page.compression) == 1:
+        need = int(np.prod(series.shape, dtype=np.int64)) * max(int(page.bitspersample), 1) // 8
+        have = os.path.getsize(path)
+        if need > have:
+            raise InputError(path, f"uncompressed image {series.shape} needs {need} bytes, file has {have}: "
+                             "truncated or corrupt", "shape")
+
+
 def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
     """Read a TIFF/OME-TIFF fluorescence image into :class:`OpticalImage`.
 
@@ -158,6 +171,7 @@ def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
             series = tf.series[0]
             axes = series.axes.upper()
             check_allocation(path, "shape", series.shape, series.dtype.itemsize)
+            _check_uncompressed_size(tf, series, path)
             arr = series.asarray()
             spacing = _ome_spacing(tf) if tf.is_ome else _tiff_spacing(tf)
     except InputError:

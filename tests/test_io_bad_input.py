@@ -235,3 +235,21 @@ def test_corrupt_vlen_length_refused_before_allocating(tmp_path):
     struct.pack_into("<I", raw, where, 2**31)  # 2^31 float32 for the first readout
     (tmp_path / "bad.h5").write_bytes(bytes(raw))
     _raises(read_kspace, tmp_path / "bad.h5", field="data", name="bad.h5", match="refusing|corrupt")
+
+
+def test_uncompressed_tiff_declaring_more_pixels_than_the_file_holds(tmp_path):
+    """Found by the fuzz campaign: a 2 kB TIFF whose header declared 16.7 M x 32 pixels
+    decoded (zero-filled) for ~10 s into gigabytes."""
+    import struct
+
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "s.tif", np.ones((32, 32), np.uint16))
+    raw = bytearray((tmp_path / "s.tif").read_bytes())
+    with tifffile.TiffFile(tmp_path / "s.tif") as tf:
+        length_tag = tf.pages.first.tags["ImageLength"]
+        where, short = length_tag.valueoffset, length_tag.dtype == 3
+    struct.pack_into("<H" if short else "<I", raw, where, 60000)
+    (tmp_path / "big.tif").write_bytes(bytes(raw))
+    _raises(read_optical, tmp_path / "big.tif", pixel_size_um=[1, 1], field="shape", name="big.tif",
+            match="truncated or corrupt")

@@ -114,7 +114,10 @@ def main(argv=None) -> int:
             data = targets.mutate(tg.files[which], rng, tg.text)
             start = time.perf_counter()
             kind, *info = runner.run(name, which, data, args.timeout)
-            slowest[name] = max(slowest[name], time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            if elapsed > args.timeout / 4 and elapsed > slowest[name]:
+                Path(f"/tmp/dualmode-fuzz-slow-{name}.bin").write_bytes(data)  # the slowest input so far
+            slowest[name] = max(slowest[name], elapsed)
             if kind == "done":
                 stats[name][info[0]] += 1
             else:
