@@ -26,3 +26,5 @@ from .optics_prior import (  # noqa: E402
     choose_kspace_samples, choose_phase_encodes, condition_number, fourier_matrix, line_coords, support_lstsq,
     support_mask,
 )
+from .dcf import pipe_menon_dcf, ramp_dcf  # noqa: E402
+from .trajectory import golden_angle_radial, mask_coords, poisson_disc_mask, radial_3d, variable_density_spiral  # noqa: E402
