@@ -67,7 +67,7 @@ def _get(params: dict, key: str, path: str, kind=float, default=None, index=None
         if index is not None:
             val = np.asarray(val).ravel()[index]
         return kind(val)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         raise InputError(path, f"{key} = {str(val)[:60]!r} is not a valid {kind.__name__}", key) from None
 
 

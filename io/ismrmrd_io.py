@@ -177,6 +177,7 @@ def _check_vlen_lengths(path: str, dset) -> None:
 
     if not isinstance(dset, h5py.Dataset):
         raise InputError(path, f"/dataset/data is a {type(dset).__name__}, not a dataset", "data")
+    check_allocation(path, "data", dset.shape, dset.dtype.itemsize)  # the table h5py reads at once
     try:
         ftype = dset.id.get_type()
         if ftype.get_class() != h5py.h5t.COMPOUND or dset.id.get_create_plist().get_nfilters() > 0:

@@ -119,7 +119,10 @@ def _array(path, key: str, dims: tuple[int, ...], rest: str):
         return np.zeros(0)
     values = [_scalar(t) for t in tokens]
     if values and all(isinstance(v, (int, float)) for v in values):
-        arr = np.asarray(values, dtype=float if any(isinstance(v, float) for v in values) else np.int64)
+        try:
+            arr = np.asarray(values, dtype=float if any(isinstance(v, float) for v in values) else np.int64)
+        except OverflowError:  # integers beyond int64
+            arr = np.asarray(values, dtype=float)
         if arr.size == n and len(dims) > 1:
             arr = arr.reshape(dims)
         return arr

@@ -253,3 +253,11 @@ def test_uncompressed_tiff_declaring_more_pixels_than_the_file_holds(tmp_path):
     (tmp_path / "big.tif").write_bytes(bytes(raw))
     _raises(read_optical, tmp_path / "big.tif", pixel_size_um=[1, 1], field="shape", name="big.tif",
             match="truncated or corrupt")
+
+
+@pytest.mark.parametrize("value", ["1e999", "-3", "Yes"])
+def test_bruker_repetition_count_not_a_valid_integer(tmp_path, value):
+    """NR = inf (found by the fuzz campaign: OverflowError), negative or a word."""
+    exp = _bruker(tmp_path)
+    _edit(exp / "acqp", "##$NR=2", f"##$NR={value}")
+    _raises(read_kspace, exp, field="ACQ_phase_factor" if value == "-3" else "NR", name="acqp")

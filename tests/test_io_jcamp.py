@@ -86,3 +86,8 @@ def test_malformed_jcamp_raises_input_error(text, field):
     with pytest.raises(InputError) as err:
         parse_jcamp(text, "acqp")
     assert err.value.path == "acqp" and err.value.field == field
+
+
+def test_integers_beyond_int64_become_float():
+    p = parse_jcamp("##$A=( 2 )\n1 99999999999999999999999\n")
+    assert p["A"].dtype == float and p["A"][1] == 1e23
