@@ -71,6 +71,8 @@ class SimulationConfig:
     optical_z_slices: int = 20
     rotation_deg: float = 0.0
     mirror: bool = False
+    widefield: bool = False
+    outliers: float = 0.0
     depth_mm: float = 0.5
     autofluorescence: float = 0.3
     photons: float = 2000.0
@@ -100,14 +102,17 @@ def _rotation(cfg: SimulationConfig) -> np.ndarray:
     return rz @ np.diag([-1.0, 1.0, 1.0]) if cfg.mirror else rz
 
 
-def _render_volume_fraction(centres_vox, radii_vox, shape, ss: int, column: bool) -> np.ndarray:
-    """Particle volume per voxel (in voxel units) by super-sampling each particle's box.
+def _render_volume_fraction(centres_vox, radii_vox, shape, ss: int, column: bool, weights=None) -> np.ndarray:
+    """Particle volume per voxel (in voxel units, times ``weights``) by super-sampling each particle's box.
 
     ``column=True`` (2D): integrate the sphere thickness ``2 sqrt(r^2 - rho^2)`` along k,
     assuming the particle lies wholly inside the slice.
     """
     out = np.zeros(shape, float)
-    for c, r in zip(centres_vox, radii_vox):
+    weights = np.ones(len(centres_vox)) if weights is None else weights
+    for c, r, wgt in zip(centres_vox, radii_vox, weights):
+        if wgt == 0:
+            continue
         lo = np.maximum(np.floor(c - r.max() - 1).astype(int), 0)
         hi = np.minimum(np.ceil(c + r.max() + 2).astype(int), shape)
         if column:
@@ -127,7 +132,7 @@ def _render_volume_fraction(centres_vox, radii_vox, shape, ss: int, column: bool
             d2 = sum(((g[d] - c[d]) / r[d]) ** 2 for d in range(3))
             val = (d2 <= 1).astype(float)
             val = val.reshape(hi[0] - lo[0], ss, hi[1] - lo[1], ss, hi[2] - lo[2], ss).mean(axis=(1, 3, 5))
-        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += val
+        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += wgt * val
     return out
 
 
@@ -164,7 +169,8 @@ def _place_particles(cfg, rng, mri_aff, matrix, fov, field_centre_mm):
         if cfg.ndim == 2:
             z = zc
         else:
-            depth_range = min(cfg.depth_mm, cfg.optical_z_slices * cfg.optical_z_step_um / 1000 - 0.2)
+            depth_range = cfg.depth_mm if cfg.widefield else min(
+                cfg.depth_mm, cfg.optical_z_slices * cfg.optical_z_step_um / 1000 - 0.2)
             z = field_centre_mm[2] + rng.uniform(0.1, max(depth_range, 0.15))
         p = np.array([*xy, z])
         if pts and np.min(np.linalg.norm(np.array(pts) - p, axis=1)) < min_sep:
@@ -207,13 +213,18 @@ def _sampling(cfg, rng, matrix):
     return None, coords3, n_read
 
 
-def simulate_mri(cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization):
-    """k-space of every shot plus the truth images (H at unit mean polarization, |B|)."""
+def simulate_mri(cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization, in_mri=None):
+    """k-space of every shot plus the truth images (H at unit mean polarization, |B|).
+
+    ``in_mri[p] = 0`` leaves particle ``p`` without hyperpolarized signal (an outlier seen
+    by optics only).
+    """
     vox = np.array(fov) / np.array(matrix)
     centres_vox = apply_affine(np.linalg.inv(aff), centres_mm)
     radii_vox = (diam_um[:, None] / 2000.0) / vox[None, :]
     column = cfg.ndim == 2
-    h = _render_volume_fraction(centres_vox, radii_vox, matrix, ss=8 if column else 4, column=column)
+    h = _render_volume_fraction(centres_vox, radii_vox, matrix, ss=8 if column else 4, column=column,
+                                weights=in_mri)
     h /= h.max()
     b = cfg.background_ratio * _background_compartment(matrix, rng) * np.exp(1j * rng.uniform(-np.pi, np.pi))
     n = polarization.size
@@ -261,14 +272,17 @@ def _flip_angle(cfg, n_excitations: int) -> float:
     return float(np.rad2deg(np.arccos(0.75 ** (1.0 / n_excitations))))
 
 
-def _render_optics(cfg, rng, pts_um, diam_um, depth_mm, tissue_fn):
-    """Fluorescence image ``[x, y, z]`` and per-particle NV brightness (photons)."""
+def _render_optics(cfg, rng, pts_um, diam_um, depth_mm, tissue_fn, in_optics):
+    """Fluorescence image ``[x, y, z]`` and per-particle NV brightness (photons).
+
+    ``in_optics[p] = 0`` makes particle ``p`` dark (an outlier seen by MRI only).
+    """
     n_xy = int(round(cfg.optical_field_mm * 1000 / cfg.optical_pixel_um))
-    nz = 1 if cfg.ndim == 2 else cfg.optical_z_slices
+    nz = 1 if cfg.ndim == 2 or cfg.widefield else cfg.optical_z_slices
     shape = (n_xy, n_xy, nz)
     spacing = np.array([cfg.optical_pixel_um, cfg.optical_pixel_um, cfg.optical_z_step_um])
     nv = np.zeros(shape, float)
-    bright = rng.uniform(0.7, 1.3, len(pts_um)) * cfg.photons
+    bright = rng.uniform(0.7, 1.3, len(pts_um)) * cfg.photons * in_optics
     for p, d, depth, b0 in zip(pts_um, diam_um, depth_mm, bright):
         blur_um = 5.0 + 120.0 * depth  # scattering: ~0.12 mm blur per mm of tissue
         atten = np.exp(-depth / 0.8)
@@ -278,7 +292,7 @@ def _render_optics(cfg, rng, pts_um, diam_um, depth_mm, tissue_fn):
         hi = np.minimum(np.ceil(c + r_vox + 1).astype(int), shape)
         if nz == 1:
             lo[2], hi[2] = 0, 1
-        if np.any(hi <= lo):
+        if np.any(hi <= lo) or b0 == 0:
             continue
         g = np.meshgrid(*[np.arange(lo[i], hi[i]) * spacing[i] for i in range(3)], indexing="ij")
         if nz == 1:
@@ -327,8 +341,14 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
     opt_to_mri[:3, :3] = rot * 1e-3
     opt_to_mri[:3, 3] = field_centre - rot @ centre_um * 1e-3
 
+    # outliers: in-field particles seen by one modality only (alternately optics-only, MRI-only)
+    in_mri, in_optics = np.ones(len(centres_mm)), np.ones(len(centres_mm))
+    n_field = cfg.n_particles - cfg.particles_outside_optics
+    picks = rng.permutation(min(n_field, len(centres_mm)))[: int(round(cfg.outliers * n_field))]
+    in_mri[picks[0::2]] = 0
+    in_optics[picks[1::2]] = 0
     data, truth_h, truth_b, sampling, sigma, shot_c = simulate_mri(
-        cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization)
+        cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization, in_mri)
 
     pts_um = apply_affine(np.linalg.inv(opt_to_mri), centres_mm)
     if cfg.ndim == 2:
@@ -336,6 +356,9 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
         pts_um[:, 2] = 0.0
     else:
         depth_mm = np.clip(pts_um[:, 2] / 1000.0, 0, None)
+    render_um = pts_um.copy()
+    if cfg.widefield:  # one camera image: every particle projected onto the focal plane
+        render_um[:, 2] = 0.0
     tissue = _background_compartment((64, 64, 1), np.random.default_rng(cfg.seed + 7))[..., 0]
 
     def tissue_fn(grid):
@@ -344,7 +367,7 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
         vals = ndimage.map_coordinates(tissue, ij.T, order=1, mode="nearest")
         return (0.5 + vals).reshape(grid[0].shape)
 
-    nv, auto, spacing = _render_optics(cfg, rng, pts_um, diam_um, depth_mm, tissue_fn)
+    nv, auto, spacing = _render_optics(cfg, rng, render_um, diam_um, depth_mm, tissue_fn, in_optics)
     optics_sec = {
         "image": "optics/fluorescence.ome.tif",
         "channel": "NV (red)",
@@ -406,8 +429,9 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
     truth = {
         "particles": [
             {"mri_xyz_mm": c.round(5).tolist(), "optical_xyz_um": p.round(3).tolist(), "diameter_um": round(float(d), 2),
-             "depth_mm": round(float(dm), 4), "in_optical_field": bool(_inside(p, n_xy, spacing, cfg))}
-            for c, p, d, dm in zip(centres_mm, pts_um, diam_um, depth_mm)
+             "depth_mm": round(float(dm), 4), "in_optical_field": bool(_inside(p, n_xy, spacing, cfg)),
+             "in_mri": bool(im), "in_optics": bool(io_)}
+            for c, p, d, dm, im, io_ in zip(centres_mm, pts_um, diam_um, depth_mm, in_mri, in_optics)
         ],
         "mri_voxel_mm": (np.array(fov) / np.array(matrix)).tolist(),
         "optical_to_mri": opt_to_mri.tolist(),
@@ -424,6 +448,6 @@ def simulate(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) ->
 def _inside(p_um, n_xy, spacing, cfg) -> bool:
     lim = (n_xy - 1) * spacing[0]
     ok = 0 <= p_um[0] <= lim and 0 <= p_um[1] <= lim
-    if cfg.ndim == 3:
+    if cfg.ndim == 3 and not cfg.widefield:
         ok = ok and 0 <= p_um[2] <= (cfg.optical_z_slices - 1) * spacing[2]
     return bool(ok)

@@ -29,12 +29,14 @@ def processed(sim2d, tmp_path_factory):
     return str(out / os.path.basename(sim2d))
 
 
-def median_tre_voxels(folder, result_dir):
+def median_tre_voxels(folder, result_dir, in_plane=False):
+    """Median target registration error of registration.json against truth.json, in MRI voxels."""
     truth = _truth(folder)
     with open(os.path.join(result_dir, "registration.json")) as f:
         t = np.array(json.load(f)["optical_to_mri"])
     seen = [p for p in truth["particles"] if p["in_optical_field"]]
-    err = np.linalg.norm(apply_affine(t, [p["optical_xyz_um"] for p in seen]) - [p["mri_xyz_mm"] for p in seen], axis=1)
+    diff = apply_affine(t, [p["optical_xyz_um"] for p in seen]) - [p["mri_xyz_mm"] for p in seen]
+    err = np.linalg.norm(diff[:, :2] if in_plane else diff, axis=1)
     vox = np.mean(truth["mri_voxel_mm"][:2])
     return float(np.median(err) / vox)
 
@@ -107,14 +109,22 @@ def test_registration_recovers_the_known_transform(sim2d, processed):
     assert median_tre_voxels(sim2d, processed) <= 0.5
 
 
-@pytest.mark.parametrize("flags", [{"rotation_deg": 20.0}, {"mirror": True}])
-def test_rotated_and_mirrored_optics_register(tmp_path, flags):
+@pytest.mark.parametrize("flags", [{"rotation_deg": 20.0}, {"mirror": True},
+                                   {"rotation_deg": 30.0, "outliers": 0.2, "n_particles": 15}])
+def test_rotated_mirrored_and_outlier_optics_register_within_a_quarter_voxel(tmp_path, flags):
     folder = tmp_path / "acq"
     simulate(folder, SimulationConfig(seed=11, **flags))
     assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
-    assert median_tre_voxels(str(folder), str(tmp_path / "out" / "acq")) <= 0.5
+    assert median_tre_voxels(str(folder), str(tmp_path / "out" / "acq")) <= 0.25
     with open(tmp_path / "out" / "acq" / "registration.json") as f:
         assert json.load(f)["mirrored"] == flags.get("mirror", False)
+
+
+def test_widefield_image_against_3d_mri_registers_in_plane(tmp_path):
+    folder = tmp_path / "wide"
+    simulate(folder, SimulationConfig(seed=3, ndim=3, matrix=48, widefield=True, depth_mm=0.6))
+    assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert median_tre_voxels(str(folder), str(tmp_path / "out" / "wide"), in_plane=True) <= 0.5
 
 
 def test_batch_goes_on_after_a_bad_folder(sim2d, tmp_path, capsys):

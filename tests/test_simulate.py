@@ -64,3 +64,22 @@ def test_3d_folder_has_a_z_stack(tmp_path):
     acq = load_acquisition(tmp_path / "v")
     assert acq.kspace.header.matrix == (32, 32, 16)
     assert acq.optics.data.shape == (300, 300, 8)
+
+
+def test_outliers_are_seen_by_one_modality_only(tmp_path):
+    truth = simulate(tmp_path / "o", SimulationConfig(seed=4, outliers=0.4, n_particles=12))
+    flags = [(p["in_mri"], p["in_optics"]) for p in truth["particles"]]
+    assert flags.count((False, True)) == 2 and flags.count((True, False)) == 2
+    acq = load_acquisition(tmp_path / "o")
+    h = nib.load(tmp_path / "o" / "truth" / "c13.nii.gz")
+    ijk = np.rint(apply_affine(np.linalg.inv(h.affine), [p["mri_xyz_mm"] for p in truth["particles"]])).astype(int)
+    vals = np.asarray(h.dataobj)[tuple(ijk.T)]
+    assert np.all(vals[[not p["in_mri"] for p in truth["particles"]]] == 0)
+    assert acq.optics is not None
+
+
+def test_widefield_3d_has_a_single_optical_plane(tmp_path):
+    simulate(tmp_path / "w", SimulationConfig(seed=2, ndim=3, matrix=32, widefield=True, n_particles=6,
+                                              optical_field_mm=3.0))
+    acq = load_acquisition(tmp_path / "w")
+    assert acq.kspace.header.matrix[2] > 1 and acq.optics.data.shape[2] == 1
