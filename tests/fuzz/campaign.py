@@ -31,6 +31,11 @@ from pathlib import Path
 import numpy as np
 
 
+#: Declared-size limit inside the worker: mutated headers may legitimately ask for
+#: up to the library's 8 GB limit, which on a shared 24 GB machine invites the OOM killer.
+FUZZ_ALLOCATION_BYTES = 512 * 1024**2
+
+
 def _load_targets():
     spec = importlib.util.spec_from_file_location("fuzz_targets", Path(__file__).with_name("targets.py"))
     mod = importlib.util.module_from_spec(spec)
@@ -39,6 +44,9 @@ def _load_targets():
 
 
 def _worker(conn, workdir: str) -> None:
+    import dualmode.io.errors
+
+    dualmode.io.errors.MAX_ALLOCATION_BYTES = FUZZ_ALLOCATION_BYTES
     logging.disable(logging.CRITICAL)  # tifffile logs every corrupt tag
     warnings.simplefilter("ignore")
     tgs = _load_targets().build_targets(workdir)
@@ -80,6 +88,7 @@ class Runner:
         try:
             return self.conn.recv()
         except EOFError:
+            self.proc.join(5)
             code = self.proc.exitcode
             self.proc = None
             return ("crash", f"worker died (exit code {code})", "")
