@@ -5,7 +5,7 @@ Usage::
     python tests/fuzz/campaign.py [--inputs 12000] [--seed 0] [--timeout 10]
 
 Mutates the seed inputs of ``tests/fuzz/targets.py`` (round-robin over targets).
-Inputs run in a forked worker process, so that a hang inside C code (libhdf5,
+Inputs run in a worker process (spawned), so that a hang inside C code (libhdf5,
 tifffile's decoders) or a segfault is caught too: a *hang* is an input running
 past ``--timeout`` seconds (the worker is killed and restarted), a *crash* any
 exception other than ``InputError`` or a dead worker. Each failure is re-run in a
@@ -44,7 +44,11 @@ def _load_targets():
 
 
 def _worker(conn, workdir: str) -> None:
+    import faulthandler
+
     import dualmode.io.errors
+
+    faulthandler.enable()  # a segfault prints the Python stack of the worker to stderr
 
     dualmode.io.errors.MAX_ALLOCATION_BYTES = FUZZ_ALLOCATION_BYTES
     logging.disable(logging.CRITICAL)  # tifffile logs every corrupt tag
@@ -70,7 +74,7 @@ class Runner:
         self.workdir, self.proc = workdir, None
 
     def start(self):
-        ctx = mp.get_context("fork")
+        ctx = mp.get_context("spawn")  # a forked child of a process with library threads can segfault
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker, args=(child, self.workdir), daemon=True)
         self.proc.start()
