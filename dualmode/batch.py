@@ -36,7 +36,9 @@ from typing import Callable, Iterable
 
 from . import __version__
 from .atomic import remove_stale, write_text
-from .outputs import _jsonable, write_json
+from dualmode.recon.metrics import jsonable
+
+from .outputs import write_json
 from .pipeline import OUTPUT_FILES, PipelineOptions, input_checksums, peak_rss_mb, process_folder
 
 log = logging.getLogger("dualmode")
@@ -69,7 +71,7 @@ def completed_report(folder: str, out_dir: str, options: PipelineOptions) -> tup
     if old != new:
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         return None, "inputs changed: " + ", ".join(changed)
-    if report.get("options") != json.loads(json.dumps(_jsonable(dataclasses.asdict(options)))):
+    if report.get("options") != json.loads(json.dumps(jsonable(dataclasses.asdict(options)))):
         return None, "options changed"
     return report, ""
 
@@ -178,7 +180,7 @@ def resume_entry(folder: str, out_root: str, options: PipelineOptions | None = N
         log.info("%s: resume: outputs complete, inputs and options unchanged: skipped", entry["name"])
     entry.update(status="skipped", snr=report["signflip"]["snr"], matched=report["registration"]["matched"],
                  seconds=round(time.perf_counter() - t0, 3))
-    return _jsonable(entry)
+    return jsonable(entry)
 
 
 def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, *,
@@ -235,7 +237,7 @@ def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, 
             entry["peak_rss_mb"] = peak_rss_mb()
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         log.info("%s: %s in %.1f s", name, entry["status"], entry["seconds"])
-    return _jsonable(entry)
+    return jsonable(entry)
 
 
 # --- many folders -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from dualmode.conventions import voxel_sizes
+from dualmode.recon.metrics import jsonable
 
 from .atomic import atomic_path, write_text
 
@@ -42,25 +43,9 @@ def write_fused_ome_tiff(path, fused_xyzc: np.ndarray, affine: np.ndarray, chann
         write_ome_tiff(tmp, np.moveaxis(fused_xyzc, -1, 0), spacing_um, list(channel_names))
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 def write_json(path, obj) -> None:
     """Write JSON atomically (numpy values converted, NaN/Inf as null)."""
-    write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+    write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
 def write_csv(path, rows: list[dict]) -> None:
