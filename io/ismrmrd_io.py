@@ -172,6 +172,9 @@ def _check_vlen_lengths(path: str, dset) -> None:
     On disk a vlen element is ``length(4) heap address(8) index(4)``; a corrupt
     length makes libhdf5 allocate gigabytes (found by tests/fuzz/campaign.py).
     Reads the raw (unfiltered) records and sums the lengths of every vlen member.
+    The raw bytes are read from the file here, at the offsets and sizes the chunk
+    index declares: h5py's ``read_direct_chunk`` lets libhdf5 write a corrupt chunk
+    past the end of its buffer (heap corruption found by tests/fuzz/campaign.py).
     """
     import struct
 
@@ -189,16 +192,20 @@ def _check_vlen_lengths(path: str, dset) -> None:
         rec = ftype.get_size()
         if dset.chunks is None:
             offset = dset.id.get_offset()
-            if offset is None:
-                return
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                blobs = [fh.read(rec * dset.shape[0])]
-        else:
-            blobs = [dset.id.read_direct_chunk(dset.id.get_chunk_info(i).chunk_offset)[1]
-                     for i in range(dset.id.get_num_chunks())]
+            extents = [] if offset is None else [(offset, rec * dset.shape[0])]
+        else:  # never read_direct_chunk: on a corrupt chunk index libhdf5 writes past h5py's buffer
+            infos = [dset.id.get_chunk_info(i) for i in range(dset.id.get_num_chunks())]
+            extents = [(info.byte_offset, info.size) for info in infos if info.byte_offset is not None]
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
         raise InputError(path, f"unreadable acquisition table ({type(err).__name__}: {err})", "data") from None
+    file_size = os.path.getsize(path)
+    if any(start < 0 or length < 0 or start + length > file_size for start, length in extents):
+        raise InputError(path, "acquisition table extends past the end of the file", "data")
+    blobs = []
+    with open(path, "rb") as fh:  # raw records read by Python, not by libhdf5
+        for start, length in extents:
+            fh.seek(start)
+            blobs.append(fh.read(length))
     need = 0
     for blob in blobs:
         for start in range(0, len(blob) - rec + 1, rec):

@@ -261,3 +261,32 @@ def test_bruker_repetition_count_not_a_valid_integer(tmp_path, value):
     exp = _bruker(tmp_path)
     _edit(exp / "acqp", "##$NR=2", f"##$NR={value}")
     _raises(read_kspace, exp, field="ACQ_phase_factor" if value == "-3" else "NR", name="acqp")
+
+
+def test_ismrmrd_chunk_smaller_than_its_stored_bytes_does_not_corrupt_memory(tmp_path):
+    """Found by the fuzz campaign (--seed 3): one flipped byte declared the acquisition
+    table's chunk as 1 record while 6 are stored; h5py's ``read_direct_chunk`` then let
+    libhdf5 write past its buffer, and the worker segfaulted thousands of inputs later.
+    Run under CPython's debug allocator, which aborts on any write past a block."""
+    import struct
+    import subprocess
+    import sys
+
+    import h5py
+
+    from dualmode.io import write_ismrmrd
+
+    write_ismrmrd(tmp_path / "k.h5", _ksp(n_rep=1))
+    with h5py.File(tmp_path / "k.h5", "r") as f:
+        n_rec, itemsize = f["dataset/data"].shape[0], f["dataset/data"].dtype.itemsize
+        assert f["dataset/data"].chunks == (n_rec,)
+    raw = bytearray((tmp_path / "k.h5").read_bytes())
+    layout = struct.pack("<II", n_rec, itemsize)  # chunk dims then element size (layout message v3)
+    assert raw.count(layout) == 1
+    struct.pack_into("<I", raw, raw.index(layout), 1)
+    (tmp_path / "bad.h5").write_bytes(bytes(raw))
+    code = ("import sys\nfrom dualmode.io import InputError, read_kspace\n"
+            "try:\n    read_kspace(sys.argv[1], 'ismrmrd')\nexcept InputError:\n    pass\nprint('clean')\n")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bad.h5")], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONMALLOC": "debug"}, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "clean", run.stderr[-2000:]

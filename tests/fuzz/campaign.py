@@ -12,6 +12,12 @@ exception other than ``InputError`` or a dead worker. Each failure is re-run in 
 fresh worker; one that does not repeat is counted as *flaky* (reported, not failed). Failing inputs are saved to
 ``/tmp/dualmode-fuzz-*.bin``. Prints a line per target and the total; exits 1 if
 anything crashed or hung.
+
+Inputs are a pure function of ``--seed`` and ``--only`` (the RNG never depends on
+outcomes), so a worker is recorded as the list of input indices it ran. When a
+worker dies, that list is saved to ``/tmp/dualmode-fuzz-history-s<seed>-<i>.txt``;
+``--replay FILE`` re-runs exactly those inputs in one fresh worker (to bisect a
+delayed crash: replay halves of the list).
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ class Runner:
 
     def __init__(self, workdir: str):
         self.workdir, self.proc = workdir, None
+        self.history: list[int] = []  # indices of the inputs the current worker has run
 
     def start(self):
         ctx = mp.get_context("spawn")  # a forked child of a process with library threads can segfault
@@ -79,10 +86,12 @@ class Runner:
         self.proc = ctx.Process(target=_worker, args=(child, self.workdir), daemon=True)
         self.proc.start()
         assert self.conn.recv() == "ready"
+        self.history = []
 
-    def run(self, name, which, data, timeout):
+    def run(self, name, which, data, timeout, index=-1):
         if self.proc is None or not self.proc.is_alive():
             self.start()
+        self.history.append(index)
         self.conn.send((name, which, data))
         if not self.conn.poll(timeout):
             self.proc.kill()
@@ -91,7 +100,7 @@ class Runner:
             return ("hang", f"ran past {timeout} s", "")
         try:
             return self.conn.recv()
-        except EOFError:
+        except (EOFError, ConnectionResetError):
             self.proc.join(5)
             code = self.proc.exitcode
             self.proc = None
@@ -115,10 +124,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--only", nargs="*", help="target names (default: all)")
+    ap.add_argument("--replay", help="file of input indices (a saved worker history) to run in one worker")
     args = ap.parse_args(argv)
+    if args.replay:
+        return replay(args)
 
     targets = _load_targets()
-    rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="dualmode-fuzz-") as workdir:
         seeds = targets.build_targets(Path(workdir) / "seeds")  # same seeds as the worker builds
         names = args.only or sorted(seeds)
@@ -127,13 +138,14 @@ def main(argv=None) -> int:
         failures: dict[tuple, str] = {}
         slowest = {n: 0.0 for n in names}
         t0 = time.time()
-        for i in range(args.inputs):
-            name = names[i % len(names)]
-            tg = seeds[name]
-            which = sorted(tg.files)[int(rng.integers(len(tg.files)))]
-            data = targets.mutate(tg.files[which], rng, tg.text)
+        for i, name, which, data in generate(seeds, names, args.seed, args.inputs):
             start = time.perf_counter()
-            kind, *info = runner.run(name, which, data, args.timeout)
+            kind, *info = runner.run(name, which, data, args.timeout, i)
+            if kind == "crash" and info[0].startswith("worker died"):
+                hist = Path(f"/tmp/dualmode-fuzz-history-s{args.seed}-{i}.txt")
+                hist.write_text("\n".join(map(str, runner.history)) + "\n")
+                print(f"worker died at input {i} ({name}/{which}); its {len(runner.history)} inputs: {hist}",
+                      flush=True)
             if kind != "done":  # confirm in a fresh worker; a failure that does not repeat is "flaky"
                 runner.stop()
                 runner.proc = None
@@ -169,6 +181,40 @@ def main(argv=None) -> int:
     for key, tb in failures.items():
         print("FAILURE", key, "\n", tb)
     return 1 if any(k[1] != "flaky" for k in failures) else 0
+
+
+def generate(seeds, names, seed: int, n: int):
+    """Yield the campaign's inputs ``(i, name, which, data)`` for ``i < n`` (deterministic)."""
+    targets = _load_targets()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        name = names[i % len(names)]
+        tg = seeds[name]
+        which = sorted(tg.files)[int(rng.integers(len(tg.files)))]
+        yield i, name, which, targets.mutate(tg.files[which], rng, tg.text)
+
+
+def replay(args) -> int:
+    """Run the inputs listed in ``args.replay`` in one fresh worker; exit 1 if it dies."""
+    wanted = sorted({int(t) for t in Path(args.replay).read_text().split()})
+    wanted_set = set(wanted)
+    with tempfile.TemporaryDirectory(prefix="dualmode-fuzz-") as workdir:
+        seeds = _load_targets().build_targets(Path(workdir) / "seeds")
+        names = args.only or sorted(seeds)
+        runner = Runner(str(Path(workdir) / "work"))
+        t0 = time.time()
+        for i, name, which, data in generate(seeds, names, args.seed, wanted[-1] + 1):
+            if i not in wanted_set:
+                continue
+            kind, *info = runner.run(name, which, data, args.timeout, i)
+            if kind != "done":
+                print(f"REPLAY {kind} at input {i} ({name}/{which}) after {len(runner.history)} inputs: {info[0]}")
+                Path(f"/tmp/dualmode-fuzz-replay-{i}.bin").write_bytes(data)
+                runner.stop()
+                return 1
+        runner.stop()
+        print(f"REPLAY ok: {len(wanted)} inputs, {time.time() - t0:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":
