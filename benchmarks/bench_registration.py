@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 
+from dualmode.registration.refine import transform_matrix
+
 from . import missing, row
 
 SUITE = "registration"
@@ -92,14 +94,6 @@ def _to_o2m(pair, optical_to_grid_mm: np.ndarray, planar: bool) -> np.ndarray:
     return grid_frame(pair.mri_affine) @ t
 
 
-def _matrix(tx, dim):
-    mat = np.eye(dim + 1)
-    mat[:dim, :dim] = np.array(tx.GetMatrix()).reshape(dim, dim)
-    c = np.array(tx.GetCenter())
-    mat[:dim, dim] = np.array(tx.GetTranslation()) + c - mat[:dim, :dim] @ c
-    return mat
-
-
 def _sitk_default(pair):
     import SimpleITK as sitk
 
@@ -121,7 +115,7 @@ def _sitk_default(pair):
     reg.SetInitialTransform(init, inPlace=True)
     reg.Execute(f, m)
     tx = sitk.Euler2DTransform(init) if dim == 2 else sitk.Euler3DTransform(init)
-    return _to_o2m(pair, _matrix(tx, dim), planar)
+    return _to_o2m(pair, transform_matrix(tx, dim), planar)
 
 
 def _elastix(pair):
@@ -148,7 +142,7 @@ def _elastix(pair):
         tx = sitk.Euler2DTransform(centre, par[0], par[1:3])
     else:
         tx = sitk.Euler3DTransform(centre, *par[:3], par[3:6])
-    return _to_o2m(pair, _matrix(tx, dim), planar)
+    return _to_o2m(pair, transform_matrix(tx, dim), planar)
 
 
 def _dualmode(pair):

@@ -36,7 +36,8 @@ def _affine_tx(mat):
     return tx
 
 
-def _euler_matrix(tx, dim):
+def transform_matrix(tx, dim: int):
+    """Homogeneous matrix of a SimpleITK matrix-offset transform (centre folded into the offset)."""
     mat = np.eye(dim + 1)
     mat[:dim, :dim] = np.array(tx.GetMatrix()).reshape(dim, dim)
     c = np.array(tx.GetCenter())
@@ -147,7 +148,7 @@ def mattes_refine(
     before = float(reg.MetricEvaluate(fixed_img, moving_img))
     reg.Execute(fixed_img, moving_img)
     after = float(reg.GetMetricValue())
-    d = _euler_matrix(euler, dim)  # fixed -> fixed correction, applied before t0
+    d = transform_matrix(euler, dim)  # fixed -> fixed correction, applied before t0
     refined_mm = np.linalg.inv(d) @ init_mm
     refined = refined_mm @ np.linalg.inv(scale_um)
     info = {"metric_before": before, "metric_after": after,
