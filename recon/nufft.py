@@ -195,18 +195,21 @@ class NUFFTPlan:
         self._corr, self._idx = [], []
         for m, nn in zip(self.grid_size, self.oversampled_shape):
             x = np.arange(m) - m // 2
-            self._corr.append(1.0 / _kernel_ft(x / nn, w, self.beta))
+            # (-1)^x: the oversampled grid is centred (k = 0 at index n/2, n even)
+            self._corr.append(np.where(x % 2, -1.0, 1.0) / _kernel_ft(x / nn, w, self.beta))
             self._idx.append((x % nn).astype(np.int64))
         self._corr32 = [c.astype(np.float32) for c in self._corr]
 
-        # grid positions u = k n / N (mod n), sorted into slabs x tiles
+        # grid positions u = k n / N + n / 2 (mod n), sorted into slabs x tiles
         nslab = big[0] // w
         nslab -= nslab % 2
         self._nslab = int(max(nslab, 1))
         tile = np.array([1] + [_TILE[ndim]] * (ndim - 1), np.int64)
         scale = big / np.array(self.grid_size, dtype=float)
-        self._perm, self._slab_ptr, self._u = _k.sort_points(
-            pts, scale, big.astype(np.int64), self._nslab, tile)
+        with _numba_threads(self.threads):
+            self._perm, self._slab_ptr, self._u = _k.sort_points(
+                pts, scale, big / 2.0, big.astype(np.int64), self._nslab, tile,
+                max(1, min(self.threads, pts.shape[0] // 4096)))
         if self._perm.shape[0] != pts.shape[0]:
             raise InputError(None, "coords contain NaN or infinite values", "coords")
         self._groups = {}
@@ -251,17 +254,21 @@ class NUFFTPlan:
         """Spread ``values`` (B, M) onto the zeroed complex ``grid`` (B, *n) in place."""
         spread = self._kern[f"spread{self.ndim}d"]
         shape = np.array(grid.shape, np.int64)
+        ordered = np.empty_like(values)
+        _k.gather(values, self._perm, ordered)
         for color, groups in enumerate(self._slab_groups(self.threads)):
-            spread(grid.view(rdt).reshape(-1), shape, values, self._perm, self._u,
-                   self._coef[rdt], self._slab_ptr, groups, color)
+            spread(grid.view(rdt).reshape(-1), shape, ordered, self._u,
+                   self._coef[rdt], self._slab_ptr, groups, color, 2 * self.width)
 
     def _interp(self, grid, rdt):
         """Interpolate the complex ``grid`` (B, *n) at the points: (B, M)."""
-        out = np.empty((grid.shape[0], self.n_points), grid.dtype)
+        ordered = np.empty((grid.shape[0], self.n_points), grid.dtype)
         chunk = max(1, -(-self.n_points // (8 * self.threads)))
         self._kern[f"interp{self.ndim}d"](grid.view(rdt).reshape(-1),
-                                          np.array(grid.shape, np.int64), out, self._perm,
-                                          self._u, self._coef[rdt], chunk)
+                                          np.array(grid.shape, np.int64), ordered, self._u,
+                                          self._coef[rdt], chunk, 2 * self.width)
+        out = np.empty_like(ordered)
+        _k.scatter(ordered, self._perm, out)
         return out
 
     # -- operators -------------------------------------------------------------
@@ -341,11 +348,12 @@ def toeplitz_kernel(plan: NUFFTPlan, weights=None) -> np.ndarray:
     if w.shape != plan.points_shape:
         raise InputError(None, f"weights shape {w.shape} != coords shape {plan.points_shape}",
                          "weights")
-    # grid positions back to k (mod N, which the 2N-periodic kernel does not see)
-    k = plan._u * (np.array(plan.grid_size) / np.array(plan.oversampled_shape))
+    # sorted grid positions back to k (mod N, which the 2N-periodic kernel does not see)
+    n = np.array(plan.oversampled_shape)
+    k = (plan._u - n / 2) * (np.array(plan.grid_size) / n)
     big = tuple(2 * m for m in plan.grid_size)
     psf = NUFFTPlan(2.0 * k, big, eps=min(plan.eps, 1e-6), upsampling=2.0,
-                    threads=plan.threads).adjoint(w.reshape(-1).astype(np.complex128))
+                    threads=plan.threads).adjoint(w.reshape(-1)[plan._perm].astype(np.complex128))
     axes = tuple(range(plan.ndim))
     return scipy.fft.fftn(scipy.fft.ifftshift(psf, axes=axes), axes=axes, workers=plan.threads)
 
