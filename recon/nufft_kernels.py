@@ -48,7 +48,7 @@ def _stack_pointer(typingctx, size, dtype):
 
 
 @nb.njit(cache=True, parallel=True)
-def sort_points(pts, scale, offset, n, nslab, tile, nchunk):
+def sort_points(pts, scale, offset, n, nslab, tile, nchunk, keys, uu, perm, u):
     """Grid positions ``u = pts * scale + offset mod n`` in order of slab (axis 0) and tile.
 
     Parallel counting sort, stable: ``nchunk`` chunks of points are binned in parallel, one
@@ -60,13 +60,17 @@ def sort_points(pts, scale, offset, n, nslab, tile, nchunk):
     pts : (M, d) float64 coordinates.  scale, offset : (d,) float64.  n : (d,) int64 grid.
     nslab : number of slabs along axis 0.  tile : (d,) int64 tile size along each axis.
     nchunk : number of chunks (at least the number of threads).
+    keys : (M,) int32 and uu : (M, d) float64 scratch.
+    perm : (M,) int64 output, sorted position -> point index.
+    u : (M, d) float64 output, grid positions in ``[0, n)`` in sorted order.
+
+    The large arrays are allocated by the caller with NumPy, which asks the kernel for huge
+    pages (a numba allocation of the same size costs about 1 ms per MB in page faults).
 
     Returns
     -------
-    perm : (M,) int64, sorted position -> point index (empty if a coordinate is not finite).
     slab_ptr : (nslab + 1,) int64, sorted positions of slab ``s`` are
-        ``slab_ptr[s]:slab_ptr[s + 1]``.
-    u : (M, d) float64 grid positions in ``[0, n)``, in sorted order.
+        ``slab_ptr[s]:slab_ptr[s + 1]``; empty if a coordinate is not finite.
     """
     m, d = pts.shape
     ntile = np.ones(d, np.int64)
@@ -76,12 +80,16 @@ def sort_points(pts, scale, offset, n, nslab, tile, nchunk):
     for a in range(1, d):
         per_slab *= ntile[a]
     nkey = nslab * per_slab
-    keys = np.empty(m, np.int32)
-    uu = np.empty((m, d), np.float64)
     counts = np.zeros((nchunk, nkey), np.int64)  # chunk-major: no false sharing
     finite = np.ones(nchunk, np.bool_)
     inv_n = 1.0 / n
-    slab_per_row = nslab / n[0]
+    # bin index of every grid row along each axis (a table: no integer division per point)
+    row_bin = np.zeros((d, n.max()), np.int64)
+    for r in range(n[0]):
+        row_bin[0, r] = min(int((r + 0.5) * (nslab / n[0])), nslab - 1)
+    for a in range(1, d):
+        for r in range(n[a]):
+            row_bin[a, r] = r // tile[a]
     size = (m + nchunk - 1) // nchunk
     for ch in nb.prange(nchunk):
         for j in range(ch * size, min(m, (ch + 1) * size)):
@@ -95,15 +103,11 @@ def sort_points(pts, scale, offset, n, nslab, tile, nchunk):
                 if x >= n[a] or x < 0:
                     x = 0.0
                 uu[j, a] = x
-                r = int(x)
-                if a == 0:
-                    key = min(int((r + 0.5) * slab_per_row), nslab - 1)
-                else:
-                    key = key * ntile[a] + r // tile[a]
+                key = key * ntile[a] + row_bin[a, int(x)]
             keys[j] = key
             counts[ch, key] += 1
     if not finite.all():
-        return np.empty(0, np.int64), np.zeros(nslab + 1, np.int64), uu
+        return np.empty(0, np.int64)
     slab_ptr = np.empty(nslab + 1, np.int64)
     total = 0
     for k in range(nkey):
@@ -114,8 +118,6 @@ def sort_points(pts, scale, offset, n, nslab, tile, nchunk):
             counts[ch, k] = total
             total += c
     slab_ptr[nslab] = total
-    perm = np.empty(m, np.int64)
-    u = np.empty((m, d), np.float64)
     for ch in nb.prange(nchunk):
         for j in range(ch * size, min(m, (ch + 1) * size)):
             k = keys[j]
@@ -124,7 +126,7 @@ def sort_points(pts, scale, offset, n, nslab, tile, nchunk):
             for a in range(d):
                 u[q, a] = uu[j, a]
             counts[ch, k] = q + 1
-    return perm, slab_ptr, u
+    return slab_ptr
 
 
 @nb.njit(cache=True, inline="always", fastmath=True)
@@ -184,39 +186,40 @@ def kernels(width: int, degree: int) -> dict:
 
         ``grid`` is the flat float view of a C-contiguous complex ``(B, n0, n1)`` array
         (``shape``). Only slabs ``color, color + 2, ...`` are spread; group ``g`` (one thread)
-        handles entries ``groups[g]:groups[g + 1]`` of that slab list.
+        handles entries ``groups[g]:groups[g + 1]`` of that slab list. The batch loop is the
+        outer one (kernel values are recomputed per batch entry: cheaper than the register
+        pressure of an inner batch loop).
         """
         nb_, n0, n1 = shape[0], shape[1], shape[2]
-        s0, sb = 2 * n1, n0 * 2 * n1
+        s0 = 2 * n1
         for g in nb.prange(groups.shape[0] - 1):
             k0 = nb.carray(_stack_pointer(w, coef.dtype), w)
             k1 = nb.carray(_stack_pointer(w, coef.dtype), w)
             kv = nb.carray(_stack_pointer(w2, coef.dtype), w2)
             r0 = nb.carray(_stack_pointer(w, np.int64), w)
             r1 = nb.carray(_stack_pointer(w, np.int64), w)
-            for q in range(groups[g], groups[g + 1]):
-                slab = color + 2 * q
-                for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
-                    a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
-                    a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
-                    inside = a0 >= 0 and a0 + w <= n0 and a1 >= 0 and a1 + w <= n1
-                    if not inside:
-                        _wrapped(a0, w, n0, s0, r0)
-                        _wrapped(a1, w, n1, 2, r1)
-                    for b in range(nb_):
+            for b in range(nb_):
+                gb = b * n0 * s0
+                for q in range(groups[g], groups[g + 1]):
+                    slab = color + 2 * q
+                    for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
+                        a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
+                        a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
                         vr = coef.dtype.type(vals[b, j].real)
                         vi = coef.dtype.type(vals[b, j].imag)
                         for c in range(w):
                             kv[2 * c] = k1[c] * vr
                             kv[2 * c + 1] = k1[c] * vi
-                        if inside:
-                            base = b * sb + a0 * s0 + 2 * a1
+                        if a0 >= 0 and a0 + w <= n0 and a1 >= 0 and a1 + w <= n1:
+                            base = gb + a0 * s0 + 2 * a1
                             for a in range(w):
                                 _add_row(grid, base + a * s0, k0[a], kv, row_len)
                         else:
+                            _wrapped(a0, w, n0, s0, r0)
+                            _wrapped(a1, w, n1, 2, r1)
                             for a in range(w):
                                 for c in range(w):
-                                    i = b * sb + r0[a] + r1[c]
+                                    i = gb + r0[a] + r1[c]
                                     grid[i] += k0[a] * kv[2 * c]
                                     grid[i + 1] += k0[a] * kv[2 * c + 1]
 
@@ -226,7 +229,6 @@ def kernels(width: int, degree: int) -> dict:
         nb_, n0, n1, n2 = shape[0], shape[1], shape[2], shape[3]
         s1 = 2 * n2
         s0 = n1 * s1
-        sb = n0 * s0
         for g in nb.prange(groups.shape[0] - 1):
             k0 = nb.carray(_stack_pointer(w, coef.dtype), w)
             k1 = nb.carray(_stack_pointer(w, coef.dtype), w)
@@ -235,36 +237,35 @@ def kernels(width: int, degree: int) -> dict:
             r0 = nb.carray(_stack_pointer(w, np.int64), w)
             r1 = nb.carray(_stack_pointer(w, np.int64), w)
             r2 = nb.carray(_stack_pointer(w, np.int64), w)
-            for q in range(groups[g], groups[g + 1]):
-                slab = color + 2 * q
-                for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
-                    a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
-                    a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
-                    a2 = _kernel_values(u[j, 2], coef, k2, w, degree)
-                    inside = (a0 >= 0 and a0 + w <= n0 and a1 >= 0 and a1 + w <= n1
-                              and a2 >= 0 and a2 + w <= n2)
-                    if not inside:
-                        _wrapped(a0, w, n0, s0, r0)
-                        _wrapped(a1, w, n1, s1, r1)
-                        _wrapped(a2, w, n2, 2, r2)
-                    for b in range(nb_):
+            for b in range(nb_):
+                gb = b * n0 * s0
+                for q in range(groups[g], groups[g + 1]):
+                    slab = color + 2 * q
+                    for j in range(slab_ptr[slab], slab_ptr[slab + 1]):
+                        a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
+                        a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
+                        a2 = _kernel_values(u[j, 2], coef, k2, w, degree)
                         vr = coef.dtype.type(vals[b, j].real)
                         vi = coef.dtype.type(vals[b, j].imag)
                         for e in range(w):
                             kv[2 * e] = k2[e] * vr
                             kv[2 * e + 1] = k2[e] * vi
-                        if inside:
-                            base = b * sb + a0 * s0 + a1 * s1 + 2 * a2
+                        if (a0 >= 0 and a0 + w <= n0 and a1 >= 0 and a1 + w <= n1
+                                and a2 >= 0 and a2 + w <= n2):
+                            base = gb + a0 * s0 + a1 * s1 + 2 * a2
                             for a in range(w):
                                 for c in range(w):
                                     _add_row(grid, base + a * s0 + c * s1, k0[a] * k1[c], kv,
                                              row_len)
                         else:
+                            _wrapped(a0, w, n0, s0, r0)
+                            _wrapped(a1, w, n1, s1, r1)
+                            _wrapped(a2, w, n2, 2, r2)
                             for a in range(w):
                                 for c in range(w):
                                     f = k0[a] * k1[c]
                                     for e in range(w):
-                                        i = b * sb + r0[a] + r1[c] + r2[e]
+                                        i = gb + r0[a] + r1[c] + r2[e]
                                         grid[i] += f * kv[2 * e]
                                         grid[i + 1] += f * kv[2 * e + 1]
 
@@ -273,41 +274,45 @@ def kernels(width: int, degree: int) -> dict:
         """``out[b, j] = sum_m grid[b, m] phi(u_j - m)`` for sorted points (sorted order).
 
         ``grid`` as in :func:`spread2d`; ``out`` complex (B, M); chunks of ``chunk`` points run
-        in parallel.
+        in parallel. Rows alternate between two accumulators (halves the FMA dependency chain).
         """
         nb_, n0, n1 = shape[0], shape[1], shape[2]
-        s0, sb = 2 * n1, n0 * 2 * n1
+        s0 = 2 * n1
         m = u.shape[0]
         for ch in nb.prange((m + chunk - 1) // chunk):
             k0 = nb.carray(_stack_pointer(w, coef.dtype), w)
             k1 = nb.carray(_stack_pointer(w, coef.dtype), w)
             acc = nb.carray(_stack_pointer(w2, coef.dtype), w2)
+            acc2 = nb.carray(_stack_pointer(w2, coef.dtype), w2)
             r0 = nb.carray(_stack_pointer(w, np.int64), w)
             r1 = nb.carray(_stack_pointer(w, np.int64), w)
-            for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
-                a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
-                a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
-                inside = a0 >= 0 and a0 + w <= n0 and a1 >= 0 and a1 + w <= n1
-                if not inside:
-                    _wrapped(a0, w, n0, s0, r0)
-                    _wrapped(a1, w, n1, 2, r1)
-                for b in range(nb_):
+            for b in range(nb_):
+                gb = b * n0 * s0
+                for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
+                    a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
+                    a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
                     acc[:] = 0
-                    if inside:
-                        base = b * sb + a0 * s0 + 2 * a1
-                        for a in range(w):
+                    acc2[:] = 0
+                    if a0 >= 0 and a0 + w <= n0 and a1 >= 0 and a1 + w <= n1:
+                        base = gb + a0 * s0 + 2 * a1
+                        for a in range(0, w - 1, 2):
                             _gather_row(grid, base + a * s0, k0[a], acc, row_len)
+                            _gather_row(grid, base + (a + 1) * s0, k0[a + 1], acc2, row_len)
+                        if w % 2:
+                            _gather_row(grid, base + (w - 1) * s0, k0[w - 1], acc, row_len)
                     else:
+                        _wrapped(a0, w, n0, s0, r0)
+                        _wrapped(a1, w, n1, 2, r1)
                         for a in range(w):
                             for c in range(w):
-                                i = b * sb + r0[a] + r1[c]
+                                i = gb + r0[a] + r1[c]
                                 acc[2 * c] += k0[a] * grid[i]
                                 acc[2 * c + 1] += k0[a] * grid[i + 1]
                     re = coef.dtype.type(0)
                     im = coef.dtype.type(0)
                     for c in range(w):
-                        re += acc[2 * c] * k1[c]
-                        im += acc[2 * c + 1] * k1[c]
+                        re += (acc[2 * c] + acc2[2 * c]) * k1[c]
+                        im += (acc[2 * c + 1] + acc2[2 * c + 1]) * k1[c]
                     out[b, j] = re + 1j * im
 
     @nb.njit(cache=True, parallel=True, fastmath=True)
@@ -316,47 +321,52 @@ def kernels(width: int, degree: int) -> dict:
         nb_, n0, n1, n2 = shape[0], shape[1], shape[2], shape[3]
         s1 = 2 * n2
         s0 = n1 * s1
-        sb = n0 * s0
         m = u.shape[0]
         for ch in nb.prange((m + chunk - 1) // chunk):
             k0 = nb.carray(_stack_pointer(w, coef.dtype), w)
             k1 = nb.carray(_stack_pointer(w, coef.dtype), w)
             k2 = nb.carray(_stack_pointer(w, coef.dtype), w)
             acc = nb.carray(_stack_pointer(w2, coef.dtype), w2)
+            acc2 = nb.carray(_stack_pointer(w2, coef.dtype), w2)
             r0 = nb.carray(_stack_pointer(w, np.int64), w)
             r1 = nb.carray(_stack_pointer(w, np.int64), w)
             r2 = nb.carray(_stack_pointer(w, np.int64), w)
-            for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
-                a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
-                a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
-                a2 = _kernel_values(u[j, 2], coef, k2, w, degree)
-                inside = (a0 >= 0 and a0 + w <= n0 and a1 >= 0 and a1 + w <= n1
-                          and a2 >= 0 and a2 + w <= n2)
-                if not inside:
-                    _wrapped(a0, w, n0, s0, r0)
-                    _wrapped(a1, w, n1, s1, r1)
-                    _wrapped(a2, w, n2, 2, r2)
-                for b in range(nb_):
+            for b in range(nb_):
+                gb = b * n0 * s0
+                for j in range(ch * chunk, min(m, (ch + 1) * chunk)):
+                    a0 = _kernel_values(u[j, 0], coef, k0, w, degree)
+                    a1 = _kernel_values(u[j, 1], coef, k1, w, degree)
+                    a2 = _kernel_values(u[j, 2], coef, k2, w, degree)
                     acc[:] = 0
-                    if inside:
-                        base = b * sb + a0 * s0 + a1 * s1 + 2 * a2
+                    acc2[:] = 0
+                    if (a0 >= 0 and a0 + w <= n0 and a1 >= 0 and a1 + w <= n1
+                            and a2 >= 0 and a2 + w <= n2):
+                        base = gb + a0 * s0 + a1 * s1 + 2 * a2
                         for a in range(w):
-                            for c in range(w):
+                            for c in range(0, w - 1, 2):
                                 _gather_row(grid, base + a * s0 + c * s1, k0[a] * k1[c], acc,
                                             row_len)
+                                _gather_row(grid, base + a * s0 + (c + 1) * s1,
+                                            k0[a] * k1[c + 1], acc2, row_len)
+                            if w % 2:
+                                _gather_row(grid, base + a * s0 + (w - 1) * s1,
+                                            k0[a] * k1[w - 1], acc, row_len)
                     else:
+                        _wrapped(a0, w, n0, s0, r0)
+                        _wrapped(a1, w, n1, s1, r1)
+                        _wrapped(a2, w, n2, 2, r2)
                         for a in range(w):
                             for c in range(w):
                                 f = k0[a] * k1[c]
                                 for e in range(w):
-                                    i = b * sb + r0[a] + r1[c] + r2[e]
+                                    i = gb + r0[a] + r1[c] + r2[e]
                                     acc[2 * e] += f * grid[i]
                                     acc[2 * e + 1] += f * grid[i + 1]
                     re = coef.dtype.type(0)
                     im = coef.dtype.type(0)
                     for e in range(w):
-                        re += acc[2 * e] * k2[e]
-                        im += acc[2 * e + 1] * k2[e]
+                        re += (acc[2 * e] + acc2[2 * e]) * k2[e]
+                        im += (acc[2 * e + 1] + acc2[2 * e + 1]) * k2[e]
                     out[b, j] = re + 1j * im
 
     return {"spread2d": spread2d, "spread3d": spread3d, "interp2d": interp2d,
