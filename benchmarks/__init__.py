@@ -41,6 +41,27 @@ def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.05)
     return best, result
 
 
+def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int = 7
+                      ) -> tuple[dict[str, float], dict[str, float], dict[str, object]]:
+    """Time several tools in alternation, ``rounds`` times each (after one warm-up call each).
+
+    On a shared machine the speed drifts by tens of percent within minutes; alternating the
+    tools exposes them to the same drift. Returns the best time per tool, the median over
+    rounds of ``time / time of the first tool`` (drift-free ratio) and each tool's last result.
+    """
+    results = {name: fn() for name, fn in fns.items()}
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    first = np.array(times[next(iter(fns))])
+    best = {name: float(min(t)) for name, t in times.items()}
+    median_ratio = {name: float(np.median(np.array(t) / first)) for name, t in times.items()}
+    return best, median_ratio, results
+
+
 def nrmse(x: np.ndarray, ref: np.ndarray) -> float:
     """``||x - ref|| / ||ref||`` (complex allowed)."""
     x, ref = np.asarray(x), np.asarray(ref)

@@ -149,8 +149,11 @@ class NUFFTPlan:
     eps : float
         Requested relative accuracy (the default 1e-3 gives a relative l2 error of about 1e-3).
     upsampling : float, optional
-        Grid upsampling ``sigma``; default 2 in 2D and 1.5 in 3D (a smaller FFT; kernel
-        width 5 instead of 4 at ``eps = 1e-3``).
+        Grid upsampling ``sigma``; default 2 in 2D and 1.25 in 3D. In 3D the grid, not the
+        arithmetic, bounds the speed: at ``eps = 1e-3`` sigma 1.25 (160^3 grid for 128^3,
+        width 6) was 1.2 times faster than 1.5 (192^3, width 5) and 2 (256^3, width 4) on
+        the 2 M-point radial benchmark; in 2D the grid fits in cache and sigma 2 (width 4)
+        is fastest (``benchmarks/bench_nufft.py``).
     threads : int, optional
         Threads for spreading and FFT; default: numba's current setting.
 
@@ -179,7 +182,7 @@ class NUFFTPlan:
         self.points_shape = coords.shape[:-1]
         self.eps = float(eps)
         self.upsampling = float(upsampling if upsampling is not None else
-                                (2.0 if ndim == 2 else 1.5))
+                                (2.0 if ndim == 2 else 1.25))
         self.threads = _resolve_threads(threads)
         self.width, self.beta = kernel_parameters(self.eps, self.upsampling)
         w = self.width
@@ -206,11 +209,15 @@ class NUFFTPlan:
         self._nslab = int(max(nslab, 1))
         tile = np.array([1] + [_TILE[ndim]] * (ndim - 1), np.int64)
         scale = big / np.array(self.grid_size, dtype=float)
+        m = pts.shape[0]
+        self._perm = np.empty(m, np.int64)
+        self._u = np.empty((m, ndim), np.float64)
         with _numba_threads(self.threads):
-            self._perm, self._slab_ptr, self._u = _k.sort_points(
+            self._slab_ptr = _k.sort_points(
                 pts, scale, big / 2.0, big.astype(np.int64), self._nslab, tile,
-                max(1, min(self.threads, pts.shape[0] // 4096)))
-        if self._perm.shape[0] != pts.shape[0]:
+                max(1, min(self.threads, m // 4096)), np.empty(m, np.int32),
+                np.empty((m, ndim), np.float64), self._perm, self._u)
+        if self._slab_ptr.shape[0] == 0:
             raise InputError(None, "coords contain NaN or infinite values", "coords")
         self._groups = {}
         self.toeplitz = None
