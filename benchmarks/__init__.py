@@ -41,18 +41,24 @@ def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.05)
     return best, result
 
 
-def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int = 7
+def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int = 7,
+                      settle: float = 0.05
                       ) -> tuple[dict[str, float], dict[str, float], dict[str, object]]:
     """Time several tools in alternation, ``rounds`` times each (after one warm-up call each).
 
     On a shared machine the speed drifts by tens of percent within minutes; alternating the
-    tools exposes them to the same drift. Returns the best time per tool, the median over
-    rounds of ``time / time of the first tool`` (drift-free ratio) and each tool's last result.
+    tools exposes them to the same drift. Before each timed call the process sleeps
+    ``settle`` seconds (not timed): OpenMP runtimes (FINUFFT's, numba's) keep their threads
+    spinning after a parallel region, and a tool started right after another one loses the
+    cores to them (measured: dualmode's 2D adjoint 11 ms alone, 20 ms right after FINUFFT).
+    Returns the best time per tool, the median over rounds of ``time / time of the first
+    tool`` (drift-free ratio) and each tool's last result.
     """
     results = {name: fn() for name, fn in fns.items()}
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(settle)
             t0 = time.perf_counter()
             results[name] = fn()
             times[name].append(time.perf_counter() - t0)

@@ -167,3 +167,39 @@ def test_bad_input_raises_input_error():
         plan.adjoint(np.zeros(6))
     with pytest.raises(InputError, match="eps"):
         NUFFTPlan(np.zeros((5, 2)), (8, 8), eps=2.0)
+
+
+@pytest.mark.parametrize("shape", [(40, 36), (16, 20, 12)])
+@pytest.mark.parametrize("upsampling", [1.25, 2.0])
+def test_points_at_the_grid_edge(shape, upsampling):
+    """Points within w/2 of k = +-N/2 take the periodic-wrap path of the kernels."""
+    edge = np.array(shape) / 2
+    coords = edge * np.sign(RNG.standard_normal((600, len(shape)))) - RNG.random((600, len(shape)))
+    coords[::2, 0] = -edge[0]  # exactly on the boundary
+    image, kdata = _random(shape), _random(600)
+    plan = NUFFTPlan(coords, shape, upsampling=upsampling)
+    assert _rel(plan.forward(image), _finufft_forward(image, coords)) <= 2e-3
+    assert _rel(plan.adjoint(kdata), _finufft_adjoint(kdata, coords, shape)) <= 2e-3
+
+
+def test_parallel_sort_is_stable_and_chunk_invariant():
+    """The parallel counting sort equals a stable argsort of the bin keys, for any chunking."""
+    from dualmode.recon import nufft_kernels as k
+
+    n = np.array([20, 24, 16])
+    pts = (RNG.random((5000, 3)) - 0.5) * 16
+    pts[:50] = pts[50:100]  # ties keep their input order
+    nslab, tile = 4, np.array([1, 8, 8])
+    scale, offset = n / 16.0, n / 2.0
+    u = (pts * scale + offset) % n
+    slab = np.minimum(((np.floor(u[:, 0]) + 0.5) * nslab / n[0]).astype(int), nslab - 1)
+    ntile = -(-n // tile)
+    key = (slab * ntile[1] + np.floor(u[:, 1]) // 8) * ntile[2] + np.floor(u[:, 2]) // 8
+    expected = np.argsort(key, kind="stable")
+    for nchunk in (1, 3, 7):
+        perm, us = np.empty(5000, np.int64), np.empty((5000, 3))
+        ptr = k.sort_points(pts, scale, offset, n, nslab, tile, nchunk,
+                            np.empty(5000, np.int32), np.empty((5000, 3)), perm, us)
+        np.testing.assert_array_equal(perm, expected)
+        np.testing.assert_allclose(us, u[perm], atol=1e-12)
+        np.testing.assert_array_equal(ptr, np.searchsorted(slab[perm], np.arange(nslab + 1)))
