@@ -184,9 +184,11 @@ def _sampling(cfg, rng, matrix):
     """Sampling pattern: ``(mask, coords, readout_length)`` for the configured trajectory.
 
     Cartesian: variable-density Poisson-disc ``mask[k_j, k_k]`` of acquired lines with a
-    fully sampled centre (``None`` when fully sampled). Radial (2D): golden-angle spokes of
-    ``2N`` samples, ``pi/2 N / undersample`` spokes. Spiral (2D): variable-density
-    interleaves with the edge gap set by ``undersample``. Generators: :mod:`dualmode.recon.trajectory`.
+    fully sampled centre (``None`` when fully sampled). Radial: 2D golden-angle spokes of
+    ``2N`` samples, ``pi/2 N / undersample`` spokes (Nyquist at ``undersample = 1``); 3D
+    golden-means "kooshball" spokes of ``2N`` samples, ``pi/2 N_0 N_1 / undersample`` spokes.
+    Spiral (2D only): variable-density interleaves with the edge gap set by ``undersample``.
+    Generators: :mod:`dualmode.recon.trajectory`.
     """
     from dualmode.recon import trajectory
 
@@ -199,14 +201,19 @@ def _sampling(cfg, rng, matrix):
             return None, None, None
         calib = (max(matrix[1] // 8, 2), max(matrix[2] // 8, 1))
         return trajectory.poisson_disc_mask(matrix[1:], r, calib=calib, seed=int(rng.integers(2**31))), None, None
+    if cfg.trajectory not in ("radial", "spiral"):
+        raise ValueError(f"unknown trajectory {cfg.trajectory!r} (cartesian, radial, spiral)")
+    if cfg.ndim == 3 and cfg.trajectory == "radial":
+        spokes = max(int(round(np.pi / 2 * matrix[0] * matrix[1] / r)), 8)
+        coords = trajectory.radial_3d(spokes, 2 * n, matrix)
+        return None, coords.reshape(-1, 3), coords.shape[1]
     if cfg.ndim != 2:
-        raise ValueError(f"the simulator's {cfg.trajectory} trajectory is 2D (use --ndim 2)")
+        raise ValueError(f"the simulator's {cfg.trajectory} trajectory is 2D only (use --ndim 2, "
+                         "or --trajectory radial in 3D)")
     if cfg.trajectory == "radial":
         coords = trajectory.golden_angle_radial(max(int(round(np.pi / 2 * n / r)), 4), 2 * n, matrix[:2])
-    elif cfg.trajectory == "spiral":
-        coords = trajectory.variable_density_spiral(8, 8 * n, matrix[:2], undersampling=r)
     else:
-        raise ValueError(f"unknown trajectory {cfg.trajectory!r} (cartesian, radial, spiral)")
+        coords = trajectory.variable_density_spiral(8, 8 * n, matrix[:2], undersampling=r)
     n_read = coords.shape[1]
     coords3 = np.zeros((coords.shape[0] * n_read, 3))
     coords3[:, :2] = coords.reshape(-1, 2)
@@ -250,7 +257,11 @@ def simulate_mri(cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization, 
         line_order = None
         w = np.repeat(excitation_weights(n_spokes, flip, cfg.tr_ms), n_read)
         w /= w.mean()
-        kh, kb, kd = nufft(np.stack([h, b, drift_shape])[..., 0].astype(complex), coords[:, :2], eps=1e-7)
+        volumes = np.stack([h, b, drift_shape]).astype(complex)
+        if cfg.ndim == 2:
+            kh, kb, kd = nufft(volumes[..., 0], coords[:, :2], eps=1e-7)
+        else:
+            kh, kb, kd = nufft(volumes, coords, eps=1e-7)
         shape = (coords.shape[0],)
     sigma = 1.0 / cfg.snr  # image-domain noise per real/imag component; peak |H| = 1
     k_sigma = sigma * np.sqrt(np.prod(matrix))
