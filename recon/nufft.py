@@ -28,8 +28,10 @@ Gridding with the "exponential of semicircle" kernel
 ``sigma`` (``n = sigma N``), evaluated by a piecewise polynomial (FINUFFT: Barnett, Magland &
 af Klinteberg, SIAM J. Sci. Comput. 41, C479, 2019). Forward: divide by the kernel's Fourier
 transform ``Phi(x / n)`` (deapodisation), zero-pad to ``n``, FFT (:mod:`scipy.fft` with
-``workers``), interpolate ``y_j = sum_m F_m phi(u_j - m)`` at ``u_j = k_j n / N``. Adjoint:
-spread, inverse FFT without ``1/n``, crop, deapodise. Width ``w`` and ``beta`` follow FINUFFT's
+``workers``), interpolate ``y_j = sum_m F_m phi(u_j - m)`` at ``u_j = k_j n / N + n / 2``
+(the oversampled grid is centred, k = 0 at index ``n/2``, by a ``(-1)^x`` factor folded into
+the deapodisation; ``n`` is even). Adjoint: spread, inverse FFT without ``1/n``, crop,
+deapodise. Width ``w`` and ``beta`` follow FINUFFT's
 rules for the requested relative accuracy ``eps``. Spreading is race-free (see
 :mod:`dualmode.recon.nufft_kernels`).
 """
