@@ -12,6 +12,7 @@ Wajer & Pruessmann, ISMRM 2001; Fessler et al., IEEE TSP 53, 3393 (2005)).
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 from dualmode.conventions import fft_centered, ifft_centered
 from dualmode.io.errors import InputError
@@ -80,24 +81,39 @@ class FFTOp(Linop):
         self.mask = None if mask is None else np.asarray(mask, dtype=float)
         self.n = _axes_size(self.ishape, [a % len(self.ishape) for a in self.axes])
         self.workers = workers
+        self._normal_mask = None
+        # length-1 axes are the identity; small transforms lose more to thread start-up than
+        # they gain (128^2: 0.14 ms on one thread, 0.24 ms on two)
+        self._axes = tuple(a for a in self.axes if self.ishape[a] > 1)
+        self._workers = workers if int(np.prod(self.ishape)) >= 1 << 18 else 1
 
     def forward(self, x):
-        y = fft_centered(x, self.axes, self.workers)
+        y = fft_centered(x, self._axes, self._workers)
         return y if self.mask is None else y * self.mask
 
     def adjoint(self, y):
         y = y if self.mask is None else y * self.mask
-        return ifft_centered(y, self.axes, self.workers) * self.n
+        return ifft_centered(y, self._axes, self._workers) * self.n
 
     def max_eig(self, n_iter: int = 30, seed: int = 0) -> float:
         """Exact: ``N max(mask)^2`` (``A^H A = N F^-1 M^2 F``)."""
         return float(self.n * (1.0 if self.mask is None else np.max(np.abs(self.mask)) ** 2))
 
     def normal(self, x):
+        """``A^H A x = N ifftn(ifftshift(M^2) fftn(x))``: no centring shifts needed.
+
+        ``fftshift(ifftn(ifftshift(M^2 fftshift(fftn(ifftshift(x))))))`` is a circular
+        convolution, which commutes with the circular shifts, and
+        ``ifftshift(a fftshift(z)) = ifftshift(a) z`` (any ``N``).
+        """
         if self.mask is None:
             return x * self.n
-        y = fft_centered(x, self.axes, self.workers) * self.mask**2
-        return ifft_centered(y, self.axes, self.workers) * self.n
+        if self._normal_mask is None:
+            m2 = np.broadcast_to(self.mask**2, self.ishape)
+            self._normal_mask = scipy.fft.ifftshift(m2, axes=self.axes) * self.n
+        y = scipy.fft.fftn(x, axes=self._axes, workers=self._workers)
+        y *= self._normal_mask
+        return scipy.fft.ifftn(y, axes=self._axes, workers=self._workers, overwrite_x=True)
 
 
 class SenseOp(Linop):
