@@ -15,7 +15,7 @@ For iteration budgets 10, 20, 40, ... (up to 320) each tool runs from scratch; i
 wall time of the smallest budget whose NRMSE (to the phantom) is within 2 % of the target,
 the target being the worst of the tools' best NRMSEs (so every tool can reach it). BART's
 time includes process start and .cfl file I/O (noted). Two threads everywhere
-(``workers=2`` for scipy.fft, ``OMP_NUM_THREADS=2`` with passive waiting for BART). Timings are
+(``workers=2`` for scipy.fft, which ``FFTOp`` lowers to 1 below 2^18 voxels, ``OMP_NUM_THREADS=2`` with passive waiting for BART). Timings are
 the best of 2 runs per budget (1 with ``quick``).
 """
 
@@ -137,7 +137,7 @@ def run(quick: bool = False) -> list[dict]:
             except (subprocess.CalledProcessError, OSError) as err:
                 absent.append(missing(SUITE, case, "bart pics", err))
     target = max(min(e for _, _, e in sw) for sw in sweeps.values()) * 1.02
-    notes = {"dualmode": "FISTA, db4 + random shifts, workers=2",
+    notes = {"dualmode": "FISTA, db4 + random shifts, workers=2 (FFTOp: 1 thread at this size)",
              "sigpy L1WaveletRecon": "APG, db4, no shifts, numpy backend, 1 BLAS thread (faster here)",
              "bart pics": "FISTA, dau2 + random shifts, OMP_NUM_THREADS=2 (passive wait), incl. process start and .cfl I/O"}
     rows = []
