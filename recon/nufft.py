@@ -51,7 +51,8 @@ from dualmode.io.errors import InputError
 
 from . import nufft_kernels as _k
 
-__all__ = ["NUFFTPlan", "kernel_parameters", "nufft", "nufft_adjoint", "toeplitz_kernel"]
+__all__ = ["NUFFTPlan", "default_upsampling", "kernel_parameters", "nufft", "nufft_adjoint",
+           "toeplitz_kernel"]
 
 DEFAULT_EPS = 1e-3
 
@@ -77,6 +78,25 @@ def kernel_parameters(eps: float, upsampling: float) -> tuple[int, float]:
     width = min(max(math.ceil(math.log(4.0 / eps) / decay), 2), 16)
     beta = 0.95 * math.pi * (1.0 - 0.5 / upsampling) * width
     return width, beta
+
+
+def default_upsampling(ndim: int, eps: float) -> float:
+    """Grid upsampling ``sigma`` used when none is given: 2 in 2D; in 3D the smallest of
+    1.25 and 1.5 whose kernel stays at most 6 and 8 points wide, else 2.
+
+    In 3D the grid, not the arithmetic, bounds the speed while the kernel is narrow: on the
+    2 M-point radial benchmark at ``eps = 1e-3`` sigma 1.25 (160^3 grid for 128^3, width 6)
+    was 1.2 times faster than 1.5 (192^3, width 5) and 2 (256^3, width 4). Wider kernels
+    cost more than the grid saves (64^3, 256 k points: at 1e-4 sigma 1.5 took 47 ms, 1.25
+    (width 8) 104 ms; at 1e-6 sigma 2 took 75 ms, 1.5 (width 9) 112 ms). In 2D the grid fits
+    in cache and sigma 2 (width 4 at 1e-3) is fastest.
+    """
+    if ndim == 2:
+        return 2.0
+    for sigma, max_width in ((1.25, 6), (1.5, 8)):
+        if kernel_parameters(eps, sigma)[0] <= max_width:
+            return sigma
+    return 2.0
 
 
 def _es(z: np.ndarray, width: int, beta: float) -> np.ndarray:
@@ -151,11 +171,7 @@ class NUFFTPlan:
     eps : float
         Requested relative accuracy (the default 1e-3 gives a relative l2 error of about 1e-3).
     upsampling : float, optional
-        Grid upsampling ``sigma``; default 2 in 2D and 1.25 in 3D. In 3D the grid, not the
-        arithmetic, bounds the speed: at ``eps = 1e-3`` sigma 1.25 (160^3 grid for 128^3,
-        width 6) was 1.2 times faster than 1.5 (192^3, width 5) and 2 (256^3, width 4) on
-        the 2 M-point radial benchmark; in 2D the grid fits in cache and sigma 2 (width 4)
-        is fastest (``benchmarks/bench_nufft.py``).
+        Grid upsampling ``sigma``; default :func:`default_upsampling`.
     threads : int, optional
         Threads for spreading and FFT; default: numba's current setting.
 
@@ -184,7 +200,7 @@ class NUFFTPlan:
         self.points_shape = coords.shape[:-1]
         self.eps = float(eps)
         self.upsampling = float(upsampling if upsampling is not None else
-                                (2.0 if ndim == 2 else 1.25))
+                                default_upsampling(ndim, self.eps))
         self.threads = _resolve_threads(threads)
         self.width, self.beta = kernel_parameters(self.eps, self.upsampling)
         w = self.width

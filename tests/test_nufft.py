@@ -203,3 +203,15 @@ def test_parallel_sort_is_stable_and_chunk_invariant():
         np.testing.assert_array_equal(perm, expected)
         np.testing.assert_allclose(us, u[perm], atol=1e-12)
         np.testing.assert_array_equal(ptr, np.searchsorted(slab[perm], np.arange(nslab + 1)))
+
+
+def test_default_upsampling_keeps_the_3d_kernel_narrow():
+    from dualmode.recon.nufft import default_upsampling, kernel_parameters
+
+    assert default_upsampling(2, 1e-3) == 2.0
+    assert [default_upsampling(3, e) for e in (1e-3, 1e-4, 1e-6)] == [1.25, 1.5, 2.0]
+    for eps in np.logspace(-12, -2, 21):
+        sigma = default_upsampling(3, eps)
+        assert kernel_parameters(eps, sigma)[0] <= {1.25: 6, 1.5: 8, 2.0: 16}[sigma]
+    plan = NUFFTPlan(_coords(10, (8, 8, 8)), (8, 8, 8), eps=1e-6)
+    assert plan.upsampling == 2.0
