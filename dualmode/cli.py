@@ -183,6 +183,18 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    from .io import InputError
+    from .view import show
+
+    try:
+        show(args.result)
+    except (ImportError, InputError) as err:
+        print(f"dualmode view: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dualmode", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dualmode {__version__}")
@@ -226,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="ISMRMRD HDF5 file to write (.h5)")
     p.add_argument("--format", help="source format (bruker, varian, twix, npz, ismrmrd); default: guessed")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("view", help="open a result folder in napari (RAS mm; needs dualmode[view])")
+    p.add_argument("result", help="result folder OUT/<name>/ written by dualmode run")
+    p.set_defaults(func=cmd_view)
     return parser
 
 
