@@ -88,7 +88,7 @@ def result_layers(result_dir: str | os.PathLike) -> list[tuple[np.ndarray, dict,
             pts = _points(particles, prefix)
             size = 3.0 * float(np.min(np.linalg.norm(affine[:3, :3], axis=0)))  # 3 voxels
             layers.append((pts, {"name": name, "size": size, "face_color": color,
-                                 "opacity": 0.6, "out_of_slice_display": True}, "points"))
+                                 "opacity": 0.6}, "points"))
     return layers
 
 
