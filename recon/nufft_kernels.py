@@ -6,9 +6,10 @@ SIAM J. Sci. Comput. 41, C479, 2019). For a point at grid position ``u`` the ``w
 indices touched are ``i0 .. i0 + w - 1`` with ``i0 = ceil(u - w/2)``; the weights depend
 only on ``s = 2 (i0 - u + w/2) - 1`` in ``[-1, 1)``: ``phi(i0 + i - u) = sum_k c[k, i] s^(p-k)``.
 
-The oversampled grid is centred (k = 0 at index ``n/2``), so only points within ``w/2`` of
-the grid edge need the periodic wrap (none for ``|k| < N/2`` when ``sigma N - N >= w``); they
-take a slow path, every other point a branch-free one. Spreading is race-free without
+The oversampled grid is centred (k = 0 at index ``n/2``), so only points within ``w/2`` grid
+points of the grid edge need the periodic wrap, i.e. those with ``|k_a|`` within
+``w / (2 sigma)`` of ``N_a/2`` along some axis (the k-space edge, where trajectories are
+sparse); they take a slow path, every other point a branch-free one. Spreading is race-free without
 atomics: points are sorted into slabs along grid axis 0 that are at least ``w`` rows thick,
 and an even number of them, so slabs of the same parity never write to the same row; even
 slabs are spread in parallel, then odd slabs. Interpolation only reads the grid and is
