@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from dualmode.io.kspace import KSpace, KSpaceHeader
+from dualmode.kspace import KSpace, KSpaceHeader
 from dualmode.recon.cartesian import reconstruct_repetitions
 from dualmode.recon.coils import svd_combine
 

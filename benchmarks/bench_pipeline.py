@@ -65,7 +65,7 @@ def _pipeline_case(case: str, folder: str, tmp: str, cold: bool) -> list[dict]:
     peak = _peak(fresh_out, folder)
     process_folder(folder, os.path.join(tmp, "warmup"))  # JIT and imports in this process
     t0 = time.perf_counter()
-    report = process_folder(folder, os.path.join(tmp, "warm"))
+    report = process_folder(folder, os.path.join(tmp, "warm")).report
     t_warm = time.perf_counter() - t0
     rows.append(row(SUITE, case, "dualmode", t_warm, note="warm, in-process; " + _stages(report)))
     if cold:
@@ -134,20 +134,20 @@ def _batch_case(folders: list[str], warm_folder: str, tmp: str) -> list[dict]:
 
 
 def run(quick: bool) -> list[dict]:
-    from dualmode.simulate import SimulationConfig, simulate
+    from dualmode.simulate import SimulationConfig, simulate_folder
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="dualmode-bench-") as tmp:
         f2 = os.path.join(tmp, "acq", "seed7")
-        simulate(f2, SimulationConfig(seed=7))
+        simulate_folder(f2, SimulationConfig(seed=7))
         rows += _pipeline_case("pipeline 2D folder (64x64, 8 shots)", f2, tmp, cold=True)
         if not quick:
             f3 = os.path.join(tmp, "acq", "seed3d")
-            simulate(f3, SimulationConfig(seed=3, ndim=3))
+            simulate_folder(f3, SimulationConfig(seed=3, ndim=3))
             rows += _pipeline_case("pipeline 3D folder (64x64x32, 8 shots)", f3, tmp, cold=False)
         folders = []
         for seed in range(2 if quick else 4):
             folders.append(os.path.join(tmp, "batch", f"s{seed}"))
-            simulate(folders[-1], SimulationConfig(seed=100 + seed))
+            simulate_folder(folders[-1], SimulationConfig(seed=100 + seed))
         rows += _batch_case(folders, f2, tmp)
     return rows

@@ -1,6 +1,6 @@
 """Co-registration of fluorescence to 13C MRI: dualmode against intensity-only peers.
 
-Cases (synthetic pairs with a known ``optical_to_mri``, :func:`dualmode.registration.phantom.make_pair`):
+Cases (synthetic pairs with a known ``optical_to_mri``, :func:`dualmode.simulate.make_pair`):
 
 ``2D easy (5 deg, centred)`` the optics centred on the MRI field, 5 deg: where intensity-only peers converge
 ``2D rot30 shifted``       64x64x1 MRI (0.22 mm), 400x400 widefield optics (12 um), 30 deg, optics 2.5 mm off-centre
@@ -52,7 +52,7 @@ CASES = {
 
 
 def _tre_mm(pair, o2m):
-    from dualmode.registration.accuracy import true_tre
+    from dualmode.simulate import true_tre
 
     planar = pair.optical_data.shape[2] == 1
     return float(np.median(true_tre(o2m, pair.optical_to_mri, pair.optical_xyz_um, planar=planar)))
@@ -156,7 +156,7 @@ def _dualmode(pair):
 
 
 def run(quick: bool = False) -> list[dict]:
-    from dualmode.registration.phantom import make_pair
+    from dualmode.simulate import make_pair
 
     rows = []
     cases = dict(list(CASES.items())[:2]) if quick else CASES

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import io
+import io as stdio
 import json
 import logging
 import os
@@ -36,7 +36,7 @@ from typing import Callable, Iterable
 
 from . import __version__
 from .atomic import remove_stale, write_text
-from dualmode.recon.metrics import jsonable
+from dualmode.serialize import jsonable
 
 from .outputs import write_json
 from .pipeline import OUTPUT_FILES, PipelineOptions, input_checksums, peak_rss_mb, process_folder
@@ -104,7 +104,7 @@ def _folder_log(path: str, level: int):
     before (its former effective level) still reaches the console, nothing more.
     """
     logger = logging.getLogger("dualmode")
-    buf = io.StringIO()
+    buf = stdio.StringIO()
     handler = logging.StreamHandler(buf)
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -224,7 +224,7 @@ def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, 
             for path in remove_stale(out_dir):
                 log.info("removed leftover of a killed run: %s", path)
             reset_peak_rss()
-            report = process_folder(folder, out_root, opts)
+            report = process_folder(folder, out_root, opts).report
             entry.update(status="ok", snr=report["signflip"]["snr"], matched=report["registration"]["matched"],
                          peak_rss_mb=report.get("peak_rss_mb"))
         except Exception as err:  # fault isolation: record and go on

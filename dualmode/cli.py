@@ -76,10 +76,10 @@ def _print_progress(quiet: bool):
 
 
 def cmd_simulate(args) -> int:
-    from .simulate import simulate
+    from .simulate import simulate_folder
 
     cfg = _simulation_config(args)
-    truth = simulate(args.folder, cfg)
+    truth = simulate_folder(args.folder, cfg)
     print(f"wrote {args.folder} ({len(truth['particles'])} particles, ndim {cfg.ndim}, seed {cfg.seed})")
     return 0
 
@@ -121,12 +121,12 @@ def cmd_run(args) -> int:
 
 def cmd_demo(args) -> int:
     from .batch import run_batch
-    from .simulate import SimulationConfig, simulate
+    from .simulate import SimulationConfig, simulate_folder
 
     t0 = time.perf_counter()
     acq = os.path.join(args.out, "acquisitions", "demo")
     print(f"simulating a 2D acquisition folder with ground truth in {acq} ...", flush=True)
-    simulate(acq, SimulationConfig(seed=args.seed, background_ratio=10.0, snr=20.0, rotation_deg=20.0))
+    simulate_folder(acq, SimulationConfig(seed=args.seed, background_ratio=10.0, snr=20.0, rotation_deg=20.0))
     summary = run_batch([acq], args.out, _options(args), progress=_print_progress(False))
     out = os.path.join(args.out, "demo")
     if summary["failed"]:

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from dualmode.io.errors import InputError
+from dualmode.errors import InputError
 
 #: napari colormap per fused channel name (NV centres fluoresce red).
 COLORMAPS = {"13C": "cyan", "optical": "red"}

@@ -31,9 +31,9 @@ import os
 
 import numpy as np
 
-from .errors import InputError, check_allocation
-from .jcamp import Enum, format_jcamp, read_jcamp
-from .kspace import KSpace, KSpaceHeader
+from dualmode.errors import InputError, check_allocation
+from .jcamp import read_jcamp
+from dualmode.kspace import KSpace, KSpaceHeader
 
 _FORMATS = {
     "GO_16BIT_SGN_INT": "i2",
@@ -300,69 +300,3 @@ def read_bruker(path: str | os.PathLike) -> KSpace:
     for s, k in enumerate(lay["steps2"]):
         data[:, :, :, j, k] = np.transpose(lines[:, s], (0, 2, 3, 1))
     return KSpace(data, header, source=raw)
-
-
-def write_bruker(
-    folder: str | os.PathLike,
-    ksp: KSpace,
-    raw_format: str = "GO_32BIT_SGN_INT",
-    byte_order: str = "little",
-    block_format: str = "continuous",
-    steps1: np.ndarray | None = None,
-    version: str = "PV 6.0.1",
-) -> None:
-    """Write Cartesian :class:`KSpace` as a ParaVision experiment folder (single slice/3D).
-
-    Integer formats scale the data to use 90% of the integer range. ``steps1``
-    (centred phase steps in acquisition order) defaults to the header's
-    ``line_order`` or linear order. Used to test :func:`read_bruker` with known data.
-    """
-    folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
-    h = ksp.header
-    nr, nc, (nx, ny, nz) = h.n_repetitions, h.n_coils, h.matrix
-    if steps1 is None:
-        steps1 = np.arange(ny) - ny // 2
-    steps1 = np.asarray(steps1)
-    dim = 3 if nz > 1 else 2
-    fov = np.asarray(h.fov_mm, dtype=float)
-    acqp = {
-        "ACQ_sw_version": version, "ACQ_method": "FLASH", "ACQ_dim": dim,
-        "ACQ_size": np.array([2 * nx, ny] + ([nz] if dim == 3 else [])),
-        "NI": 1, "NR": nr, "ACQ_phase_factor": 1, "NA": 1,
-        "ACQ_ReceiverSelect": [Enum("Yes")] * nc,
-        "GO_raw_data_format": Enum(raw_format), "BYTORDA": Enum(byte_order), "GO_block_size": Enum(block_format),
-        "ACQ_word_size": Enum("_16_BIT" if raw_format == "GO_16BIT_SGN_INT" else "_32_BIT"),
-        "ACQ_fov": fov[:dim] / 10.0, "ACQ_slice_thick": float(fov[2]),
-        "ACQ_flip_angle": float(h.flip_angle_deg or 10.0),
-        "ACQ_repetition_time": np.array([float(h.tr_ms or 10.0)]),
-        "ACQ_echo_time": np.array([float(h.te_ms or 2.0)]),
-        "BF1": (h.frequency_hz or 0.0) / 1e6, "SFO1": (h.frequency_hz or 0.0) / 1e6,
-        "NUC1": h.nucleus, "SW_h": 50000.0, "ACQ_patient_pos": Enum("Head_Supine"),
-    }
-    method = {
-        "Method": "Bruker:FLASH", "PVM_Nucleus1": h.nucleus, "PVM_EncNReceivers": nc,
-        "PVM_Matrix": np.array([nx, ny] + ([nz] if dim == 3 else [])),
-        "PVM_EncMatrix": np.array([nx, ny] + ([nz] if dim == 3 else [])),
-        "PVM_Fov": fov[:dim], "PVM_SliceThick": float(fov[2]),
-        "PVM_AntiAlias": np.ones(dim),
-        "PVM_RepetitionTime": float(h.tr_ms or 10.0), "PVM_EchoTime": float(h.te_ms or 2.0),
-        "PVM_NRepetitions": nr, "PVM_EncSteps1": steps1.astype(int),
-        "PVM_EncSteps2": np.arange(nz) - nz // 2,
-    }
-    for name, params in (("acqp", acqp), ("method", method)):
-        with open(os.path.join(folder, name), "w", encoding="latin-1") as f:
-            f.write(format_jcamp(params))
-    dtype = np.dtype(("<" if byte_order == "little" else ">") + _FORMATS[raw_format])
-    j = steps1 + ny // 2
-    # acquisition order: (rep, slab k, phase step, coil, read)
-    lines = np.transpose(ksp.data[:, :, :, j, :], (0, 4, 3, 1, 2))
-    vals = np.stack([lines.real, lines.imag], axis=-1).reshape(nr * nz * ny, -1)
-    if dtype.kind == "i":
-        peak = float(np.abs(vals).max()) or 1.0
-        vals = np.round(vals * (0.9 * np.iinfo(dtype).max / peak))
-    vals = vals.astype(dtype)
-    if block_format == "Standard_KBlock_Format":
-        pad = -(-vals.nbytes // len(vals) // 1024) * 1024 // dtype.itemsize - vals.shape[1]
-        vals = np.concatenate([vals, np.zeros((len(vals), pad), dtype)], axis=1).astype(dtype)
-    vals.tofile(os.path.join(folder, "fid"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from .errors import InputError
+from dualmode.errors import InputError
 from .ismrmrd_io import write_ismrmrd
-from .kspace import KSpace
+from dualmode.kspace import KSpace
 from .readers import read_kspace
 
 

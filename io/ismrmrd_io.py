@@ -14,8 +14,8 @@ import os
 import h5py
 import numpy as np
 
-from .errors import InputError, check_allocation
-from .kspace import KSpace, KSpaceHeader
+from dualmode.errors import InputError, check_allocation
+from dualmode.kspace import KSpace, KSpaceHeader
 
 _LPS = np.array([-1.0, -1.0, 1.0])
 #: gamma(13C) / gamma(1H)

@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from .errors import InputError
+from dualmode.errors import InputError
 
 #: Refuse arrays with more elements than this (declared dims or run-length counts).
 MAX_ELEMENTS = 50_000_000

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .kspace import KSpace
+from dualmode.errors import InputError
+from dualmode.kspace import KSpace
 from .optics import OpticalImage, read_optical
 from .readers import READERS, read_kspace
 

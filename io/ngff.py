@@ -17,9 +17,9 @@ both images are written in one common physical frame, in millimetres:
   MRI voxel 0 (``world = mri_affine @ diag(1/voxel) @ p``; the full affines are in
   the ``dualmode`` attributes).
 
-The optical image therefore carries the registration (it is resampled with
-:func:`dualmode.registration.resample_optical`, anti-aliased); its native pixel
-size is kept as the NGFF scale. Arrays are ``[x, y, z]`` in memory and are
+The optical image therefore carries the registration: the caller resamples it
+onto a grid with the MRI axes at its native pixel size
+(:func:`dualmode.registration.fusion.optical_native_grid`), kept as the NGFF scale. Arrays are ``[x, y, z]`` in memory and are
 transposed to NGFF ``(z, y, x)`` here. Pyramid levels halve x and y (block mean;
 translation shifted to the block centre), z is kept.
 """
@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from dualmode.atomic import atomic_path
 from dualmode.conventions import voxel_sizes
 
 AXES = [
@@ -66,34 +67,39 @@ def write_ome_zarr(
     path: str | os.PathLike,
     mri_image: np.ndarray,
     mri_affine: np.ndarray,
-    optical_data: np.ndarray,
-    optical_spacing_um,
-    optical_to_mri: np.ndarray,
+    optical_image: np.ndarray,
+    optical_affine: np.ndarray,
     *,
+    attrs: dict | None = None,
     levels: int = 3,
 ) -> dict:
-    """Write the MRI and the registered optical image as OME-Zarr (see module docstring).
+    """Write the MRI and the registered optical image, each on its own grid, as OME-Zarr.
+
+    Both grids must share the MRI axes (the optical grid of
+    :func:`dualmode.registration.fusion.optical_native_grid`); this function only writes.
 
     Parameters
     ----------
     path : path-like
-        Output folder (``.ome.zarr``); written beside and renamed, an old one is removed first.
+        Output folder (``.ome.zarr``); written beside and swapped in whole
+        (:func:`dualmode.atomic.atomic_path`), the previous store stays until then.
     mri_image : (I, J, K) ndarray
         13C magnitude ``[x, y, z]``.
     mri_affine : (4, 4) ndarray
         MRI voxel -> RAS mm.
-    optical_data : (X, Y, Z) ndarray
-        Fluorescence ``[x, y, z]``.
-    optical_spacing_um : sequence of 3 float
-    optical_to_mri : (4, 4) ndarray
-        Optical um -> RAS mm.
+    optical_image : (X, Y, Z) ndarray
+        Fluorescence ``[x, y, z]`` already resampled onto ``optical_affine``.
+    optical_affine : (4, 4) ndarray
+        Optical grid voxel -> RAS mm, with the axes of ``mri_affine``.
+    attrs : dict, optional
+        Extra entries of the ``dualmode`` attributes (e.g. ``optical_to_mri``).
     levels : int
         Pyramid levels per image (x, y halved per level).
 
     Returns
     -------
     dict
-        The ``dualmode`` attributes written (frame, affines, grid of each image).
+        The ``dualmode`` attributes written (frame, affines).
     """
     import warnings
 
@@ -103,53 +109,31 @@ def write_ome_zarr(
         warnings.simplefilter("ignore", DeprecationWarning)
         from ome_zarr.writer import write_multiscale
 
-    from dualmode.atomic import atomic_path
-    from dualmode.registration.fusion import aligned_grid
-    from dualmode.registration.resample import resample_optical
-
-    from .errors import InputError
-
     mri = np.asarray(mri_image, np.float32)
     aff = np.asarray(mri_affine, float)
-    opt = np.asarray(optical_data, np.float32)
-    o2m = np.asarray(optical_to_mri, float)
+    opt = np.asarray(optical_image, np.float32)
+    opt_aff = np.asarray(optical_affine, float)
     if mri.ndim != 3 or opt.ndim != 3:
-        raise InputError(os.fspath(path), f"need [x, y, z] arrays, got {mri.shape} and {opt.shape}", "data")
-    vox = voxel_sizes(aff)
+        raise ValueError(f"need [x, y, z] arrays, got {mri.shape} and {opt.shape}")
+    vox, opt_vox = voxel_sizes(aff), voxel_sizes(opt_aff)
     lin = aff[:3, :3]
+    if not np.allclose(opt_aff[:3, :3] / opt_vox, lin / vox, atol=1e-9):
+        raise ValueError("the optical grid must have the axes of the MRI grid")
     ras = bool(np.allclose(lin, np.diag(np.diag(lin)), atol=1e-9 * vox.max()) and np.all(np.diag(lin) > 0))
     # common frame: grid frame p (mm along MRI axes from voxel 0); RAS adds the origin
     offset = aff[:3, 3] if ras else np.zeros(3)
-    # optical footprint in the grid frame -> box at optical resolution
-    osp = np.asarray(optical_spacing_um, float)
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in opt.shape], indexing="ij")).reshape(3, -1).T * osp
-    world = corners @ o2m[:3, :3].T + o2m[:3, 3]
-    p = (world - aff[:3, 3]) @ np.linalg.inv(lin).T * vox
-    half = osp * 1e-3 / 2
-    lo, hi = p.min(0) - half, p.max(0) + half
-    spacing = np.array([osp[0], osp[1], osp[2] if opt.shape[2] > 1 else vox[2] * 1e3]) * 1e-3
-    if opt.shape[2] == 1:  # a plane: one slice through it
-        mid = (lo[2] + hi[2]) / 2
-        lo[2], hi[2] = mid - spacing[2] / 2, mid + spacing[2] / 2
-    shape, opt_affine = aligned_grid(mri.shape, aff, spacing, (lo, hi))
-    opt_grid = resample_optical(opt, osp, o2m, shape, opt_affine)
-    opt_first = (opt_affine[:3, 3] - aff[:3, 3]) @ np.linalg.inv(lin).T * vox + offset
+    opt_first = (opt_aff[:3, 3] - aff[:3, 3]) @ np.linalg.inv(lin).T * vox + offset
     meta = {
         "frame": "RAS" if ras else "mri_grid",
         "units": "millimeter",
         "mri_affine": aff.tolist(),
-        "optical_to_mri": o2m.tolist(),
-        "optical_native_spacing_um": osp.tolist(),
-        "optical_grid_affine": opt_affine.tolist(),
+        "optical_grid_affine": opt_aff.tolist(),
         "axis_order_on_disk": "zyx (arrays are [x, y, z] in dualmode)",
+        **(attrs or {}),
     }
-    if os.path.isdir(path):  # zarr folders cannot be replaced atomically over a non-empty one
-        import shutil
-
-        shutil.rmtree(path)
     with atomic_path(path) as tmp:
         root = zarr.open_group(tmp, mode="w")
-        for name, arr, sp, first in (("mri", mri, vox, offset), ("optical", opt_grid, spacing, opt_first)):
+        for name, arr, sp, first in (("mri", mri, vox, offset), ("optical", opt, opt_vox, opt_first)):
             pyr, transforms = _pyramid(arr, sp, first, levels)
             group = root.create_group(name)
             with warnings.catch_warnings():  # translation needs explicit transforms (deprecated API)

@@ -11,10 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputError, check_allocation
+from dualmode.errors import InputError, check_allocation
 from .bruker import read_bruker
 from .ismrmrd_io import read_ismrmrd
-from .kspace import KSpace, KSpaceHeader
+from dualmode.kspace import KSpace, KSpaceHeader
 from .twix import read_twix
 from .varian import read_varian
 

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import io
+import io as stdio
 import os
 
 import numpy as np
 
 from dualmode.conventions import fft_centered, ifft_centered
 
-from .errors import InputError, check_allocation
-from .kspace import KSpace, KSpaceHeader
+from dualmode.errors import InputError, check_allocation
+from dualmode.kspace import KSpace, KSpaceHeader
 
 _LPS = np.array([-1.0, -1.0, 1.0])
 _MAX_BLOCKS = 50_000_000
@@ -63,7 +63,7 @@ def _walk_blocks(path: str):
     import twixtools.twixprot as twixprot
 
     size = os.path.getsize(path)
-    with open(path, "rb") as fid, contextlib.redirect_stdout(io.StringIO()):
+    with open(path, "rb") as fid, contextlib.redirect_stdout(stdio.StringIO()):
         if size < 16:
             raise InputError(path, f"file is {size} bytes: too short for a twix header", "header")
         is_ve, n_scans = helpers.idea_version_check(fid)
@@ -227,64 +227,3 @@ def _directions(quat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not np.all(np.isfinite(q)) or np.linalg.norm(q) < 1e-6:
         return np.eye(3)[0], np.eye(3)[1], np.eye(3)[2]
     return tuple(np.asarray(d, float) for d in quaternion_to_directions(q / np.linalg.norm(q)))
-
-
-def write_twix(path: str | os.PathLike, ksp: KSpace, oversampling: int = 2) -> None:
-    """Write Cartesian :class:`KSpace` as a VD/VE twix file with ``twixtools.write_twix``.
-
-    The readout is oversampled by ``oversampling`` (k-space of the image zero-padded
-    to ``oversampling`` times the FOV), so :func:`read_twix` must undo it exactly.
-    Protocol: a ``MeasYaps`` ASCCONV buffer with the values :func:`read_twix` reads.
-    Orientation (a proper rotation) and position are written in LPS to the MDH ``SliceData``.
-    """
-    import twixtools
-    import twixtools.mdb as tmdb
-    from twixtools.quat import directions_to_quaternion
-
-    h = ksp.header
-    nr, (nx, ny, nz) = h.n_repetitions, h.matrix
-    img = ifft_centered(ksp.data, axes=(2,))
-    pad = (nx * oversampling - nx) // 2
-    img = np.pad(img, [(0, 0), (0, 0), (pad, nx * oversampling - nx - pad), (0, 0), (0, 0)])
-    kos = fft_centered(img, axes=(2,)).astype(np.complex64)
-    yaps = "\n".join([
-        "### ASCCONV BEGIN ###",
-        f"sKSpace.lBaseResolution = {nx}",
-        f"sKSpace.lPhaseEncodingLines = {ny}",
-        f"sKSpace.lPartitions = {nz}",
-        f"sKSpace.ucDimension = {'0x4' if nz > 1 else '0x2'}",
-        f"sSliceArray.asSlice[0].dReadoutFOV = {h.fov_mm[0]!r}",
-        f"sSliceArray.asSlice[0].dPhaseFOV = {h.fov_mm[1]!r}",
-        f"sSliceArray.asSlice[0].dThickness = {h.fov_mm[2]!r}",
-        f"alTR[0] = {int(round((h.tr_ms or 10.0) * 1e3))}",
-        f"alTE[0] = {int(round((h.te_ms or 2.0) * 1e3))}",
-        f"adFlipAngleDegree[0] = {float(h.flip_angle_deg or 10.0)!r}",
-        f'sTXSPEC.asNucleusInfo[0].tNucleus = "{h.nucleus}"',
-        f"sTXSPEC.asNucleusInfo[0].lFrequency = {int(round(h.frequency_hz or 0))}",
-        "### ASCCONV END ###", ""])
-    buffers = [("Config", "<XProtocol> { }\n"), ("MeasYaps", yaps)]
-    body = b"".join(name.encode() + b"\x00" + np.uint32(len(text) + 1).tobytes() + text.encode() + b"\x00"
-                    for name, text in buffers)
-    hdr_len = 8 + len(body)
-    hdr_len += (-hdr_len) % 32
-    hdr_bytes = (np.array([hdr_len, len(buffers)], "<u4").tobytes() + body).ljust(hdr_len, b"\x00")
-    lps = np.asarray(h.orientation, float) * _LPS[:, None]
-    quat = directions_to_quaternion(lps[:, 0], lps[:, 1], lps[:, 2])
-    pos = np.asarray(h.position_mm, float) * _LPS
-    mdbs = []
-    for r in range(nr):
-        for k in range(nz):
-            for j in range(ny):
-                m = tmdb.Mdb_local(kos[r, :, :, j, k])
-                m.mdh.Counter.Lin, m.mdh.Counter.Par, m.mdh.Counter.Rep = j, k, r
-                m.mdh.CenterLin, m.mdh.CenterPar = ny // 2, nz // 2
-                m.mdh.CenterCol = nx * oversampling // 2
-                m.mdh.SliceData.Quaternion[:] = tuple(float(v) for v in quat)
-                m.mdh.SliceData.SlicePos.Sag, m.mdh.SliceData.SlicePos.Cor, m.mdh.SliceData.SlicePos.Tra = pos
-                mdbs.append(m)
-    path = os.fspath(path)
-    if os.path.exists(path):
-        os.remove(path)
-    scan = {"hdr_str": np.frombuffer(hdr_bytes, dtype="S1"), "mdb": mdbs}
-    with contextlib.redirect_stdout(io.StringIO()):
-        twixtools.write_twix([scan], path, version_is_ve=True)

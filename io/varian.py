@@ -25,8 +25,8 @@ import struct
 
 import numpy as np
 
-from .errors import InputError, check_allocation
-from .kspace import KSpace, KSpaceHeader
+from dualmode.errors import InputError, check_allocation
+from dualmode.kspace import KSpace, KSpaceHeader
 
 _FILEHEADER = struct.Struct(">6ihhi")
 _BLOCKHEADER_BYTES = 28

@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from dualmode.conventions import ifft_centered, mri_affine
-from dualmode.io.errors import InputError
-from dualmode.io.kspace import KSpace
+from dualmode.kspace import KSpace
 
 from .coils import rss, svd_combine, walsh_combine
 from .hyperpolarized import correct_rf_depletion
@@ -57,8 +56,7 @@ def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: fl
     images : ndarray, complex64, shape (rep, i, j, k)
     """
     if ksp.header.trajectory != "cartesian":
-        raise InputError(ksp.source, "reconstruct_repetitions needs Cartesian k-space; use the NUFFT for others",
-                         "trajectory")
+        raise ValueError("reconstruct_repetitions needs Cartesian k-space; use the NUFFT for others")
     data = ksp.data
     h = ksp.header
     if rf_correction and h.flip_angle_deg and h.line_order is not None:
@@ -68,7 +66,7 @@ def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: fl
     if coil_combine == "walsh" and images.shape[1] > 1:
         return walsh_combine(images, coil_axis=1, window=walsh_window, average_axis=0).astype(np.complex64)
     if coil_combine not in ("svd", "walsh"):
-        raise InputError(ksp.source, f"coil_combine must be 'svd' or 'walsh', got {coil_combine!r}", "coil_combine")
+        raise ValueError(f"coil_combine must be 'svd' or 'walsh', got {coil_combine!r}")
     return svd_combine(images, coil_axis=1).astype(np.complex64)
 
 
@@ -104,14 +102,13 @@ def zero_fill(kspace: np.ndarray, shape, axes=(-3, -2, -1)) -> np.ndarray:
     axes = [a % kspace.ndim for a in axes]
     shape = [int(m) for m in shape]
     if len(shape) != len(axes):
-        raise InputError(None, f"need one target size per axis, got {shape} for axes {axes}", "zero_fill_to")
+        raise ValueError(f"need one target size per axis, got {shape} for axes {axes}")
     pad = [(0, 0)] * kspace.ndim
     scale = 1.0
     for ax, m in zip(axes, shape):
         n = kspace.shape[ax]
         if m < n:
-            raise InputError(None, f"zero-fill target {m} is smaller than the acquired {n} on axis {ax}",
-                             "zero_fill_to")
+            raise ValueError(f"zero-fill target {m} is smaller than the acquired {n} on axis {ax}")
         before = m // 2 - n // 2
         pad[ax] = (before, m - n - before)
         scale *= m / n

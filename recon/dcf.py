@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 
-from dualmode.io.errors import InputError
 
 from .nufft import NUFFTPlan
 
@@ -46,7 +45,7 @@ def pipe_menon_dcf(coords, shape, *, n_iter: int = 30, plan: NUFFTPlan | None = 
     weights : ndarray, shape ``coords.shape[:-1]``, float64.
     """
     if int(n_iter) < 1:
-        raise InputError(None, f"n_iter must be >= 1, got {n_iter!r}", "n_iter")
+        raise ValueError(f"n_iter must be >= 1, got {n_iter!r}")
     if plan is None:
         plan = NUFFTPlan(coords, shape, eps=1e-3, threads=threads)
     w = np.ones(plan.points_shape, np.complex128)
@@ -69,8 +68,8 @@ def ramp_dcf(coords, shape) -> np.ndarray:
     """
     coords = np.asarray(coords, dtype=float)
     if coords.ndim != 3 or coords.shape[-1] not in (2, 3) or coords.shape[1] < 2:
-        raise InputError(None, f"ramp_dcf needs radial coords (n_spokes, n_readout, d), "
-                         f"got {coords.shape}", "coords")
+        raise ValueError(f"ramp_dcf needs radial coords (n_spokes, n_readout, d), "
+                         f"got {coords.shape}")
     d = coords.shape[-1]
     shp = np.asarray(shape, dtype=float)[:d]
     kn = coords / shp  # normalised, |kn| <= 1/2

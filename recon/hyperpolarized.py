@@ -34,7 +34,6 @@ from __future__ import annotations
 import numpy as np
 
 
-from dualmode.io.errors import InputError
 
 def excitation_weights(n_lines: int, flip_deg, tr_ms: float = 0.0, t1_s: float = np.inf) -> np.ndarray:
     """Signal weight ``w_n`` of each excitation ``n = 0..n_lines-1`` (see module docstring).
@@ -91,7 +90,7 @@ def correct_rf_depletion(kspace: np.ndarray, line_order: np.ndarray, flip_deg, t
     """
     w = kspace_weighting(line_order, flip_deg, tr_ms, t1_s)
     if noise_to_signal < 0:
-        raise InputError(None, f"noise_to_signal must be >= 0, got {noise_to_signal}", "noise_to_signal")
+        raise ValueError(f"noise_to_signal must be >= 0, got {noise_to_signal}")
     gain = 1.0 / w if noise_to_signal == 0 else w / (w**2 + noise_to_signal)
     return kspace * gain[None, :, :].astype(kspace.real.dtype)
 

@@ -15,7 +15,6 @@ import numpy as np
 import scipy.fft
 
 from dualmode.conventions import fft_centered, ifft_centered
-from dualmode.io.errors import InputError
 
 
 def norm(x: np.ndarray) -> float:
@@ -209,7 +208,7 @@ class RestrictOp(Linop):
         self.op = op
         self.support = np.asarray(support, dtype=bool)
         if self.support.shape != tuple(op.ishape):
-            raise InputError(None, f"support shape {self.support.shape} != operator input {op.ishape}", "support")
+            raise ValueError(f"support shape {self.support.shape} != operator input {op.ishape}")
         self.ishape = (int(self.support.sum()),)
         self.oshape = op.oshape
 

@@ -20,10 +20,12 @@ Fully sampled Cartesian data skip step 4 (the FFT is already exact).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from dualmode.conventions import ifft_centered
-from dualmode.io.kspace import KSpace
+from dualmode.kspace import KSpace
 
 from .cartesian import reconstruct_repetitions
 from .coils import svd_combine
@@ -128,8 +130,10 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
         sigma = robust_noise_sigma(shot_images(ksp, residual[None, None], dcf=dcf)[0])
     else:
         sigma = robust_noise_sigma(signal)
-    return SignFlipResult(signal=signal.astype(np.complex64), background=background.astype(np.complex64),
-                          shot_weights=first.shot_weights, noise_sigma=sigma), shots
+    # everything the lock-in estimated (weights, drift order, efficiency, tests) carries over;
+    # H, B and the noise come from the k-space reconstruction
+    return dataclasses.replace(first, signal=signal.astype(np.complex64), background=background.astype(np.complex64),
+                               noise_sigma=sigma, noise_map=None), shots
 
 
 def _reconstruct_combined(ksp, coil_data, sigma, lam_sigma, max_iter, dcf):

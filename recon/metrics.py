@@ -48,6 +48,8 @@ particles / RMS over background) and CNR of the mean frame (before) and of ``nv`
 from __future__ import annotations
 
 import numpy as np
+
+from dualmode.serialize import jsonable
 import scipy.ndimage
 
 from .schemes import describe_scheme
@@ -72,21 +74,6 @@ def _mean(x, mask):
     return float(np.mean(x[mask])) if mask.any() else None
 
 
-def jsonable(value):
-    """Recursively convert numpy scalars/arrays to Python and non-finite floats to ``None``."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
 
 
 def background_leak(result, k: float = 5.0) -> complex:

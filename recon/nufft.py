@@ -47,7 +47,6 @@ import numba
 import numpy as np
 import scipy.fft
 
-from dualmode.io.errors import InputError
 
 from . import nufft_kernels as _k
 
@@ -70,10 +69,9 @@ def kernel_parameters(eps: float, upsampling: float) -> tuple[int, float]:
     relative l2 errors at ``eps = 1e-3`` are 0.4e-3 to 1.1e-3 for sigma in [1.25, 2]).
     """
     if not (0 < eps < 1):
-        raise InputError(None, f"eps must be in (0, 1), got {eps!r}", "eps")
+        raise ValueError(f"eps must be in (0, 1), got {eps!r}")
     if not (1.2 <= upsampling <= 4):
-        raise InputError(None, f"upsampling must be in [1.2, 4], got {upsampling!r}",
-                         "upsampling")
+        raise ValueError(f"upsampling must be in [1.2, 4], got {upsampling!r}")
     decay = math.pi * math.sqrt(1.0 - 1.0 / upsampling)
     width = min(max(math.ceil(math.log(4.0 / eps) / decay), 2), 16)
     beta = 0.95 * math.pi * (1.0 - 0.5 / upsampling) * width
@@ -150,7 +148,7 @@ def _resolve_threads(threads: int | None) -> int:
     if threads is None:
         return numba.get_num_threads()
     if int(threads) < 1:
-        raise InputError(None, f"threads must be >= 1, got {threads!r}", "threads")
+        raise ValueError(f"threads must be >= 1, got {threads!r}")
     return min(int(threads), numba.config.NUMBA_NUM_THREADS)
 
 
@@ -185,14 +183,14 @@ class NUFFTPlan:
                  upsampling: float | None = None, threads: int | None = None):
         coords = np.asarray(coords)
         if coords.ndim < 1 or coords.shape[-1] not in (2, 3):
-            raise InputError(None, f"coords must have shape (..., 2) or (..., 3), got "
-                             f"{coords.shape}", "coords")
+            raise ValueError(f"coords must have shape (..., 2) or (..., 3), got "
+                             f"{coords.shape}")
         if not np.issubdtype(coords.dtype, np.number) or np.iscomplexobj(coords):
-            raise InputError(None, f"coords must be real numbers, got {coords.dtype}", "coords")
+            raise ValueError(f"coords must be real numbers, got {coords.dtype}")
         ndim = coords.shape[-1]
         shape = tuple(int(s) for s in np.atleast_1d(shape))
         if len(shape) < ndim or any(s != 1 for s in shape[ndim:]) or min(shape[:ndim]) < 1:
-            raise InputError(None, f"image shape {shape} does not fit {ndim}D coords", "shape")
+            raise ValueError(f"image shape {shape} does not fit {ndim}D coords")
         pts = np.ascontiguousarray(coords.reshape(-1, ndim), dtype=np.float64)
         self.shape = shape
         self.ndim = ndim
@@ -236,7 +234,7 @@ class NUFFTPlan:
                 max(1, min(self.threads, m // 4096)), np.empty(m, np.int32),
                 np.empty((m, ndim), np.float64), self._perm, self._u)
         if self._slab_ptr.shape[0] == 0:
-            raise InputError(None, "coords contain NaN or infinite values", "coords")
+            raise ValueError("coords contain NaN or infinite values")
         self._groups = {}
         self.toeplitz = None
 
@@ -266,8 +264,8 @@ class NUFFTPlan:
         arr = np.asarray(arr)
         k = len(tail)
         if arr.shape[arr.ndim - k:] != tail or arr.ndim < k:
-            raise InputError(None, f"{name} has shape {arr.shape}, expected (..., "
-                             f"{', '.join(map(str, tail))})", name)
+            raise ValueError(f"{name} has shape {arr.shape}, expected (..., "
+                             f"{', '.join(map(str, tail))})")
         batch = arr.shape[:arr.ndim - k]
         cdt = _complex_dtype(arr.dtype)
         return batch, cdt, np.ascontiguousarray(arr, dtype=cdt)
@@ -371,8 +369,7 @@ def toeplitz_kernel(plan: NUFFTPlan, weights=None) -> np.ndarray:
     """
     w = np.ones(plan.points_shape) if weights is None else np.asarray(weights, dtype=float)
     if w.shape != plan.points_shape:
-        raise InputError(None, f"weights shape {w.shape} != coords shape {plan.points_shape}",
-                         "weights")
+        raise ValueError(f"weights shape {w.shape} != coords shape {plan.points_shape}")
     # sorted grid positions back to k (mod N, which the 2N-periodic kernel does not see)
     n = np.array(plan.oversampled_shape)
     k = (plan._u - n / 2) * (np.array(plan.grid_size) / n)
@@ -389,7 +386,7 @@ def apply_toeplitz(kernel: np.ndarray, image, shape, *, threads: int | None = No
     ndim = kernel.ndim
     grid = tuple(int(s) for s in shape[:ndim])
     if x.shape[x.ndim - len(shape):] != tuple(shape):
-        raise InputError(None, f"image shape {x.shape} does not end with {tuple(shape)}", "image")
+        raise ValueError(f"image shape {x.shape} does not end with {tuple(shape)}")
     batch = x.shape[:x.ndim - len(shape)]
     x = x.reshape(*batch, *grid)
     workers = _resolve_threads(threads)
@@ -428,7 +425,7 @@ def nufft(image, coords, *, eps: float = DEFAULT_EPS, upsampling: float | None =
     image = np.asarray(image)
     d = coords.shape[-1] if coords.ndim else 0
     if image.ndim < d:
-        raise InputError(None, f"image with shape {image.shape} has fewer than {d} axes", "image")
+        raise ValueError(f"image with shape {image.shape} has fewer than {d} axes")
     shape = image.shape[image.ndim - d:]
     if d == 2 and image.ndim >= 3 and image.shape[-1] == 1:  # 2D data stored as (N_i, N_j, 1)
         shape = image.shape[-3:]

@@ -30,7 +30,6 @@ import numpy as np
 import scipy.ndimage as ndi
 from threadpoolctl import ThreadpoolController
 
-from dualmode.io.errors import InputError
 
 from .iterative import cg
 from .linop import Linop, RestrictOp
@@ -70,17 +69,16 @@ def support_mask(shape, positions=None, *, mask=None, dilation: float = 1.0) -> 
     shape = tuple(int(n) for n in shape)
     out = np.zeros(shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool).copy()
     if out.shape != shape:
-        raise InputError(None, f"mask shape {out.shape} != grid shape {shape}", "mask")
+        raise ValueError(f"mask shape {out.shape} != grid shape {shape}")
     if positions is not None:
         pos = np.rint(np.atleast_2d(np.asarray(positions, dtype=float))).astype(int)
         if pos.shape[1] > len(shape):
-            raise InputError(None, f"positions have {pos.shape[1]} coordinates for a {len(shape)}D grid", "positions")
+            raise ValueError(f"positions have {pos.shape[1]} coordinates for a {len(shape)}D grid")
         idx = np.zeros((pos.shape[0], len(shape)), dtype=int)
         idx[:, :pos.shape[1]] = pos
         inside = np.all((idx >= 0) & (idx < np.array(shape)), axis=1)
         if not np.all(inside):
-            raise InputError(None, f"{int((~inside).sum())} particle positions fall outside the grid {shape}",
-                             "positions")
+            raise ValueError(f"{int((~inside).sum())} particle positions fall outside the grid {shape}")
         out[tuple(idx.T)] = True
     if dilation > 0:
         r = int(np.floor(dilation))
@@ -237,15 +235,15 @@ def choose_kspace_samples(support: np.ndarray, n_samples: int, *, method: str = 
     s = int(support.sum())
     cand = cartesian_coords(support.shape) if candidates is None else np.atleast_2d(np.asarray(candidates, float))
     if not 0 < n_samples <= len(cand):
-        raise InputError(None, f"n_samples must be in 1..{len(cand)}, got {n_samples}", "n_samples")
+        raise ValueError(f"n_samples must be in 1..{len(cand)}, got {n_samples}")
     if s == 0:
-        raise InputError(None, "empty support", "support")
+        raise ValueError("empty support")
     radius = np.sqrt(np.sum((cand / (np.array(support.shape[:cand.shape[1]]) / 2.0)) ** 2, axis=1))
     if method == "greedy":
         a = fourier_matrix(cand, support)
         return cand[_greedy_d_optimal([a], n_samples, radius, [delta * s])]
     if method != "random":
-        raise InputError(None, f"method must be 'greedy' or 'random', got {method!r}", "method")
+        raise ValueError(f"method must be 'greedy' or 'random', got {method!r}")
     rng = np.random.default_rng(seed)
     p = np.clip(1.0 - radius / max(radius.max(), 1e-12), 1e-3, None) ** density_power
     best, best_cond = None, np.inf
@@ -294,7 +292,7 @@ def choose_phase_encodes(support: np.ndarray, n_lines: int, *, readout_axis: int
     pe_shape = tuple(support.shape[a] for a in pe_axes) + (1,) * (support.ndim - d)
     cand = cartesian_coords(pe_shape)[:, :len(pe_axes)] if len(pe_axes) else np.zeros((1, 0))
     if not 0 < n_lines <= len(cand):
-        raise InputError(None, f"n_lines must be in 1..{len(cand)}, got {n_lines}", "n_lines")
+        raise ValueError(f"n_lines must be in 1..{len(cand)}, got {n_lines}")
     blocks, deltas = [], []
     for plane in planes:
         plane = plane.reshape(pe_shape)
@@ -302,7 +300,7 @@ def choose_phase_encodes(support: np.ndarray, n_lines: int, *, readout_axis: int
             blocks.append(fourier_matrix(cand, plane))
             deltas.append(delta * plane.sum())
     if not blocks:
-        raise InputError(None, "empty support", "support")
+        raise ValueError("empty support")
     radius = np.sqrt(np.sum((cand / (np.array(pe_shape[:len(pe_axes)]) / 2.0)) ** 2, axis=1))
     return cand[_greedy_d_optimal(blocks, n_lines, radius, deltas)]
 

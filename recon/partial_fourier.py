@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from dualmode.conventions import fft_centered, ifft_centered
-from dualmode.io.errors import InputError
 
 from .linop import norm
 from .windows import window_1d
@@ -34,7 +33,7 @@ from .windows import window_1d
 def _geometry(n: int, n_acquired: int, side: str):
     """Acquired mask, signed offsets ``d = index - n//2`` and symmetric half-width ``h``."""
     if side not in ("low", "high"):
-        raise InputError(None, f"side must be 'low' or 'high', got {side!r}", "side")
+        raise ValueError(f"side must be 'low' or 'high', got {side!r}")
     d = np.arange(n) - n // 2
     if side == "low":
         acquired = np.arange(n) < n_acquired
@@ -43,8 +42,7 @@ def _geometry(n: int, n_acquired: int, side: str):
         acquired = np.arange(n) >= n - n_acquired
         h = n // 2 - (n - n_acquired)
     if not n // 2 < n_acquired <= n or h < 1:
-        raise InputError(None, f"partial Fourier needs more than half of the {n} samples, got {n_acquired}",
-                         "n_acquired")
+        raise ValueError(f"partial Fourier needs more than half of the {n} samples, got {n_acquired}")
     return acquired, d, h
 
 

@@ -14,7 +14,6 @@ import math
 import numba as nb
 import numpy as np
 
-from dualmode.io.errors import InputError
 
 __all__ = [
     "GOLDEN_ANGLE", "golden_angle_radial", "mask_coords", "poisson_disc_mask", "radial_3d",
@@ -31,14 +30,14 @@ GOLDEN_MEANS_3D = (0.465571231876768, 0.682327803828019)
 
 def _positive_int(value, field: str) -> int:
     if int(value) != value or int(value) < 1:
-        raise InputError(None, f"{field} must be a positive integer, got {value!r}", field)
+        raise ValueError(f"{field} must be a positive integer, got {value!r}")
     return int(value)
 
 
 def _shape(shape, ndim: int) -> np.ndarray:
     shp = np.atleast_1d(np.asarray(shape, dtype=float))
     if shp.shape != (ndim,) or np.any(shp < 1):
-        raise InputError(None, f"shape must be {ndim} positive sizes, got {shape!r}", "shape")
+        raise ValueError(f"shape must be {ndim} positive sizes, got {shape!r}")
     return shp
 
 
@@ -95,11 +94,9 @@ def variable_density_spiral(n_interleaves: int, n_samples: int, shape=(256, 256)
     n_samples = _positive_int(n_samples, "n_samples")
     shp = _shape(shape, 2)
     if not density_power >= 1:
-        raise InputError(None, f"density_power must be >= 1, got {density_power!r}",
-                         "density_power")
+        raise ValueError(f"density_power must be >= 1, got {density_power!r}")
     if not undersampling > 0:
-        raise InputError(None, f"undersampling must be > 0, got {undersampling!r}",
-                         "undersampling")
+        raise ValueError(f"undersampling must be > 0, got {undersampling!r}")
     t = np.arange(n_samples) / n_samples
     turns = density_power * shp.max() / 2 / (n_interleaves * undersampling)
     radius = t**density_power / 2
@@ -162,11 +159,10 @@ def poisson_disc_mask(shape, acceleration: float, *, calib=(16, 16), density_slo
     """
     shp = tuple(int(s) for s in np.atleast_1d(shape))
     if len(shp) != 2 or min(shp) < 1:
-        raise InputError(None, f"shape must be 2 positive sizes, got {shape!r}", "shape")
+        raise ValueError(f"shape must be 2 positive sizes, got {shape!r}")
     total = shp[0] * shp[1]
     if not (1.0 <= acceleration <= total):
-        raise InputError(None, f"acceleration must be in [1, {total}], got {acceleration!r}",
-                         "acceleration")
+        raise ValueError(f"acceleration must be in [1, {total}], got {acceleration!r}")
     cal = tuple(min(int(c), s) for c, s in zip(calib, shp))
     k0 = (np.arange(shp[0]) - shp[0] // 2) / max(shp[0] / 2, 1)
     k1 = (np.arange(shp[1]) - shp[1] // 2) / max(shp[1] / 2, 1)

@@ -31,7 +31,6 @@ import numpy as np
 import scipy.signal.windows as sw
 
 from dualmode.conventions import ifft_centered
-from dualmode.io.errors import InputError
 
 WINDOWS = ("rect", "hann", "tukey", "gaussian")
 
@@ -57,14 +56,14 @@ def window_1d(n: int, kind: str = "hann", *, alpha: float = 0.5, sigma: float = 
         w = sw.hann(n, sym=sym)
     elif kind == "tukey":
         if not 0.0 <= alpha <= 1.0:
-            raise InputError(None, f"Tukey alpha must be in [0, 1], got {alpha}", "alpha")
+            raise ValueError(f"Tukey alpha must be in [0, 1], got {alpha}")
         w = sw.tukey(n, alpha, sym=sym)
     elif kind == "gaussian":
         if sigma <= 0:
-            raise InputError(None, f"Gaussian sigma must be positive, got {sigma}", "sigma")
+            raise ValueError(f"Gaussian sigma must be positive, got {sigma}")
         w = sw.gaussian(n, sigma * n / 2.0, sym=sym)
     else:
-        raise InputError(None, f"unknown window {kind!r}; choose from {WINDOWS}", "window")
+        raise ValueError(f"unknown window {kind!r}; choose from {WINDOWS}")
     return w / w[n // 2]
 
 

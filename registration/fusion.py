@@ -102,3 +102,45 @@ def fuse(
         mri_on_grid = resample_image(img, mri_affine, shape, affine)
     opt = resample_optical(optical.data, optical.spacing_um, optical_to_mri, shape, affine)
     return np.stack([mri_on_grid, opt], axis=-1).astype(np.float32), affine
+
+
+def optical_native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optical_to_mri: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The optical image resampled once onto a grid with the MRI axes at its own pixel size.
+
+    The grid covers the optical field (a plane becomes one MRI-thick slice through it),
+    so the fluorescence keeps its resolution while sharing the MRI axes, as OME-Zarr
+    scale + translation transforms require.
+
+    Parameters
+    ----------
+    mri_image_shape : sequence of 3 int
+    mri_affine : (4, 4) ndarray
+        MRI voxel -> RAS mm.
+    optical : dualmode.io.OpticalImage
+    optical_to_mri : (4, 4) ndarray
+        Optical um -> RAS mm.
+
+    Returns
+    -------
+    image : (X, Y, Z) float32 ndarray
+    affine : (4, 4) ndarray
+        Grid voxel -> RAS mm (axes of ``mri_affine``).
+    """
+    aff = np.asarray(mri_affine, float)
+    o2m = np.asarray(optical_to_mri, float)
+    opt = np.asarray(optical.data, np.float32)
+    vox = voxel_sizes(aff)
+    lin = aff[:3, :3]
+    osp = np.asarray(optical.spacing_um, float)
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in opt.shape], indexing="ij")).reshape(3, -1).T * osp
+    world = corners @ o2m[:3, :3].T + o2m[:3, 3]
+    p = (world - aff[:3, 3]) @ np.linalg.inv(lin).T * vox
+    half = osp * 1e-3 / 2
+    lo, hi = p.min(0) - half, p.max(0) + half
+    spacing = np.array([osp[0], osp[1], osp[2] if opt.shape[2] > 1 else vox[2] * 1e3]) * 1e-3
+    if opt.shape[2] == 1:  # a plane: one slice through it
+        mid = (lo[2] + hi[2]) / 2
+        lo[2], hi[2] = mid - spacing[2] / 2, mid + spacing[2] / 2
+    shape, grid_affine = aligned_grid(mri_image_shape, aff, spacing, (lo, hi))
+    return resample_optical(opt, osp, o2m, shape, grid_affine), grid_affine

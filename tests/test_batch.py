@@ -12,7 +12,7 @@ import pytest
 from dualmode import batch
 from dualmode.cli import main
 from dualmode.pipeline import OUTPUT_FILES, PipelineOptions
-from dualmode.simulate import SimulationConfig, simulate
+from dualmode.simulate import SimulationConfig, simulate_folder
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     good = []
     for seed in (11, 12):
-        simulate(root / f"good{seed}", SimulationConfig(seed=seed))
+        simulate_folder(root / f"good{seed}", SimulationConfig(seed=seed))
         good.append(str(root / f"good{seed}"))
     bad = root / "corrupt"
     shutil.copytree(good[0], bad)

@@ -96,7 +96,7 @@ def test_unknown_window_raises():
 
 @pytest.mark.parametrize("combine", ["svd", "walsh"])
 def test_reconstruct_repetitions_keeps_sign_flip(combine):
-    from dualmode.io.kspace import KSpace, KSpaceHeader
+    from dualmode.kspace import KSpace, KSpaceHeader
     from dualmode.recon.cartesian import reconstruct_repetitions
 
     n, coils = 24, 4

@@ -5,7 +5,7 @@ import pytest
 
 from dualmode.conventions import apply_affine, voxel_sizes
 from dualmode.registration import fuse, resample_optical
-from dualmode.registration.phantom import make_pair
+from dualmode.simulate import make_pair
 
 
 @pytest.fixture(scope="module")

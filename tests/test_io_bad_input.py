@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from dualmode.io import (InputError, KSpace, KSpaceHeader, load_acquisition, read_kspace, read_manifest,
-                         read_optical, write_bruker, write_npz, write_twix)
+                         read_optical, write_npz)
+from dualmode.simulate import write_bruker, write_twix
 
 DATA = Path(__file__).parent / "data"
 

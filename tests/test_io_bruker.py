@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dualmode.io import InputError, KSpace, KSpaceHeader, read_bruker, read_jcamp, read_kspace, write_bruker
+from dualmode.io import InputError, KSpace, KSpaceHeader, read_bruker, read_jcamp, read_kspace
+from dualmode.simulate import write_bruker
 from dualmode.io.bruker import bruker_header
 
 BRKRAW = "brkraw==0.5.7"

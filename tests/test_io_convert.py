@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dualmode.io import InputError, KSpace, KSpaceHeader, convert_to_ismrmrd, read_ismrmrd, write_bruker, write_twix
+from dualmode.io import InputError, KSpace, KSpaceHeader, convert_to_ismrmrd, read_ismrmrd
+from dualmode.simulate import write_bruker, write_twix
 
 
 def _ksp():

@@ -28,7 +28,7 @@ EXAMPLES = {"bruker": 40, "varian": 40, "twix": 40, "npz": 30, "ismrmrd": 12, "o
 def fuzz_targets(tmp_path_factory):
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)  # corrupt pages are logged, then refused
     with pytest.MonkeyPatch.context() as mp:  # mutated headers: refuse > 512 MB, keep CI memory small
-        mp.setattr("dualmode.io.errors.MAX_ALLOCATION_BYTES", 512 * 1024**2)
+        mp.setattr("dualmode.errors.MAX_ALLOCATION_BYTES", 512 * 1024**2)
         yield targets.build_targets(tmp_path_factory.mktemp("fuzz"))
 
 

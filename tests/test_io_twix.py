@@ -7,7 +7,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from dualmode.conventions import fft_centered, ifft_centered
-from dualmode.io import KSpace, KSpaceHeader, read_kspace, remove_readout_oversampling, write_twix
+from dualmode.io import KSpace, KSpaceHeader, read_kspace, remove_readout_oversampling
+from dualmode.simulate import write_twix
 
 
 def test_oversampling_removal_keeps_the_central_half_of_the_image():

@@ -7,8 +7,10 @@ from ome_zarr.reader import Reader
 
 from dualmode.conventions import mri_affine, voxel_sizes
 from dualmode.io.ngff import write_ome_zarr
+from dualmode.io import OpticalImage
 from dualmode.registration import resample_optical
-from dualmode.registration.phantom import make_pair
+from dualmode.registration.fusion import optical_native_grid
+from dualmode.simulate import make_pair
 
 
 def _read(path):
@@ -24,11 +26,17 @@ def _affine(transforms):
     return aff
 
 
+def _write(path, mri, aff, optical_data, spacing_um, o2m, levels):
+    optical, optical_aff = optical_native_grid(mri.shape, aff, OpticalImage(optical_data, spacing_um), o2m)
+    return write_ome_zarr(path, mri, aff, optical, optical_aff, attrs={"optical_to_mri": o2m.tolist()},
+                          levels=levels)
+
+
 def test_ome_zarr_scales_translations_and_data(tmp_path):
     pair = make_pair(50, angle_deg=20.0, n_particles=80)
     path = tmp_path / "fused.ome.zarr"
-    meta = write_ome_zarr(path, pair.mri_image, pair.mri_affine, pair.optical_data, pair.spacing_um,
-                          pair.optical_to_mri, levels=3)
+    meta = _write(path, pair.mri_image, pair.mri_affine, pair.optical_data, pair.spacing_um,
+                  pair.optical_to_mri, levels=3)
     assert meta["frame"] == "RAS"
     data, md = _read(path / "mri")
     assert [a["name"] for a in md["axes"]] == ["z", "y", "x"]
@@ -60,11 +68,31 @@ def test_ome_zarr_oblique_mri_uses_grid_frame(tmp_path):
     o2m = np.eye(4)
     o2m[:3, :3] *= 1e-3
     o2m[:3, 3] = [0.0, 1.0, 0.0]
-    meta = write_ome_zarr(tmp_path / "x.ome.zarr", mri, aff, np.ones((50, 50, 1), np.float32), (20.0, 20.0, 20.0),
-                          o2m, levels=1)
+    meta = _write(tmp_path / "x.ome.zarr", mri, aff, np.ones((50, 50, 1), np.float32), (20.0, 20.0, 20.0),
+                  o2m, levels=1)
     assert meta["frame"] == "mri_grid"
     data, md = _read(tmp_path / "x.ome.zarr" / "mri")
     assert np.allclose(md["coordinateTransformations"][0][1]["translation"], 0.0)
     assert np.allclose(np.asarray(meta["mri_affine"]), aff)
     with pytest.raises(Exception, match="x, y, z"):
-        write_ome_zarr(tmp_path / "bad.ome.zarr", mri[..., 0], aff, np.ones((5, 5, 1)), (1, 1, 1), o2m)
+        write_ome_zarr(tmp_path / "bad.ome.zarr", mri[..., 0], aff, np.ones((5, 5, 1)), aff)
+
+
+def test_ome_zarr_rewrite_keeps_old_store_until_new_is_complete(tmp_path, monkeypatch):
+    """A failing rewrite leaves the previous complete store in place (no rmtree first)."""
+    aff = mri_affine((8, 8, 1), (4.0, 4.0, 1.0))
+    mri = np.ones((8, 8, 1), np.float32)
+    path = tmp_path / "f.ome.zarr"
+    write_ome_zarr(path, mri, aff, mri, aff, levels=1)
+    before = sorted(p.relative_to(path) for p in path.rglob("*"))
+    import dualmode.io.ngff as ngff
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ngff, "_pyramid", boom)
+    with pytest.raises(OSError):
+        write_ome_zarr(path, 2 * mri, aff, mri, aff, levels=1)
+    assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
+    data, _ = _read(path / "mri")
+    assert np.all(np.asarray(data[0]) == 1)

@@ -14,7 +14,7 @@ from scipy import ndimage
 from dualmode.cli import main
 from dualmode.conventions import apply_affine
 from dualmode.pipeline import OUTPUT_FILES
-from dualmode.simulate import SimulationConfig, simulate
+from dualmode.simulate import SimulationConfig, simulate_folder
 
 
 def _truth(folder):
@@ -113,7 +113,7 @@ def test_registration_recovers_the_known_transform(sim2d, processed):
                                    {"rotation_deg": 30.0, "outliers": 0.2, "n_particles": 15}])
 def test_rotated_mirrored_and_outlier_optics_register_within_a_quarter_voxel(tmp_path, flags):
     folder = tmp_path / "acq"
-    simulate(folder, SimulationConfig(seed=11, **flags))
+    simulate_folder(folder, SimulationConfig(seed=11, **flags))
     assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
     assert median_tre_voxels(str(folder), str(tmp_path / "out" / "acq")) <= 0.25
     with open(tmp_path / "out" / "acq" / "registration.json") as f:
@@ -122,7 +122,7 @@ def test_rotated_mirrored_and_outlier_optics_register_within_a_quarter_voxel(tmp
 
 def test_widefield_image_against_3d_mri_registers_in_plane(tmp_path):
     folder = tmp_path / "wide"
-    simulate(folder, SimulationConfig(seed=3, ndim=3, matrix=48, widefield=True, depth_mm=0.6))
+    simulate_folder(folder, SimulationConfig(seed=3, ndim=3, matrix=48, widefield=True, depth_mm=0.6))
     assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
     assert median_tre_voxels(str(folder), str(tmp_path / "out" / "wide"), in_plane=True) <= 0.5
 
@@ -150,7 +150,7 @@ def test_info_validates_and_describes(sim2d, capsys):
 
 def test_undersampled_cartesian_goes_through_lockin_in_kspace_and_l1(tmp_path):
     folder = tmp_path / "r3"
-    simulate(folder, SimulationConfig(seed=7, undersample=3.0))
+    simulate_folder(folder, SimulationConfig(seed=7, undersample=3.0))
     assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
     result = str(tmp_path / "out" / "r3")
     with open(os.path.join(result, "report.json")) as f:
@@ -166,7 +166,7 @@ def test_undersampled_cartesian_goes_through_lockin_in_kspace_and_l1(tmp_path):
 
 def test_radial_acquisition_is_reconstructed_with_the_nufft(tmp_path):
     folder = tmp_path / "rad"
-    simulate(folder, SimulationConfig(seed=7, trajectory="radial"))
+    simulate_folder(folder, SimulationConfig(seed=7, trajectory="radial"))
     assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
     result = str(tmp_path / "out" / "rad")
     c13 = nib.load(os.path.join(result, "c13.nii.gz")).get_fdata()
@@ -179,7 +179,7 @@ def test_radial_acquisition_is_reconstructed_with_the_nufft(tmp_path):
 def test_3d_radial_kooshball_is_reconstructed(tmp_path):
     """3D golden-means radial, half the Nyquist spokes: NUFFT lock-in recon, 3D registration."""
     folder = tmp_path / "rad3"
-    simulate(folder, SimulationConfig(seed=7, ndim=3, matrix=48, trajectory="radial", undersample=2))
+    simulate_folder(folder, SimulationConfig(seed=7, ndim=3, matrix=48, trajectory="radial", undersample=2))
     assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
     result = str(tmp_path / "out" / "rad3")
     with open(os.path.join(result, "report.json")) as f:
@@ -195,7 +195,7 @@ def test_3d_radial_kooshball_is_reconstructed(tmp_path):
 
 def test_modulated_optics_goes_through_the_optical_lockin(tmp_path):
     folder = tmp_path / "mod"
-    simulate(folder, SimulationConfig(seed=7, optical_frames=60, autofluorescence=2.0, scheme="+--+"))
+    simulate_folder(folder, SimulationConfig(seed=7, optical_frames=60, autofluorescence=2.0, scheme="+--+"))
     assert main(["run", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 0
     with open(tmp_path / "out" / "mod" / "report.json") as f:
         report = json.load(f)

@@ -12,8 +12,8 @@ from dualmode.registration import (
     leave_one_out_tre,
     register,
 )
-from dualmode.registration.accuracy import matching_precision_recall, true_tre
-from dualmode.registration.phantom import make_pair, rotation_z
+from dualmode.simulate import matching_precision_recall, true_tre
+from dualmode.simulate import make_pair, rotation_z
 from scipy.spatial import cKDTree
 
 

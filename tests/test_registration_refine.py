@@ -5,8 +5,8 @@ import pytest
 
 from dualmode.conventions import voxel_sizes
 from dualmode.registration import grid_frame
-from dualmode.registration.accuracy import true_tre
-from dualmode.registration.phantom import make_pair
+from dualmode.simulate import true_tre
+from dualmode.simulate import make_pair
 from dualmode.registration.refine import fixed_image, mattes_refine, mattes_value
 
 SUB = np.ix_([0, 1, 3], [0, 1, 3])

@@ -6,7 +6,7 @@ import SimpleITK as sitk
 
 from dualmode.conventions import apply_affine, mri_affine, ras_to_lps
 from dualmode.registration import read_tfm, resample_optical, write_tfm
-from dualmode.registration.phantom import rotation_z
+from dualmode.simulate import rotation_z
 from dualmode.registration.resample import antialias_sigma, optical_sitk_image
 
 # oblique MRI: axes i, j, k along -y, +x, +z (RAS), so RAS/LPS and axis-order mistakes show

@@ -9,7 +9,7 @@ import numpy as np
 from dualmode.conventions import apply_affine
 from dualmode.io import load_acquisition
 from dualmode.recon.cartesian import reconstruct_repetitions
-from dualmode.simulate import SimulationConfig, simulate
+from dualmode.simulate import SimulationConfig, simulate_folder
 
 
 def test_folder_layout_and_manifest(sim2d):
@@ -38,7 +38,7 @@ def test_truth_particles_map_between_frames(sim2d):
 def test_one_shot_reconstruction_is_particles_plus_background_within_noise(tmp_path):
     folder = tmp_path / "ideal"
     cfg = SimulationConfig(seed=3, amplitude_asymmetry=0.0, phase_difference_deg=0.0, shot_decay=1.0, snr=50)
-    truth = simulate(folder, cfg)
+    truth = simulate_folder(folder, cfg)
     acq = load_acquisition(folder)
     img = reconstruct_repetitions(acq.kspace)
     h = nib.load(folder / "truth" / "c13.nii.gz").get_fdata()
@@ -52,14 +52,14 @@ def test_one_shot_reconstruction_is_particles_plus_background_within_noise(tmp_p
 
 
 def test_mirror_and_rotation_are_in_the_true_transform(tmp_path):
-    truth = simulate(tmp_path / "m", SimulationConfig(seed=1, rotation_deg=30, mirror=True))
+    truth = simulate_folder(tmp_path / "m", SimulationConfig(seed=1, rotation_deg=30, mirror=True))
     lin = np.array(truth["optical_to_mri"])[:3, :3] * 1000
     assert np.isclose(np.linalg.det(lin), -1)
     assert np.allclose(lin.T @ lin, np.eye(3), atol=1e-9)
 
 
 def test_3d_folder_has_a_z_stack(tmp_path):
-    simulate(tmp_path / "v", SimulationConfig(seed=2, ndim=3, matrix=32, n_particles=6, optical_field_mm=3.0,
+    simulate_folder(tmp_path / "v", SimulationConfig(seed=2, ndim=3, matrix=32, n_particles=6, optical_field_mm=3.0,
                                               optical_z_slices=8))
     acq = load_acquisition(tmp_path / "v")
     assert acq.kspace.header.matrix == (32, 32, 16)
@@ -67,7 +67,7 @@ def test_3d_folder_has_a_z_stack(tmp_path):
 
 
 def test_outliers_are_seen_by_one_modality_only(tmp_path):
-    truth = simulate(tmp_path / "o", SimulationConfig(seed=4, outliers=0.4, n_particles=12))
+    truth = simulate_folder(tmp_path / "o", SimulationConfig(seed=4, outliers=0.4, n_particles=12))
     flags = [(p["in_mri"], p["in_optics"]) for p in truth["particles"]]
     assert flags.count((False, True)) == 2 and flags.count((True, False)) == 2
     acq = load_acquisition(tmp_path / "o")
@@ -79,7 +79,7 @@ def test_outliers_are_seen_by_one_modality_only(tmp_path):
 
 
 def test_widefield_3d_has_a_single_optical_plane(tmp_path):
-    simulate(tmp_path / "w", SimulationConfig(seed=2, ndim=3, matrix=32, widefield=True, n_particles=6,
+    simulate_folder(tmp_path / "w", SimulationConfig(seed=2, ndim=3, matrix=32, widefield=True, n_particles=6,
                                               optical_field_mm=3.0))
     acq = load_acquisition(tmp_path / "w")
     assert acq.kspace.header.matrix[2] > 1 and acq.optics.data.shape[2] == 1

@@ -9,7 +9,6 @@ from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
 from dualmode.conventions import fft_centered
-from dualmode.io import InputError
 from dualmode.recon.dcf import pipe_menon_dcf, ramp_dcf
 from dualmode.recon.nufft import NUFFTPlan, nufft
 from dualmode.recon.trajectory import (
@@ -82,7 +81,7 @@ def test_poisson_disc_no_two_samples_too_close():
     d[np.diag_indices_from(d)] = np.inf
     # uniform density at R=8: spacing ~ sqrt(8); the Poisson disc never packs closer than 2
     assert d.min() >= 2.0
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         poisson_disc_mask((64, 64), 0.5)
 
 

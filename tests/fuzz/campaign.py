@@ -52,11 +52,11 @@ def _load_targets():
 def _worker(conn, workdir: str) -> None:
     import faulthandler
 
-    import dualmode.io.errors
+    import dualmode.errors
 
     faulthandler.enable()  # a segfault prints the Python stack of the worker to stderr
 
-    dualmode.io.errors.MAX_ALLOCATION_BYTES = FUZZ_ALLOCATION_BYTES
+    dualmode.errors.MAX_ALLOCATION_BYTES = FUZZ_ALLOCATION_BYTES
     logging.disable(logging.CRITICAL)  # tifffile logs every corrupt tag
     warnings.simplefilter("ignore")
     tgs = _load_targets().build_targets(workdir)

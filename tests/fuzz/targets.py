@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from dualmode.io import (InputError, KSpace, KSpaceHeader, parse_jcamp, read_kspace, read_manifest, read_optical,
-                         read_procpar, write_bruker, write_ismrmrd, write_npz, write_ome_tiff, write_twix)
+                         read_procpar, write_ismrmrd, write_npz, write_ome_tiff)
+from dualmode.simulate import write_bruker, write_twix
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from dualmode.conventions import mri_affine
 
-from .errors import InputError
+from dualmode.errors import InputError
 
 
 @dataclass

@@ -1,0 +1,64 @@
+"""Every knob of the folder simulator (:class:`SimulationConfig`) and the MRI grid it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+C13_FREQUENCY_7T_HZ = 75.47e6
+
+
+@dataclass
+class SimulationConfig:
+    """Every knob of the simulator (units in the names). CLI flags mirror these fields."""
+
+    seed: int = 0
+    ndim: int = 2
+    snr: float = 20.0
+    background_ratio: float = 10.0
+    n_particles: int = 12
+    particles_outside_optics: int = 2
+    diameter_um: tuple[float, float] = (100.0, 300.0)
+    # MRI
+    fov_mm: float = 12.8
+    matrix: int = 64
+    slice_mm: float = 1.0
+    scheme: str = "+-"
+    n_cycles: int = 2
+    amplitude_asymmetry: float = 0.1
+    phase_difference_deg: float = 20.0
+    shot_decay: float = 0.97
+    linear_drift: float = 0.0
+    flip_angle_deg: float | None = None  # None: cos(alpha)^lines = 0.75 over one shot
+    tr_ms: float = 10.0
+    trajectory: str = "cartesian"
+    undersample: float = 1.0
+    # optics
+    optical_field_mm: float = 5.0
+    optical_pixel_um: float = 10.0
+    optical_z_step_um: float = 50.0
+    optical_z_slices: int = 20
+    rotation_deg: float = 0.0
+    mirror: bool = False
+    widefield: bool = False
+    outliers: float = 0.0
+    depth_mm: float = 0.5
+    autofluorescence: float = 0.3
+    photons: float = 2000.0
+    read_noise: float = 5.0
+    optical_frames: int = 0
+    modulation_contrast: float = 0.1
+    placement_error_mm: float = 0.5
+    extra: dict = field(default_factory=dict)
+
+
+def _mri_grid(cfg: SimulationConfig):
+    if cfg.ndim == 2:
+        matrix = (cfg.matrix, cfg.matrix, 1)
+        fov = (cfg.fov_mm, cfg.fov_mm, cfg.slice_mm)
+    elif cfg.ndim == 3:
+        nz = max(cfg.matrix // 2, 8)
+        matrix = (cfg.matrix, cfg.matrix, nz)
+        fov = (cfg.fov_mm, cfg.fov_mm, cfg.fov_mm * nz / cfg.matrix)
+    else:
+        raise ValueError("ndim must be 2 or 3")
+    return matrix, fov

@@ -1,0 +1,206 @@
+"""Simulator of a dual-mode acquisition folder with ground truth.
+
+Writes the acquisition-folder format (``docs/acquisition-format.md``):
+hyperpolarized 13C k-space with alternating polarization sign as ISMRMRD, the
+fluorescence of the same particles as OME-TIFF, the manifest, and
+``truth/`` + ``truth.json`` which the pipeline never reads.
+
+Physics in the simulation
+    * 13C: diamond particles (100-300 um) carry hyperpolarized signal H proportional
+      to their volume in each voxel (partial volume by super-sampling); a
+      sign-invariant background compartment B (thermal 13C / other material);
+      shot k gives ``s_k a_k e^{i phi_k} H + B + drift_k + noise`` with amplitude
+      asymmetry between + and - shots, a phase difference, decay of the
+      polarization from shot to shot, a linear drift; RF depletion weights the
+      k-space lines of each shot in acquisition order (``cos alpha`` per excitation).
+    * Optics: the same particles seen through tissue: depth-dependent scattering
+      blur and attenuation, autofluorescence of the tissue, Poisson photon noise and
+      Gaussian read noise, placed by a known rigid transform (rotation about z,
+      translation, optional mirror of y: :func:`.phantom.rotation_z`) relative to the MRI frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+
+import numpy as np
+from scipy import ndimage
+
+from dualmode.conventions import apply_affine, mri_affine
+from dualmode.io.ismrmrd_io import write_ismrmrd
+from dualmode.io.manifest import FORMAT
+from dualmode.io.optics import write_ome_frames, write_ome_tiff
+from dualmode.kspace import KSpace, KSpaceHeader
+from dualmode.recon.schemes import polarization_scheme
+
+from .config import C13_FREQUENCY_7T_HZ, SimulationConfig, _mri_grid
+from .mri import _background_compartment, simulate_mri
+from .optics import _camera, _inside, _render_optics
+from .phantom import rotation_z
+
+
+def _place_particles(cfg, rng, mri_aff, matrix, fov, field_centre_mm):
+    """Particle centres (MRI mm) and diameters: most inside the optical field, some outside."""
+    n_in = cfg.n_particles - cfg.particles_outside_optics
+    half = cfg.optical_field_mm / 2 - 0.2
+    pts, diam = [], []
+    min_sep = 0.6  # mm, keeps particles resolvable at ~0.2-0.3 mm voxels
+    zc = mri_aff[2, 3] + mri_aff[2, 2] * (matrix[2] // 2)
+    mri_half = np.array(fov[:2]) / 2 - 0.6
+    tries = 0
+    while len(pts) < cfg.n_particles and tries < 20000:
+        tries += 1
+        inside = len(pts) < n_in
+        if inside:
+            xy = field_centre_mm[:2] + rng.uniform(-half, half, 2)
+        else:
+            xy = rng.uniform(-mri_half, mri_half, 2)
+            if np.all(np.abs(xy - field_centre_mm[:2]) < cfg.optical_field_mm / 2 + 0.3):
+                continue
+        if np.any(np.abs(xy) > mri_half):
+            continue
+        if cfg.ndim == 2:
+            z = zc
+        else:
+            depth_range = cfg.depth_mm if cfg.widefield else min(
+                cfg.depth_mm, cfg.optical_z_slices * cfg.optical_z_step_um / 1000 - 0.2)
+            z = field_centre_mm[2] + rng.uniform(0.1, max(depth_range, 0.15))
+        p = np.array([*xy, z])
+        if pts and np.min(np.linalg.norm(np.array(pts) - p, axis=1)) < min_sep:
+            continue
+        pts.append(p)
+        diam.append(rng.uniform(*cfg.diameter_um))
+    return np.array(pts), np.array(diam)
+
+
+def simulate_folder(out_dir: str | os.PathLike, cfg: SimulationConfig | None = None) -> dict:
+    """Write a simulated acquisition folder to ``out_dir``; return the truth dict.
+
+    The folder name becomes the acquisition name. Existing files are overwritten.
+    """
+    cfg = cfg or SimulationConfig()
+    rng = np.random.default_rng(cfg.seed)
+    out_dir = os.fspath(out_dir)
+    os.makedirs(os.path.join(out_dir, "mri"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "optics"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "truth"), exist_ok=True)
+    matrix, fov = _mri_grid(cfg)
+    aff = mri_affine(matrix, fov, (0.0, 0.0, 0.0))
+    polarization = polarization_scheme(cfg.scheme, cfg.n_cycles).astype(int)
+
+    # optical frame: rotation (+ mirror) about z, field centre at a random MRI position
+    rot = rotation_z(cfg.rotation_deg, cfg.mirror)
+    zc = aff[2, 3] + aff[2, 2] * (matrix[2] // 2)
+    surface_z = zc if cfg.ndim == 2 else -fov[2] / 2 + 0.5
+    field_centre = np.array([*rng.uniform(-1.5, 1.5, 2), surface_z])
+    centres_mm, diam_um = _place_particles(cfg, rng, aff, matrix, fov, field_centre)
+    n_xy = int(round(cfg.optical_field_mm * 1000 / cfg.optical_pixel_um))
+    centre_um = np.array([(n_xy - 1) / 2 * cfg.optical_pixel_um] * 2 + [0.0])
+    opt_to_mri = np.eye(4)
+    opt_to_mri[:3, :3] = rot * 1e-3
+    opt_to_mri[:3, 3] = field_centre - rot @ centre_um * 1e-3
+
+    # outliers: in-field particles seen by one modality only (alternately optics-only, MRI-only)
+    in_mri, in_optics = np.ones(len(centres_mm)), np.ones(len(centres_mm))
+    n_field = cfg.n_particles - cfg.particles_outside_optics
+    picks = rng.permutation(min(n_field, len(centres_mm)))[: int(round(cfg.outliers * n_field))]
+    in_mri[picks[0::2]] = 0
+    in_optics[picks[1::2]] = 0
+    data, truth_h, truth_b, sampling, sigma, shot_c = simulate_mri(
+        cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization, in_mri)
+
+    pts_um = apply_affine(np.linalg.inv(opt_to_mri), centres_mm)
+    if cfg.ndim == 2:
+        depth_mm = rng.uniform(0, cfg.depth_mm, len(pts_um))
+        pts_um[:, 2] = 0.0
+    else:
+        depth_mm = np.clip(pts_um[:, 2] / 1000.0, 0, None)
+    render_um = pts_um.copy()
+    if cfg.widefield:  # one camera image: every particle projected onto the focal plane
+        render_um[:, 2] = 0.0
+    tissue = _background_compartment((64, 64, 1), np.random.default_rng(cfg.seed + 7))[..., 0]
+
+    def tissue_fn(grid):
+        mri_xyz = apply_affine(opt_to_mri, np.stack([g.ravel() for g in grid], axis=1))
+        ij = apply_affine(np.linalg.inv(mri_affine((64, 64, 1), (fov[0], fov[1], 1.0))), mri_xyz)[:, :2]
+        vals = ndimage.map_coordinates(tissue, ij.T, order=1, mode="nearest")
+        return (0.5 + vals).reshape(grid[0].shape)
+
+    nv, auto, spacing = _render_optics(cfg, rng, render_um, diam_um, depth_mm, tissue_fn, in_optics)
+    optics_sec = {
+        "image": "optics/fluorescence.ome.tif",
+        "channel": "NV (red)",
+        "particle_diameter_um": float(np.mean(cfg.diameter_um)),
+        "placement": {
+            "center_mm": (field_centre + np.r_[rng.normal(0, cfg.placement_error_mm, 2), 0.0]).round(3).tolist(),
+            "uncertainty_mm": max(3 * cfg.placement_error_mm, 1.0),
+            "note": "stage position of the optical field centre in MRI world (RAS mm), rough",
+        },
+    }
+    if cfg.optical_frames:
+        states = np.arange(cfg.optical_frames) % 2
+        bleach = np.exp(-np.arange(cfg.optical_frames) / (10.0 * cfg.optical_frames))
+        frames = np.stack([
+            _camera(rng, cfg, auto + nv * bl * (1 - cfg.modulation_contrast * (1 - st)))
+            for st, bl in zip(states, bleach)])
+        write_ome_frames(os.path.join(out_dir, "optics/modulated.ome.tif"), frames, spacing)
+        optics_sec["modulation"] = {"frames": "optics/modulated.ome.tif", "states": states.tolist(),
+                                    "kind": "microwave on/off (1 = NV bright state)"}
+        image = frames.mean(axis=0)
+    else:
+        image = _camera(rng, cfg, auto + nv)
+    write_ome_tiff(os.path.join(out_dir, optics_sec["image"]), image, spacing, ["NV fluorescence"])
+
+    header = KSpaceHeader(
+        matrix=matrix, fov_mm=fov, position_mm=(0.0, 0.0, 0.0), tr_ms=cfg.tr_ms, trajectory=cfg.trajectory,
+        flip_angle_deg=sampling["flip"], nucleus="13C", frequency_hz=C13_FREQUENCY_7T_HZ,
+        n_repetitions=polarization.size, n_coils=1, line_order=sampling["line_order"],
+        extra={} if sampling["readout_length"] is None else {"readout_length": sampling["readout_length"]})
+    ksp = KSpace(data, header, source="simulated", coords=sampling["coords"], mask=sampling["mask"])
+    write_ismrmrd(os.path.join(out_dir, "mri/kspace.h5"), ksp)
+    manifest = {
+        "format": FORMAT,
+        "sample": os.path.basename(os.path.normpath(out_dir)),
+        "mri": {
+            "source": {"format": "ismrmrd", "path": "mri/kspace.h5"},
+            "polarization": polarization.tolist(),
+            "scheme": cfg.scheme,
+            "nucleus": "13C",
+            "frequency_hz": C13_FREQUENCY_7T_HZ,
+            "flip_angle_deg": sampling["flip"],
+            "tr_ms": cfg.tr_ms,
+            "geometry": {"matrix": list(matrix), "fov_mm": list(fov), "position_mm": [0.0, 0.0, 0.0],
+                         "orientation": np.eye(3).tolist()},
+        },
+        "optics": optics_sec,
+        "simulated": True,
+    }
+    with open(os.path.join(out_dir, "acquisition.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+
+    import nibabel as nib
+
+    for name, arr in (("c13", truth_h), ("background", truth_b)):
+        img = nib.Nifti1Image(arr.astype(np.float32), aff)
+        img.set_sform(aff, code=1)
+        img.set_qform(aff, code=1)
+        nib.save(img, os.path.join(out_dir, "truth", f"{name}.nii.gz"))
+    truth = {
+        "particles": [
+            {"mri_xyz_mm": c.round(5).tolist(), "optical_xyz_um": p.round(3).tolist(), "diameter_um": round(float(d), 2),
+             "depth_mm": round(float(dm), 4), "in_optical_field": bool(_inside(p, n_xy, spacing, cfg)),
+             "in_mri": bool(im), "in_optics": bool(io_)}
+            for c, p, d, dm, im, io_ in zip(centres_mm, pts_um, diam_um, depth_mm, in_mri, in_optics)
+        ],
+        "mri_voxel_mm": (np.array(fov) / np.array(matrix)).tolist(),
+        "optical_to_mri": opt_to_mri.tolist(),
+        "noise_sigma": sigma,
+        "noise_sigma_note": "per real/imaginary component of one shot image; peak |H| = 1",
+        "shot_weights": [[float(v.real), float(v.imag)] for v in shot_c],
+        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+    }
+    with open(os.path.join(out_dir, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=2)
+    return truth
