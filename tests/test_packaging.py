@@ -17,7 +17,7 @@ def test_wheel_installs_subpackages_into_fresh_venv(tmp_path):
     py = env_dir / "bin" / "python"
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
                     "--force-reinstall", str(wheel)], check=True)
-    code = ("import dualmode, dualmode.recon.signflip, dualmode.io, dualmode.registration, dualmode.cli;"
+    code = ("import dualmode, dualmode.recon.signflip, dualmode.io, dualmode.registration, dualmode.cli, dualmode.simulate;"
             "import io, os; assert hasattr(io, 'BytesIO');"
             "print(os.path.dirname(dualmode.io.__file__))")
     out = subprocess.run([str(py), "-I", "-c", code], check=True, capture_output=True, text=True,
