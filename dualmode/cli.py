@@ -195,6 +195,13 @@ def cmd_view(args) -> int:
     return 0
 
 
+def cmd_schema(args) -> int:
+    from .io.schema import manifest_json_schema
+
+    print(json.dumps(manifest_json_schema(), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dualmode", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dualmode {__version__}")
@@ -232,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+")
     p.add_argument("--optical-pixel-size", type=float, nargs="+", metavar="UM")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of acquisition.json")
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("convert", help="convert raw k-space (Bruker, Varian, Siemens twix, npz) to ISMRMRD .h5")
     p.add_argument("src", help="Bruker experiment folder, Varian .fid folder, Siemens .dat, .npz or .h5")
