@@ -19,6 +19,8 @@ from .twix import read_twix
 from .varian import read_varian
 
 READERS: dict[str, Callable[[str], KSpace]] = {}
+#: Readers that also take ``package=`` (formats with several slice packages per scan).
+PACKAGE_READERS: dict[str, Callable[..., KSpace]] = {}
 
 
 def register_reader(name: str, func: Callable[[str], KSpace]) -> None:
@@ -100,7 +102,7 @@ def guess_format(path: str | os.PathLike) -> str:
                      "a Bruker experiment folder or a Varian .fid folder)", "format")
 
 
-def read_kspace(path: str | os.PathLike, format: str | None = None) -> KSpace:
+def read_kspace(path: str | os.PathLike, format: str | None = None, package: int | None = None) -> KSpace:
     """Read raw k-space of any supported format into :class:`KSpace`.
 
     Parameters
@@ -109,6 +111,14 @@ def read_kspace(path: str | os.PathLike, format: str | None = None) -> KSpace:
         File or vendor folder.
     format : str, optional
         One of :data:`READERS` (``"ismrmrd"``, ``"npz"``, ...); guessed from ``path`` if omitted.
+    package : int, optional
+        Slice package of a multi-package scan (a Bruker tripilot holds three); formats
+        with a single package accept only ``None`` or 0.
+
+    Examples
+    --------
+    >>> ksp = read_kspace("study/5", package=1)  # the second slice package  # doctest: +SKIP
+    >>> ksp.header.affine()  # voxel -> RAS mm from the vendor geometry  # doctest: +SKIP
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -118,7 +128,11 @@ def read_kspace(path: str | os.PathLike, format: str | None = None) -> KSpace:
     fmt = format or guess_format(path)
     if fmt not in READERS:
         raise InputError(path, f"unknown raw format {fmt!r}; known: {sorted(READERS)}", "format")
+    if package not in (None, 0) and fmt not in PACKAGE_READERS:
+        raise InputError(path, f"package {package} requested, but {fmt} data hold one package", "package")
     try:
+        if fmt in PACKAGE_READERS:
+            return PACKAGE_READERS[fmt](path, package=package)
         return READERS[fmt](path)
     except InputError:
         raise
@@ -132,5 +146,6 @@ def read_kspace(path: str | os.PathLike, format: str | None = None) -> KSpace:
 register_reader("ismrmrd", read_ismrmrd)
 register_reader("npz", read_npz)
 register_reader("bruker", read_bruker)
+PACKAGE_READERS["bruker"] = read_bruker
 register_reader("varian", read_varian)
 register_reader("twix", read_twix)

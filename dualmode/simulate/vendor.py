@@ -15,6 +15,7 @@ import numpy as np
 
 from dualmode.conventions import fft_centered, ifft_centered
 from dualmode.io.bruker import _FORMATS
+from dualmode.io.bruker_geometry import magnet_to_ras
 from dualmode.io.jcamp import Enum, format_jcamp
 from dualmode.io.twix import _LPS
 from dualmode.kspace import KSpace
@@ -28,54 +29,49 @@ def write_bruker(
     block_format: str = "continuous",
     steps1: np.ndarray | None = None,
     version: str = "PV 6.0.1",
+    slices: bool = False,
+    patient_pos: str = "Head_Supine",
+    method_geometry: bool = True,
 ) -> None:
-    """Write Cartesian :class:`KSpace` as a ParaVision experiment folder (single slice/3D).
+    """Write Cartesian :class:`KSpace` as a ParaVision experiment folder, geometry included.
 
     Integer formats scale the data to use 90% of the integer range. ``steps1``
-    (centred phase steps in acquisition order) defaults to the header's
-    ``line_order`` or linear order. Used to test :func:`read_bruker` with known data.
+    (centred phase steps in acquisition order) defaults to linear order. The header's
+    RAS ``orientation``/``position_mm`` become ``ACQ_grad_matrix`` and read/phase/slice
+    offsets (inverse of :mod:`dualmode.io.bruker_geometry` for ``patient_pos``).
+    ``slices=True`` writes the third axis as a 2D multi-slice package (``NI`` parallel
+    slices, interleaved ``ACQ_obj_order``; the data's third axis is the centred DFT of
+    the slice stack, as :func:`~dualmode.io.bruker.read_bruker` returns it).
+    ``method_geometry=False`` leaves out the method's ``PVM_SPackArr*`` (acqp only).
     """
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     h = ksp.header
     nr, nc, (nx, ny, nz) = h.n_repetitions, h.n_coils, h.matrix
-    if steps1 is None:
-        steps1 = np.arange(ny) - ny // 2
-    steps1 = np.asarray(steps1)
+    steps1 = np.arange(ny) - ny // 2 if steps1 is None else np.asarray(steps1)
+    n_sl = nz if slices else 1
+    data = ifft_centered(ksp.data, axes=(-1,)) if slices else ksp.data
+    nz = 1 if slices else nz
     dim = 3 if nz > 1 else 2
     fov = np.asarray(h.fov_mm, dtype=float)
-    acqp = {
-        "ACQ_sw_version": version, "ACQ_method": "FLASH", "ACQ_dim": dim,
-        "ACQ_size": np.array([2 * nx, ny] + ([nz] if dim == 3 else [])),
-        "NI": 1, "NR": nr, "ACQ_phase_factor": 1, "NA": 1,
-        "ACQ_ReceiverSelect": [Enum("Yes")] * nc,
-        "GO_raw_data_format": Enum(raw_format), "BYTORDA": Enum(byte_order), "GO_block_size": Enum(block_format),
-        "ACQ_word_size": Enum("_16_BIT" if raw_format == "GO_16BIT_SGN_INT" else "_32_BIT"),
-        "ACQ_fov": fov[:dim] / 10.0, "ACQ_slice_thick": float(fov[2]),
-        "ACQ_flip_angle": float(h.flip_angle_deg or 10.0),
-        "ACQ_repetition_time": np.array([float(h.tr_ms or 10.0)]),
-        "ACQ_echo_time": np.array([float(h.te_ms or 2.0)]),
-        "BF1": (h.frequency_hz or 0.0) / 1e6, "SFO1": (h.frequency_hz or 0.0) / 1e6,
-        "NUC1": h.nucleus, "SW_h": 50000.0, "ACQ_patient_pos": Enum("Head_Supine"),
-    }
-    method = {
-        "Method": "Bruker:FLASH", "PVM_Nucleus1": h.nucleus, "PVM_EncNReceivers": nc,
-        "PVM_Matrix": np.array([nx, ny] + ([nz] if dim == 3 else [])),
-        "PVM_EncMatrix": np.array([nx, ny] + ([nz] if dim == 3 else [])),
-        "PVM_Fov": fov[:dim], "PVM_SliceThick": float(fov[2]),
-        "PVM_AntiAlias": np.ones(dim),
-        "PVM_RepetitionTime": float(h.tr_ms or 10.0), "PVM_EchoTime": float(h.te_ms or 2.0),
-        "PVM_NRepetitions": nr, "PVM_EncSteps1": steps1.astype(int),
-        "PVM_EncSteps2": np.arange(nz) - nz // 2,
-    }
+    thick = fov[2] / n_sl
+    acqp, method = _bruker_params(h, dim, nx, ny, nz, nc, nr, fov, thick, raw_format, byte_order, block_format,
+                                  version, patient_pos)
+    method["PVM_EncSteps1"] = steps1.astype(int)
+    geo_a, geo_m = _bruker_geometry(h, n_sl, thick, patient_pos)
+    acqp.update(geo_a)
+    if method_geometry:
+        method.update(geo_m)
     for name, params in (("acqp", acqp), ("method", method)):
         with open(os.path.join(folder, name), "w", encoding="latin-1") as f:
             f.write(format_jcamp(params))
     dtype = np.dtype(("<" if byte_order == "little" else ">") + _FORMATS[raw_format])
     j = steps1 + ny // 2
-    # acquisition order: (rep, slab k, phase step, coil, read)
-    lines = np.transpose(ksp.data[:, :, :, j, :], (0, 4, 3, 1, 2))
-    vals = np.stack([lines.real, lines.imag], axis=-1).reshape(nr * nz * ny, -1)
+    # acquisition order: (rep, slab k, phase step, NI position, coil, read)
+    order = geo_a["ACQ_obj_order"]
+    stack = data.reshape(nr, nc, nx, ny, nz, n_sl)[:, :, :, j][..., order]
+    lines = np.transpose(stack, (0, 4, 3, 5, 1, 2))
+    vals = np.stack([lines.real, lines.imag], axis=-1).reshape(nr * nz * ny * n_sl, -1)
     if dtype.kind == "i":
         peak = float(np.abs(vals).max()) or 1.0
         vals = np.round(vals * (0.9 * np.iinfo(dtype).max / peak))
@@ -84,6 +80,53 @@ def write_bruker(
         pad = -(-vals.nbytes // len(vals) // 1024) * 1024 // dtype.itemsize - vals.shape[1]
         vals = np.concatenate([vals, np.zeros((len(vals), pad), dtype)], axis=1).astype(dtype)
     vals.tofile(os.path.join(folder, "fid"))
+
+
+def _bruker_params(h, dim, nx, ny, nz, nc, nr, fov, thick, raw_format, byte_order, block_format, version,
+                   patient_pos) -> tuple[dict, dict]:
+    size = [nx, ny] + ([nz] if dim == 3 else [])
+    acqp = {
+        "ACQ_sw_version": version, "ACQ_method": "FLASH", "ACQ_dim": dim,
+        "ACQ_size": np.array([2 * nx] + size[1:]),
+        "NR": nr, "ACQ_phase_factor": 1, "NA": 1,
+        "ACQ_ReceiverSelect": [Enum("Yes")] * nc,
+        "GO_raw_data_format": Enum(raw_format), "BYTORDA": Enum(byte_order), "GO_block_size": Enum(block_format),
+        "ACQ_word_size": Enum("_16_BIT" if raw_format == "GO_16BIT_SGN_INT" else "_32_BIT"),
+        "ACQ_fov": fov[:dim] / 10.0, "ACQ_slice_thick": float(thick),
+        "ACQ_flip_angle": float(h.flip_angle_deg or 10.0),
+        "ACQ_repetition_time": np.array([float(h.tr_ms or 10.0)]),
+        "ACQ_echo_time": np.array([float(h.te_ms or 2.0)]),
+        "BF1": (h.frequency_hz or 0.0) / 1e6, "SFO1": (h.frequency_hz or 0.0) / 1e6,
+        "NUC1": h.nucleus, "SW_h": 50000.0, "ACQ_patient_pos": Enum(patient_pos),
+    }
+    method = {
+        "Method": "Bruker:FLASH", "PVM_Nucleus1": h.nucleus, "PVM_EncNReceivers": nc,
+        "PVM_Matrix": np.array(size), "PVM_EncMatrix": np.array(size),
+        "PVM_Fov": fov[:dim], "PVM_SliceThick": float(thick),
+        "PVM_AntiAlias": np.ones(dim),
+        "PVM_RepetitionTime": float(h.tr_ms or 10.0), "PVM_EchoTime": float(h.te_ms or 2.0),
+        "PVM_NRepetitions": nr, "PVM_EncSteps2": np.arange(nz) - nz // 2,
+    }
+    return acqp, method
+
+
+def _bruker_geometry(h, n_sl: int, spacing: float, patient_pos: str) -> tuple[dict, dict]:
+    """acqp per-object and method per-package geometry for the header's RAS placement."""
+    d_ras = magnet_to_ras(patient_pos)
+    rows = (d_ras @ np.asarray(h.orientation, float)).T  # G: read, phase, slice rows in the magnet frame
+    centre = rows @ d_ras @ np.asarray(h.position_mm, float)  # offsets of the voxel N//2
+    along = centre[2] + (np.arange(n_sl) - n_sl // 2) * spacing  # slice offsets, object order
+    order = np.r_[np.arange(0, n_sl, 2), np.arange(1, n_sl, 2)]  # interleaved acquisition
+    acqp = {"NI": n_sl, "NSLICES": n_sl, "ACQ_obj_order": order,
+            "ACQ_grad_matrix": np.repeat(rows[None], n_sl, axis=0),
+            "ACQ_read_offset": np.full(n_sl, centre[0]), "ACQ_phase1_offset": np.full(n_sl, centre[1]),
+            "ACQ_slice_offset": along[order], "ACQ_slice_sepn": np.full(max(n_sl - 1, 1), spacing)}
+    method = {"PVM_NSPacks": 1, "PVM_SPackArrNSlices": np.array([n_sl]),
+              "PVM_SPackArrGradOrient": rows[None], "PVM_SPackArrReadOffset": np.array([centre[0]]),
+              "PVM_SPackArrPhase1Offset": np.array([centre[1]]),
+              "PVM_SPackArrSliceOffset": np.array([along.mean()]),
+              "PVM_SPackArrSliceDistance": np.array([spacing]), "PVM_ObjOrderList": order}
+    return acqp, method
 
 
 def write_twix(path: str | os.PathLike, ksp: KSpace, oversampling: int = 2) -> None:
