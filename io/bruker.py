@@ -7,17 +7,15 @@ The raw file holds readout blocks in acquisition order. For Cartesian methods
     ACQ_phase_factor (echo train) x NI (slices/echoes)
     ACQ_size[1] / ACQ_phase_factor x ACQ_size[2] (3D) x NR (repetitions)
 
-(Bruker ParaVision "Acquisition Parameters" manual: ``ACQ_size``, ``NI``,
-``ACQ_phase_factor``, ``NR``). Samples are ``GO_raw_data_format`` (int16/int32/
+(ParaVision "Acquisition Parameters" manual). Samples are ``GO_raw_data_format`` (int16/int32/
 float32/float64) in ``BYTORDA`` byte order; with ``GO_block_size =
 Standard_KBlock_Format`` (older PV) each block is zero-padded to a multiple of
 1024 bytes. ``PVM_EncSteps1/2`` give the k-space line of each acquired phase step,
 centred (``-N/2 .. N/2-1``). The acquired grid is ``PVM_EncMatrix`` over
 ``PVM_Fov * PVM_AntiAlias`` (mm).
 
-1D spectroscopic scans (``ACQ_dim = 1``, ``ACQ_dim_desc = Spectroscopic``: FIDs,
-one per repetition ``NR``) give ``trajectory = "spectroscopic"`` with matrix
-``(n, 1, 1)``, a 1 mm placeholder geometry and ``extra["dwell_s"] = 1 / SW_h``.
+1D spectroscopic scans (``ACQ_dim_desc = Spectroscopic``, one FID per repetition) give
+``trajectory = "spectroscopic"``, matrix ``(n, 1, 1)``, ``extra["dwell_s"] = 1 / SW_h``.
 
 Multi-slice 2D (``NI`` objects, ``ACQ_obj_order``): position ``a`` of the ``NI`` loop
 holds object ``ACQ_obj_order[a]``. Parallel slices of one package form one volume whose
@@ -26,10 +24,8 @@ every reconstruction returns the slices (``extra["slice_stack"] = True``); packa
 different orientations are read one at a time (``read_bruker(path, package=k)``,
 :func:`bruker_packages` lists them). Multi-echo and movie ``NI`` are refused.
 
-Geometry: :mod:`dualmode.io.bruker_geometry` converts gradient matrices and offsets to
-RAS (``header.extra["geometry_source"]``), and cross-checks the result with the scanner's
-own ``pdata/1/visu_pars`` when present (``extra["visu_pars_mismatch_mm"]``). The
-manifest's ``mri.geometry`` still overrides.
+Geometry: :mod:`dualmode.io.bruker_geometry` (RAS from gradient matrices and offsets,
+checked against ``pdata/1/visu_pars``); the manifest's ``mri.geometry`` still overrides.
 """
 
 from __future__ import annotations
@@ -40,7 +36,8 @@ import numpy as np
 
 from dualmode.conventions import fft_centered
 from dualmode.errors import InputError, check_allocation
-from .bruker_geometry import check_against_visu, magnet_to_ras, object_geometry, package_geometry
+from .bruker_geometry import (check_against_visu, magnet_to_ras, object_geometry, package_geometry,
+                              parameter_sources)
 from .jcamp import read_jcamp
 from dualmode.kspace import KSpace, KSpaceHeader
 
@@ -88,6 +85,10 @@ def _ints(params: dict, key: str, path: str, n: int | None = None) -> np.ndarray
     if arr.dtype.kind not in "iu" or (n is not None and arr.size < n):
         raise InputError(path, f"{key} = {str(val)[:60]!r} should be {n or ''} integers", key)
     return arr.astype(np.int64).ravel()
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
 
 
 def _nucleus(params: dict) -> str | None:
@@ -259,7 +260,7 @@ def bruker_header(acqp: dict, method: dict, path: str = "", package: int | None 
         "geometry_source": pkg["source"], "package": k, "n_packages": len(pkgs),
         "slice_thickness_mm": float(_get(method, "PVM_SliceThick", mpath, float,
                                          _get(acqp, "ACQ_slice_thick", apath, float, fov[2]))),
-        "sources": _sources(method, pkg["source"]),
+        "sources": parameter_sources(method, pkg["source"]),
     }
     if n_sl > 1:
         extra.update(slice_stack=True, slice_spacing_mm=pkg["spacing_mm"])
@@ -277,17 +278,6 @@ def bruker_header(acqp: dict, method: dict, path: str = "", package: int | None 
                positions=[int(np.flatnonzero(order[: lay["NI"]] == o)[0]) if lay["NI"] > 1 else 0
                           for o in pkg["objects"]])
     return header, lay
-
-
-def _sources(method: dict, geometry: str) -> dict:
-    """Which parameter each header value came from (shown by ``dualmode info``)."""
-    fov = "method PVM_Fov x PVM_AntiAlias" if "PVM_Fov" in method else "acqp ACQ_fov (cm)"
-    return {"matrix": "acqp ACQ_size, method PVM_Matrix/PVM_EncMatrix", "fov_mm": fov,
-            "position_mm": geometry, "orientation": geometry,
-            "tr_ms": "method PVM_RepetitionTime" if "PVM_RepetitionTime" in method else "acqp ACQ_repetition_time",
-            "te_ms": "method PVM_EchoTime" if "PVM_EchoTime" in method else "acqp ACQ_echo_time",
-            "flip_angle_deg": "acqp ACQ_flip_angle", "frequency_hz": "acqp SFO1", "nucleus": "method PVM_Nucleus1",
-            "n_repetitions": "acqp NR"}
 
 
 def _grid(method: dict, axis: int, n_acq: int, mpath: str) -> int:
@@ -308,10 +298,6 @@ def _grid(method: dict, axis: int, n_acq: int, mpath: str) -> int:
                 raise InputError(mpath, f"k-space grid {n} lines along axis {axis}", "PVM_Matrix")
             return int(round(n))
     return n_acq
-
-
-def _finite(v: float) -> float | None:
-    return float(v) if np.isfinite(v) else None
 
 
 def _fov_mm(acqp: dict, method: dict, apath: str, mpath: str, dim: int) -> tuple[float, float, float]:
@@ -358,8 +344,7 @@ def read_bruker(path: str | os.PathLike, package: int | None = None) -> KSpace:
 
     Examples
     --------
-    >>> ksp = read_bruker("study/100", package=0)  # doctest: +SKIP
-    >>> ksp.header.affine()  # voxel -> RAS mm, from ACQ_grad_matrix and the offsets  # doctest: +SKIP
+    >>> read_bruker("study/100", package=0).header.affine()  # voxel -> RAS mm  # doctest: +SKIP
     """
     folder = os.fspath(path)
     if os.path.isfile(folder) and os.path.basename(folder) in ("fid", "acqp", "method", "rawdata.job0"):

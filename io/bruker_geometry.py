@@ -145,6 +145,17 @@ def package_geometry(objs: list[dict], members: list[int], d_ras: np.ndarray, th
             "spacing_mm": spacing, "objects": ordered}
 
 
+def parameter_sources(method: dict, geometry: str) -> dict:
+    """Which parameter each header value came from (shown by ``dualmode info``)."""
+    fov = "method PVM_Fov x PVM_AntiAlias" if "PVM_Fov" in method else "acqp ACQ_fov (cm)"
+    return {"matrix": "acqp ACQ_size, method PVM_Matrix/PVM_EncMatrix", "fov_mm": fov,
+            "position_mm": geometry, "orientation": geometry,
+            "tr_ms": "method PVM_RepetitionTime" if "PVM_RepetitionTime" in method else "acqp ACQ_repetition_time",
+            "te_ms": "method PVM_EchoTime" if "PVM_EchoTime" in method else "acqp ACQ_echo_time",
+            "flip_angle_deg": "acqp ACQ_flip_angle", "frequency_hz": "acqp SFO1", "nucleus": "method PVM_Nucleus1",
+            "n_repetitions": "acqp NR"}
+
+
 def visu_frame_affines(visu: dict, path: str) -> tuple[list[np.ndarray], tuple[int, int, int]]:
     """Voxel -> RAS affine of every 2dseq frame from ``visu_pars``, and the frame size.
 
