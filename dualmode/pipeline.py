@@ -49,6 +49,7 @@ class PipelineOptions:
     optical_pixel_size_um: tuple[float, ...] | None = None
     min_snr: float = 5.0
     fused_grid: str | float = "mri"
+    match_tolerance_mm: float | None = None  # particle match tolerance; None: 0.6 MRI voxel per axis
 
 
 @dataclass(repr=False)
@@ -151,7 +152,10 @@ def register_optics(acq, c13: Volume, sigma: float, optics, opts: PipelineOption
         reg = reg_mod.register(
             c13.data, c13.affine, sigma, optics,
             center_mm=acq.placement_center_mm, uncertainty_mm=acq.placement_uncertainty_mm,
+            orientation=getattr(acq, "placement_orientation", None),
+            orientation_uncertainty_deg=getattr(acq, "placement_orientation_uncertainty_deg", None) or 180.0,
             diameter_um=acq.particle_diameter_um, allow_mirror=opts.allow_mirror, refine=opts.refine,
+            tol_mm=opts.match_tolerance_mm,
         )
     except reg_mod.RegistrationError as err:
         return None, str(err)
@@ -176,7 +180,8 @@ def registration_report(reg, c13: Volume) -> dict:
     """The ``report.json["registration"]`` block of a successful registration."""
     vox = float(np.mean(c13.voxel_mm[: 2 if c13.shape[2] == 1 else 3]))
     return {
-        "method": reg.method, "matched": reg.matched, "mirrored": reg.mirrored,
+        "method": reg.method, "matched": reg.matched, "mirrored": reg.mirrored, "scale": reg.scale,
+        "warnings": list(reg.warnings),
         "median_residual_mm": float(np.median(reg.residuals_mm)) if len(reg.residuals_mm) else None,
         "tre_loo_mm": reg.tre_loo_mm,
         "tre_loo_voxels": None if reg.tre_loo_mm is None else reg.tre_loo_mm / vox,

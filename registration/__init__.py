@@ -1,10 +1,12 @@
 """Particle detection, point matching, SimpleITK refinement and fusion.
 
-Modules: :mod:`.particles` (detection), :mod:`.matching` (RANSAC over pair invariants),
+Modules: :mod:`.particles` (detection), :mod:`.orientation` (which orientations are searched),
+:mod:`.triplets` (3D: all rotations from congruent particle triangles), :mod:`.matching`
+(in-plane: RANSAC over pair invariants), :mod:`.hypotheses` (verification and refinement),
 :mod:`.pointfit` (weighted Umeyama, leave-one-out TRE), :mod:`.refine` (Mattes MI),
-:mod:`.register` (the whole procedure), :mod:`.resample` (optics on MRI grids, ``.tfm``),
-:mod:`.fusion` (two-channel volumes), :mod:`.accuracy` (errors against a truth),
-:mod:`.phantom` (synthetic pairs for tests and benchmarks).
+:mod:`.problem` + :mod:`.register` (the whole procedure), :mod:`.result` (result and error),
+:mod:`.resample` (optics on MRI grids, ``.tfm``), :mod:`.fusion` (two-channel volumes).
+Synthetic pairs and accuracy helpers live in :mod:`dualmode.simulate`.
 
 Public API: :func:`detect_mri_particles`, :func:`detect_optical_particles`,
 :func:`register` (-> :class:`Registration`, raises :class:`RegistrationError`),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _umeyama(src, dst, w, scale, similarity, det_sign):
+def _umeyama(src, dst, w, scale, similarity, det_sign, bounds=None):
     wsum = w.sum()
     s0 = (w[:, None] * src).sum(0) / wsum
     d0 = (w[:, None] * dst).sum(0) / wsum
@@ -34,7 +34,8 @@ def _umeyama(src, dst, w, scale, similarity, det_sign):
     rot = u @ np.diag(fix) @ vt
     if similarity:
         var = (w * (xs**2).sum(1)).sum() / wsum
-        scale = float((sing * fix).sum() / var) if var > 0 else scale
+        fitted = float((sing * fix).sum() / var) if var > 0 else scale
+        scale = fitted if bounds is None else float(np.clip(fitted, *bounds))
     trans = d0 - scale * rot @ s0
     return rot, scale, trans
 
@@ -48,6 +49,7 @@ def fit_points(
     scale: float = 1.0,
     mirror: bool | None = None,
     planar: bool = False,
+    scale_bounds: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Weighted least-squares transform ``dst ~ A @ src`` (4x4).
 
@@ -66,6 +68,9 @@ def fit_points(
         preferring a proper rotation on ties.
     planar : bool
         In-plane fit with the source z axis kept along destination +z.
+    scale_bounds : (float, float), optional
+        Similarity only: the fitted scale is clipped to this range (for a least-squares
+        scale this is the constrained optimum, the objective being quadratic in ``c``).
 
     Returns
     -------
@@ -85,13 +90,13 @@ def fit_points(
     best = None
     for sign in signs:
         if planar:
-            r2, c, t2 = _umeyama(src[:, :2], dst[:, :2], w, scale, model == "similarity", sign)
+            r2, c, t2 = _umeyama(src[:, :2], dst[:, :2], w, scale, model == "similarity", sign, scale_bounds)
             rot = np.eye(3)
             rot[:2, :2] = r2
             tz = (w * (dst[:, 2] - c * src[:, 2])).sum() / w.sum()
             trans = np.array([t2[0], t2[1], tz])
         else:
-            rot, c, trans = _umeyama(src, dst, w, scale, model == "similarity", sign)
+            rot, c, trans = _umeyama(src, dst, w, scale, model == "similarity", sign, scale_bounds)
         aff = np.eye(4)
         aff[:3, :3] = c * rot
         aff[:3, 3] = trans
@@ -112,6 +117,7 @@ def leave_one_out_tre(
     weights: np.ndarray | None = None,
     mirror: bool | None = None,
     planar: bool | None = None,
+    scale_bounds: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Per-pair target registration error of a point fit leaving that pair out.
 
@@ -131,6 +137,8 @@ def leave_one_out_tre(
         Mirror state of the full fit (``None``: taken from the fit on all pairs).
     planar : bool or None
         Force the planar model; ``None`` detects coplanar optical points.
+    scale_bounds : (float, float), optional
+        Similarity scale range (see :func:`fit_points`).
 
     Returns
     -------
@@ -149,12 +157,12 @@ def leave_one_out_tre(
     if len(o) < need:
         return tre
     if mirror is None:
-        aff, _ = fit_points(o, m, w, model=model, scale=1e-3, planar=planar)
+        aff, _ = fit_points(o, m, w, model=model, scale=1e-3, planar=planar, scale_bounds=scale_bounds)
         mirror = bool(np.linalg.det(aff[:3, :3]) < 0)
     for n in range(len(o)):
         keep = np.arange(len(o)) != n
         aff, _ = fit_points(o[keep], m[keep], w[keep], model=model, scale=1e-3, mirror=mirror,
-                            planar=planar)
+                            planar=planar, scale_bounds=scale_bounds)
         err = o[n] @ aff[:3, :3].T + aff[:3, 3] - m[n]
         tre[n] = np.linalg.norm(err[:2] if planar else err)
     return tre

@@ -1,68 +1,44 @@
 """Co-registration of fluorescence to the 13C MRI from the particles both modalities see.
 
-Steps (each in its own module):
+Steps (each a function below, the machinery in its own module):
 
-1. detect particles in ``|H|`` and in the optical image (:mod:`.particles`);
-2. match them without correspondences by RANSAC over distance-compatible pairs
-   with the mirror hypothesis, starting from the coarse placement (:mod:`.matching`);
-   choose the mirror state by matched count, then residual, then Mattes MI;
-3. fit rigid (optionally similarity) weighted by the particles' confidence
-   (deep/blurred optical particles count less; :mod:`.pointfit`);
-4. optionally refine by Mattes MI on the MRI grid (:mod:`.refine`), accepted only
-   if the matched-particle residual does not grow beyond the point fit's standard error;
-5. report leave-one-out TRE over the matched particles.
+1. :func:`_detect`: particles in ``|H|`` and in the optical image (:mod:`.particles`);
+2. :func:`_search_space` + :func:`.orientation.search`: match without correspondences over
+   every admissible orientation -- all 3D rotations and rotoreflections for a stack
+   against a 3D MRI (:mod:`.triplets`), in-plane rotations about the slice normal for a
+   2D MRI, the optical axis along each MRI axis for widefield optics (:mod:`.matching`);
+3. :func:`_choose`: the candidate with most matched pairs, then score, then residual;
+   a near tie between mirror states is broken by Mattes MI (:mod:`.refine`);
+4. :func:`_decoy_test`: the same search against decoys (no true correspondence) must
+   find clearly fewer pairs, else :class:`RegistrationError` names what was searched,
+   the best hypothesis, its decoy score and the manifest fields that would help;
+5. :func:`_point_fit`: weighted similarity (scale bounded to +-10 %, the optical pixel-size
+   factor, reported as ``scale``) or rigid fit (Umeyama 1991, :mod:`.pointfit`);
+6. :func:`_mattes`: optional Mattes-MI refinement (Mattes et al., IEEE TMI 22:120 (2003)),
+   accepted only if it moves the matched particles by less than the point fit's
+   standard error;
+7. leave-one-out TRE over the matched particles.
 
-All fitting happens in the MRI *grid frame* (mm along the array axes, origin at
-voxel 0), whose z is the slice axis, assumed parallel to the optical axis; the
-result is composed with the MRI affine into ``optical_to_mri`` (um -> RAS mm).
-Widefield optics (one plane) is fitted in-plane; its z is the median z of the
-matched MRI particles (a 3D MRI) or the slice (a 2D MRI).
+All fitting happens in a *search frame*: the MRI grid frame (mm along the array axes,
+origin at voxel 0, :func:`grid_frame`), rotated for widefield optics so that its z is the
+optical axis. The result is composed with the MRI affine into ``optical_to_mri``
+(optical um -> RAS mm), which maps the file's declared um exactly (the fitted pixel-size
+factor is inside it). Widefield optics (one plane) is fitted in-plane; its depth is the
+median depth of the matched MRI particles along the optical axis (a 3D MRI) or the slice
+(a 2D MRI). See ``docs/registration.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from dualmode.conventions import apply_affine, voxel_sizes
-
-from .matching import match_particles
-from .particles import Particles, detect_mri_particles, detect_optical_particles
+from .hypotheses import Match
+from .orientation import describe, search
 from .pointfit import fit_points, leave_one_out_tre
+from .problem import Problem, prepare
+from .result import Registration, RegistrationError, grid_frame
 
-
-class RegistrationError(ValueError):
-    """Registration impossible (too few particles or no consistent match)."""
-
-
-@dataclass
-class Registration:
-    """Result of :func:`register`.
-
-    ``optical_to_mri`` maps optical um to MRI RAS mm. ``metric`` is the weighted
-    RMS residual (mm, in-plane for widefield) of the matched particles under the
-    final transform. ``pairs[:, 0]`` index ``optical_particles``, ``pairs[:, 1]``
-    ``mri_particles``.
-    """
-
-    optical_to_mri: np.ndarray
-    method: str
-    metric: float
-    matched: int
-    pairs: np.ndarray
-    residuals_mm: np.ndarray
-    mirrored: bool
-    mri_particles: Particles
-    optical_particles: Particles
-    tre_loo_mm: float | None
-    details: dict = field(default_factory=dict)
-
-
-def grid_frame(affine: np.ndarray) -> np.ndarray:
-    """4x4 mapping MRI grid-frame mm (along the array axes, origin voxel 0) to RAS mm."""
-    affine = np.asarray(affine, float)
-    return affine @ np.diag([*(1.0 / voxel_sizes(affine)), 1.0])
+__all__ = ["Registration", "RegistrationError", "grid_frame", "register"]
 
 
 def _residuals(aff, o, m, planar):
@@ -74,6 +50,149 @@ def _wrms(res, w):
     return float(np.sqrt((w * res**2).sum() / w.sum())) if len(res) else float("nan")
 
 
+def _mi_fixed(pb: Problem, z_ref):
+    from .refine import fixed_image
+
+    depth = (pb.opts["depth_of_field_um"] or 2 * pb.opts["diameter_um"]) * 1e-3
+    return fixed_image(pb.img, pb.vox, pb.planar, z_ref, depth)
+
+
+def _choose(pb: Problem, cands: list[Match]):
+    """Best candidate; a near tie between the two best (same frame, grid z) goes to Mattes MI."""
+    chosen = cands[0]
+    if len(cands) < 2:
+        return chosen, None
+    other = cands[1]
+    close = len(other.pairs) >= len(chosen.pairs) - 1 and other.rms < 1.2 * chosen.rms
+    if not (close and np.allclose(other.frame, chosen.frame) and np.allclose(chosen.frame, np.eye(3))):
+        return chosen, None
+    from .refine import mattes_value
+
+    fixed, fsp = _mi_fixed(pb, float(np.median(pb.m[chosen.pairs[:, 1], 2])))
+    sub = np.ix_([0, 1, 3], [0, 1, 3])
+    vals = [mattes_value(fixed, fsp, pb.plane_image if pb.planar else pb.data, pb.spacing,
+                         c.transform[sub] if pb.planar else c.transform) for c in (chosen, other)]
+    return (chosen, other)[int(np.argmin(vals))], {"mattes_mi": vals}
+
+
+def _decoys(pb: Problem, rng):
+    """Two null point sets with no true correspondence: MRI particles uniform in the MRI
+    field, and optical particles uniform in the optical field."""
+    extent = np.array(pb.img.shape) * pb.vox
+    m_null = pb.m.copy()
+    dims = 2 if pb.mode == "slice" else 3
+    m_null[:, :dims] = rng.uniform(-pb.vox[:dims] / 2, extent[:dims] - pb.vox[:dims] / 2, (len(pb.m), dims))
+    box = (np.array(pb.data.shape) - 1) * pb.spacing
+    o_null = rng.uniform(0, 1, pb.o.shape) * box
+    if pb.mode != "3d":
+        o_null[:, 2] = 0.0
+    return [(pb.o, m_null), (o_null, pb.m)]
+
+
+def _decoy_test(pb: Problem, chosen: Match) -> int:
+    """Most pairs any decoy reaches; raise if the chosen match is not clearly above it."""
+    chance = 0
+    wo, wm = pb.opt_p.confidence, pb.mri_p.confidence
+    for o, m in _decoys(pb, np.random.default_rng(0)):
+        null = search(pb.mode, o, m, wo, wm, pb.space, pb.mirrors)
+        chance = max(chance, max((len(c.pairs) for c in null), default=0))
+    if len(chosen.pairs) < chance + max(3.0, 0.3 * chance):
+        raise RegistrationError(
+            f"particle match not distinguishable from chance: {_failure_text(pb, chosen, chance)}",
+            _best_payload(pb, chosen, chance))
+    return chance
+
+
+def _world(pb: Problem, match_or_aff) -> np.ndarray:
+    """optical um -> RAS mm of a search-frame transform."""
+    aff = match_or_aff.transform if isinstance(match_or_aff, Match) else match_or_aff
+    frame = match_or_aff.frame if isinstance(match_or_aff, Match) else np.eye(3)
+    back = np.eye(4)
+    back[:3, :3] = frame.T
+    return pb.frame @ back @ aff
+
+
+def _hints(pb: Problem) -> str:
+    fields = []
+    if pb.opts["center_mm"] is None:
+        fields.append("optics.placement.center_mm")
+    if pb.opts["orientation"] is None:
+        fields.append("optics.placement.orientation (+ orientation_uncertainty_deg)")
+    fields.append("the optical pixel size and optics.particle_diameter_um")
+    return "; a manifest field that would help: " + ", ".join(fields)
+
+
+def _failure_text(pb: Problem, best: Match | None, chance: int) -> str:
+    n = 0 if best is None else len(best.pairs)
+    text = (f"{n} matched pairs ({len(pb.opt_p)} optical / {len(pb.mri_p)} MRI particles) versus "
+            f"{chance} for a decoy; searched {describe(pb.mode, pb.space, pb.mirrors)}")
+    if pb.opts["center_mm"] is not None:
+        text += f" with the centre within {pb.opts['uncertainty_mm']} mm of center_mm"
+    if best is not None:
+        text += (f"; best hypothesis: {best.label}{' mirrored' if best.mirrored else ''}, "
+                 f"{n} pairs, rms {best.rms:.3g} mm")
+    return text + _hints(pb)
+
+
+def _best_payload(pb: Problem, best: Match | None, chance: int) -> dict | None:
+    if best is None:
+        return None
+    return {"optical_to_mri": _world(pb, best).tolist(), "matched": int(len(best.pairs)),
+            "pairs": best.pairs.tolist(), "mirrored": bool(best.mirrored), "label": best.label,
+            "rms_mm": float(best.rms), "decoy_matches": int(chance),
+            "searched": describe(pb.mode, pb.space, pb.mirrors),
+            "mri_xyz_mm": pb.mri_p.xyz.tolist(), "optical_xyz_um": pb.opt_p.xyz.tolist()}
+
+
+def _point_fit(pb: Problem, chosen: Match):
+    """Weighted fit on the matched pairs in the search frame; ``(t, weights, rms, o, m)``."""
+    pairs = chosen.pairs
+    m_f = pb.m @ chosen.frame.T
+    o, m = pb.o[pairs[:, 0]], m_f[pairs[:, 1]]
+    w = pb.opt_p.confidence[pairs[:, 0]] * pb.mri_p.confidence[pairs[:, 1]]
+    t_q, _ = fit_points(o, m, w, model=pb.space.model, scale=1e-3, mirror=chosen.mirrored, planar=pb.planar,
+                        scale_bounds=pb.space.scale_bounds)
+    if pb.mode == "slice":
+        t_q[2, 3] = 0.0  # the slice
+    elif pb.mode == "widefield":  # the focal plane: median depth of the matched MRI particles
+        t_q[2, 3] = float(np.median(m[:, 2]))
+    return t_q, w, _wrms(_residuals(t_q, o, m, pb.planar), w), o, m
+
+
+def _mattes(pb: Problem, t_q, o, m, w, rms_points, frame):
+    """Mattes-MI refinement, kept only if it moves the matched particles by less than the
+    point fit's standard error (``accept_tol * rms / sqrt(pairs)``)."""
+    from .refine import mattes_refine
+
+    if not np.allclose(frame, np.eye(3)):
+        return t_q, {"accepted": False, "reason": "optical axis not along the MRI k axis: MI not run"}
+    fixed, fsp = _mi_fixed(pb, t_q[2, 3])
+    model = pb.opts["model"]
+    try:
+        if pb.planar:
+            sub = np.ix_([0, 1, 3], [0, 1, 3])
+            t2, info = mattes_refine(fixed, fsp, pb.plane_image, pb.spacing, t_q[sub], model=model)
+            t_ref = t_q.copy()
+            t_ref[sub] = t2
+        else:
+            t_ref, info = mattes_refine(fixed, fsp, pb.data, pb.spacing, t_q, model=model)
+    except RuntimeError as err:  # ITK optimizer failure: keep the point fit
+        return t_q, {"accepted": False, "reason": str(err).splitlines()[0][:200]}
+    rms_ref = _wrms(_residuals(t_ref, o, m, pb.planar), w)
+    offset = float(np.sqrt(max(rms_ref**2 - rms_points**2, 0.0)))
+    tolerance = pb.opts["accept_tol"] * rms_points / np.sqrt(len(o))
+    accept = bool(offset <= tolerance)
+    info.update(rms_refined_mm=rms_ref, offset_mm=offset, tolerance_mm=float(tolerance), accepted=accept)
+    return (t_ref if accept else t_q), info
+
+
+def _scale_warnings(scale: float) -> list[str]:
+    if abs(scale - 1) > 0.01:
+        return [f"fitted optical scale {scale:.4f}: the optical pixel size in the file looks "
+                f"{100 * (scale - 1):+.1f} % off (optical_to_mri maps the declared um; check the pixel size)"]
+    return []
+
+
 def register(
     mri_image: np.ndarray,
     mri_affine: np.ndarray,
@@ -82,17 +201,20 @@ def register(
     *,
     center_mm=None,
     uncertainty_mm: float = 3.0,
+    orientation=None,
+    orientation_uncertainty_deg: float = 180.0,
     diameter_um: float = 200.0,
     allow_mirror: bool = True,
     refine: bool = True,
-    model: str = "rigid",
+    model: str = "similarity",
+    max_scale_error: float = 0.1,
     min_snr: float = 5.0,
-    tol_mm: float | None = None,
+    tol_mm=None,
     depth_of_field_um: float | None = None,
     accept_tol: float = 1.0,
     max_particles: int = 400,
 ) -> Registration:
-    """Register an optical image to the 13C MRI from the particles both show.
+    """Register an optical image to the 13C MRI from the particles both show, in any orientation.
 
     Parameters
     ----------
@@ -105,34 +227,36 @@ def register(
     optical : dualmode.io.OpticalImage
         ``data[x, y, z]`` (widefield ``z = 1`` or a stack) with ``spacing_um``.
     center_mm : sequence of 3 float, optional
-        Coarse RAS position of the optical image centre; ``None`` searches the whole MRI field.
+        Coarse RAS position of the optical data's centre (the middle pixel of the field;
+        for a stack the middle of the stack in depth; for widefield the focal plane);
+        ``None`` searches the whole MRI field.
     uncertainty_mm : float
-        In-plane radius around ``center_mm`` searched for the optical centre.
+        Radius around ``center_mm`` searched for that centre (in-plane for a 2D MRI).
+    orientation : (3, 3) array_like, optional
+        Coarse orientation: the optical x, y, z axes (columns) in MRI RAS; with
+        ``orientation_uncertainty_deg`` < 180 only rotations within that angle (and with
+        its handedness) are searched. ``None``: any orientation.
     diameter_um : float
         Particle diameter (sets the optical detection scale).
     allow_mirror : bool
-        Also test mirrored optics (det -1).
+        Also test mirrored optics (det -1, any reflection).
     refine : bool
         Mattes-MI refinement after the point fit (accepted only if it keeps the point residual).
-    model : {"rigid", "similarity", "affine"}
-        Final point-fit and MI-refinement model (matching assumes the nominal pixel size);
-        ``"affine"`` fits a similarity to the points and an affine in the MI refinement.
-    tol_mm : float, optional
-        Match tolerance; default ``max(0.6 * in-plane voxel, 0.1 mm)``.
+    model : {"similarity", "rigid", "affine"}
+        Point-fit model: similarity fits the optical pixel-size factor within
+        ``1 +- max_scale_error`` (reported as ``scale``); ``"affine"`` fits a similarity to
+        the points and an affine in the MI refinement.
+    tol_mm : float or 3 floats, optional
+        Match tolerance (per MRI array axis); default ``max(0.6 voxel, 0.1 mm)`` per axis.
     depth_of_field_um : float, optional
         Widefield against a 3D MRI: slab of the MRI projected for the MI refinement
         (default: two particle diameters).
     accept_tol : float
         The MI refinement is kept only if the offset it adds to the matched particles,
         ``sqrt(rms_refined^2 - rms_points^2)``, is at most ``accept_tol`` times the point fit's
-        standard error ``rms_points / sqrt(pairs)`` (both RMS reported in ``details``).
+        standard error ``rms_points / sqrt(pairs)``.
     max_particles : int
         Keep at most this many particles per modality (highest SNR) for matching.
-
-    Notes
-    -----
-    A 2D MRI (one slice) is matched in-plane; a z-stack against it is projected, and
-    the slice is placed through the stack's median particle depth.
 
     Returns
     -------
@@ -141,150 +265,75 @@ def register(
     Raises
     ------
     RegistrationError
-        Fewer than 3 particles in either modality or fewer than 3 matched pairs.
+        Fewer than 3 particles in either modality, or no match clearly better than a decoy
+        (the message says what was searched and which manifest field would help; ``.best``
+        holds the best rejected hypothesis).
+
+    References
+    ----------
+    Fischler & Bolles, CACM 24:381 (1981) (RANSAC); Umeyama, IEEE TPAMI 13:376 (1991)
+    (point fit); Mattes et al., IEEE TMI 22:120 (2003) (mutual information).
+
+    Examples
+    --------
+    >>> from dualmode.simulate import make_pair
+    >>> pair = make_pair(0, n_particles=80)
+    >>> reg = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical,
+    ...                center_mm=pair.center_mm, refine=False)
+    >>> reg.matched >= 6
+    True
     """
-    img = np.asarray(mri_image, float)
-    aff = np.asarray(mri_affine, float)
-    if img.ndim != 3 or aff.shape != (4, 4):
-        raise ValueError(f"need an [i, j, k] MRI image and a 4x4 affine, got {img.shape}, {aff.shape}")
-    data = np.asarray(optical.data, float)
-    spacing = np.asarray(optical.spacing_um, float)
-    if data.ndim != 3:
-        raise ValueError(f"optical data must be [x, y, z], got {data.shape}")
-    if model not in ("rigid", "similarity", "affine"):
-        raise ValueError(f"model must be 'rigid', 'similarity' or 'affine', got {model!r}")
-    point_model = "similarity" if model == "affine" else model
-    vox = voxel_sizes(aff)
-    optical_planar = data.shape[2] == 1
-    planar = optical_planar or img.shape[2] == 1  # in-plane fit (widefield, or a 2D MRI slice)
-    plane_image = data[:, :, 0] if optical_planar else data.max(axis=2)  # MIP of a stack for MI
-    tol = float(tol_mm) if tol_mm is not None else max(0.6 * vox[:2].max(), 0.1)
+    opts = dict(center_mm=center_mm, uncertainty_mm=uncertainty_mm, orientation=orientation,
+                orientation_uncertainty_deg=orientation_uncertainty_deg, diameter_um=diameter_um,
+                allow_mirror=allow_mirror, model=model, max_scale_error=max_scale_error, min_snr=min_snr,
+                tol_mm=tol_mm, depth_of_field_um=depth_of_field_um, accept_tol=accept_tol,
+                max_particles=max_particles)
+    pb = prepare(mri_image, mri_affine, noise_sigma, optical, opts)
+    cands = search(pb.mode, pb.o, pb.m, pb.opt_p.confidence, pb.mri_p.confidence, pb.space, pb.mirrors)
+    best = cands[0] if cands else None
+    if best is None or len(best.pairs) < 3:
+        raise RegistrationError(f"no consistent particle match: {_failure_text(pb, best, 0)}",
+                                _best_payload(pb, best, 0))
+    chosen, tie_break = _choose(pb, cands)
+    chance = _decoy_test(pb, chosen)
+    return _finish(pb, chosen, cands, chance, tie_break, refine)
 
-    mri_p = detect_mri_particles(img, aff, noise_sigma, min_snr=min_snr)
-    opt_p = detect_optical_particles(data, spacing, diameter_um=diameter_um, min_snr=min_snr)
-    if len(mri_p) < 3 or len(opt_p) < 3:
-        raise RegistrationError(
-            f"too few particles to register: {len(mri_p)} in the MRI, {len(opt_p)} in the optical "
-            f"image (need >= 3 in each; check min_snr={min_snr}, diameter_um={diameter_um})")
 
-    keep_m = np.argsort(-mri_p.snr, kind="stable")[:max_particles]
-    keep_o = np.argsort(-opt_p.snr * opt_p.confidence, kind="stable")[:max_particles]
-    mri_p, opt_p = mri_p.subset(np.sort(keep_m)), opt_p.subset(np.sort(keep_o))
-    frame = grid_frame(aff)
-    to_grid = np.linalg.inv(frame)
-    m = apply_affine(to_grid, mri_p.xyz)
-    o = opt_p.xyz.copy()
-    stack_mid_um = 0.0 if optical_planar else float(np.median(o[:, 2]))
-    if planar:
-        o[:, 2] = 0.0
-    o_centre = (np.array(data.shape) - 1) / 2 * spacing
-    if planar:
-        o_centre[2] = 0.0
-    if center_mm is None:
-        centre_q = (np.array(img.shape) - 1) / 2 * vox
-        unc = np.inf
-    else:
-        centre_q = apply_affine(to_grid, np.asarray(center_mm, float))
-        unc = float(uncertainty_mm)
-    wo, wm = opt_p.confidence, mri_p.confidence
-    # mirror states in the grid frame; a left-handed MRI affine swaps what "mirrored" means in world
-    world_flip = bool(np.linalg.det(frame[:3, :3]) < 0)
-    mirrors = (False, True) if allow_mirror else (world_flip,)
-    matches = match_particles(o, m, wo=wo, wm=wm, tol=tol, center=centre_q, optical_center=o_centre,
-                              uncertainty=unc, mirrors=mirrors, planar=planar)
-    cands = [c for c in matches.values() if c is not None and len(c.pairs) >= 3]
-    if not cands:
-        best = max((len(c.pairs) for c in matches.values() if c is not None), default=0)
-        raise RegistrationError(
-            f"no consistent particle match: {len(opt_p)} optical and {len(mri_p)} MRI particles, "
-            f"best hypothesis matched {best} (< 3) within {tol:.3g} mm; check center_mm "
-            f"(+- {uncertainty_mm} mm), pixel size and diameter_um")
-    cands.sort(key=lambda c: (len(c.pairs), c.score, -c.rms), reverse=True)
-    chosen = cands[0]
-    tie_break = None
-    if len(cands) == 2 and len(cands[1].pairs) >= len(chosen.pairs) - 1 and cands[1].rms < 1.2 * chosen.rms:
-        from .refine import fixed_image, mattes_value
-
-        z_ref = float(np.median(m[chosen.pairs[:, 1], 2]))
-        fixed, fsp = fixed_image(img, vox, planar, z_ref, (depth_of_field_um or 2 * diameter_um) * 1e-3)
-        vals = []
-        for c in cands:
-            t = c.transform if not planar else c.transform[np.ix_([0, 1, 3], [0, 1, 3])]
-            vals.append(mattes_value(fixed, fsp, data if not planar else plane_image, spacing, t))
-        chosen = cands[int(np.argmin(vals))]
-        tie_break = {"mattes_mi": vals}
-    # significance: the same search against decoys (as many MRI particles, uniformly random
-    # in the field, no true correspondence) must find clearly fewer pairs
-    rng = np.random.default_rng(0)
-    extent = np.array(img.shape) * vox
-    chance = 0
-    for _ in range(2):
-        decoy = m.copy()
-        decoy[:, :2] = rng.uniform(-vox[:2] / 2, extent[:2] - vox[:2] / 2, (len(m), 2))
-        null = match_particles(o, decoy, wo=wo, wm=wm, tol=tol, center=centre_q, optical_center=o_centre,
-                               uncertainty=unc, mirrors=mirrors, planar=planar)
-        chance = max(chance, max((len(c.pairs) for c in null.values() if c is not None), default=0))
-    if len(chosen.pairs) < chance + max(3.0, 0.3 * chance):
-        raise RegistrationError(
-            f"particle match not distinguishable from chance: {len(chosen.pairs)} matched pairs "
-            f"({len(opt_p)} optical / {len(mri_p)} MRI particles) versus {chance} for a decoy; "
-            f"check center_mm (+- {uncertainty_mm} mm), pixel size and diameter_um")
-
-    pairs = chosen.pairs
-    w = wo[pairs[:, 0]] * wm[pairs[:, 1]]
-    t_q, _ = fit_points(o[pairs[:, 0]], m[pairs[:, 1]], w, model=point_model, scale=1e-3,
-                        mirror=chosen.mirrored, planar=planar)
-    if planar:  # z: the matched MRI particles (3D MRI) or the slice (2D MRI)
-        t_q[2, 3] = float(np.median(m[pairs[:, 1], 2])) if img.shape[2] > 1 else 0.0
-    res_points = _residuals(t_q, o[pairs[:, 0]], m[pairs[:, 1]], planar)
-    rms_points = _wrms(res_points, w)
-    method = f"particles+{point_model}"
+def _finish(pb: Problem, chosen: Match, cands, chance, tie_break, refine) -> Registration:
+    t_q, w, rms_points, o, m = _point_fit(pb, chosen)
+    method = f"particles+{pb.space.model}"
     details = {
-        "tol_mm": tol, "planar": planar, "n_mri": len(mri_p), "n_optical": len(opt_p),
-        "decoy_matches": int(chance), "hypotheses": int(chosen.hypotheses),
-        "candidates": [{"mirrored": c.mirrored, "matched": int(len(c.pairs)), "rms_mm": c.rms}
-                       for c in cands],
+        "tol_mm": pb.space.tol.tolist(), "planar": pb.planar, "mode": pb.mode, "n_mri": len(pb.mri_p),
+        "n_optical": len(pb.opt_p), "decoy_matches": int(chance), "hypotheses": int(chosen.hypotheses),
+        "searched": describe(pb.mode, pb.space, pb.mirrors), "chosen": chosen.label,
+        "candidates": [{"label": c.label, "mirrored": c.mirrored, "matched": int(len(c.pairs)), "rms_mm": c.rms}
+                       for c in cands[:6]],
         "rms_points_mm": rms_points,
     }
     if tie_break:
         details["mirror_tie_break"] = tie_break
     if refine:
-        from .refine import fixed_image, mattes_refine
-
-        z_ref = t_q[2, 3]
-        fixed, fsp = fixed_image(img, vox, planar, z_ref, (depth_of_field_um or 2 * diameter_um) * 1e-3)
-        try:
-            if planar:
-                sub = np.ix_([0, 1, 3], [0, 1, 3])
-                t2, info = mattes_refine(fixed, fsp, plane_image, spacing, t_q[sub], model=model)
-                t_ref = t_q.copy()
-                t_ref[sub] = t2
-            else:
-                t_ref, info = mattes_refine(fixed, fsp, data, spacing, t_q, model=model)
-            res_ref = _residuals(t_ref, o[pairs[:, 0]], m[pairs[:, 1]], planar)
-            rms_ref = _wrms(res_ref, w)
-            # the systematic offset the refinement adds to the matched particles must stay within
-            # the standard error of the point fit itself (rms / sqrt(pairs))
-            offset = float(np.sqrt(max(rms_ref**2 - rms_points**2, 0.0)))
-            tolerance = accept_tol * rms_points / np.sqrt(len(pairs))
-            accept = bool(offset <= tolerance)
-            info.update(rms_refined_mm=rms_ref, offset_mm=offset, tolerance_mm=float(tolerance), accepted=accept)
-        except RuntimeError as err:  # ITK optimizer failure: keep the point fit
-            accept, info = False, {"accepted": False, "reason": str(err).splitlines()[0][:200]}
-        details["mattes"] = info
-        if accept:
-            t_q = t_ref
+        t_q, details["mattes"] = _mattes(pb, t_q, o, m, w, rms_points, chosen.frame)
+        if details["mattes"].get("accepted"):
             method += "+mattes-mi"
-    residuals = _residuals(t_q, o[pairs[:, 0]], m[pairs[:, 1]], planar)
-    tre = leave_one_out_tre(o[pairs[:, 0]], m[pairs[:, 1]], point_model, weights=w, mirror=chosen.mirrored,
-                            planar=planar)
+    residuals = _residuals(t_q, o, m, pb.planar)
+    tre = leave_one_out_tre(o, m, pb.space.model, weights=w, mirror=chosen.mirrored, planar=pb.planar,
+                            scale_bounds=pb.space.scale_bounds)
     tre_med = float(np.nanmedian(tre)) if np.any(np.isfinite(tre)) else None
-    details["tre_loo_vox"] = None if tre_med is None else tre_med / float(vox[:2].min())
+    details["tre_loo_vox"] = None if tre_med is None else tre_med / float(pb.vox.min())
     details["tre_loo_per_pair_mm"] = [None if not np.isfinite(t) else float(t) for t in tre]
-    if not optical_planar and planar:  # a z-stack against a 2D slice: the slice cuts the stack middle
-        t_q[2, 3] -= t_q[2, 2] * stack_mid_um
-    o2m = frame @ t_q
+    if pb.mode == "slice" and pb.data.shape[2] > 1:  # a z-stack against a 2D slice: the slice cuts its middle
+        t_q[2, 3] -= t_q[2, 2] * float(np.median(pb.opt_p.xyz[:, 2]))
+    o2m = _world(pb, _as_match(chosen, t_q))
+    scale = float(np.cbrt(abs(np.linalg.det(o2m[:3, :3])))) / 1e-3
+    details["scale"] = scale
     return Registration(
-        optical_to_mri=o2m, method=method, metric=_wrms(residuals, w), matched=int(len(pairs)),
-        pairs=pairs, residuals_mm=residuals, mirrored=bool(np.linalg.det(o2m[:3, :3]) < 0),
-        mri_particles=mri_p, optical_particles=opt_p, tre_loo_mm=tre_med, details=details)
+        optical_to_mri=o2m, method=method, metric=_wrms(residuals, w), matched=int(len(chosen.pairs)),
+        pairs=chosen.pairs, residuals_mm=residuals, mirrored=bool(np.linalg.det(o2m[:3, :3]) < 0),
+        mri_particles=pb.mri_p, optical_particles=pb.opt_p, tre_loo_mm=tre_med, details=details,
+        scale=scale, warnings=_scale_warnings(scale))
+
+
+def _as_match(chosen: Match, t_q) -> Match:
+    return Match(t_q, chosen.pairs, chosen.residuals, chosen.score, chosen.rms, chosen.mirrored,
+                 chosen.hypotheses, chosen.label, chosen.frame)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from dualmode.conventions import apply_affine, mri_affine
+from dualmode.conventions import apply_affine, mri_affine, voxel_sizes
 
 
 @dataclass
@@ -116,6 +116,80 @@ def render_optical(xyz_um, brightness, blur_um, shape, spacing_um, diameter_um, 
     return out.astype(np.float32)
 
 
+def _place_world(rng, affine, shape, n_particles, min_separation_mm, slab_mm, slab_centre, axis, dz):
+    """Random particle centres (world mm) inside the MRI field, at least ``min_separation_mm``
+    apart; with ``slab_mm`` (3D) within that distance along ``axis`` of ``slab_centre``."""
+    vox = voxel_sizes(affine)
+    three_d = shape[2] > 1
+    lo = apply_affine(affine, [1.5, 1.5, 0.0 if not three_d else 1.5])
+    hi = apply_affine(affine, [shape[0] - 2.5, shape[1] - 2.5, 0.0 if not three_d else shape[2] - 2.5])
+    along_z = abs(axis[2]) > np.cos(np.deg2rad(10.0))  # slab in world z (mid-field + the shift's z)
+    pts: list = []
+    tries = 0
+    while len(pts) < n_particles and tries < 400 * n_particles:
+        tries += 1
+        p = lo + rng.random(3) * (hi - lo)
+        if not three_d:
+            p[2] = affine[2, 3] + rng.uniform(-0.2, 0.2) * vox[2]
+        elif slab_mm is not None and along_z:
+            p[2] = 0.5 * (lo[2] + hi[2]) + dz + rng.uniform(-0.5, 0.5) * slab_mm
+        elif slab_mm is not None and abs(np.dot(p - slab_centre, axis)) > slab_mm / 2:
+            continue
+        dims = 3 if three_d else 2
+        if not pts or np.min(np.linalg.norm(np.asarray(pts)[:, :dims] - p[:dims], axis=1)) > min_separation_mm:
+            pts.append(p)
+    return np.array(pts)
+
+
+def _add_clusters(rng, world, n_clusters, diameter_um, planar_axis):
+    """Give ``n_clusters`` particles 1-2 touching neighbours (centres one diameter apart),
+    in the plane normal to ``planar_axis`` when given (a 2D slice or a thin slab)."""
+    extra = []
+    for c in world[:n_clusters]:
+        for _ in range(int(rng.integers(1, 3))):
+            d = rng.standard_normal(3)
+            if planar_axis is not None:
+                d -= np.dot(d, planar_axis) * planar_axis
+            anchor = extra[-1] if extra and rng.random() < 0.5 and len(extra) % 2 else c
+            extra.append(anchor + diameter_um * 1e-3 * d / np.linalg.norm(d))
+    return np.r_[world, np.array(extra).reshape(-1, 3)]
+
+
+def _optical_frame(rot, centre, osp, oshape):
+    """``optical_to_mri``: optical um -> world mm with the optical data's centre at ``centre``
+    (a stack: the middle of the stack; widefield: the focal plane at optical z = 0)."""
+    o_centre = (np.asarray(oshape) - 1) / 2 * osp
+    if oshape[2] == 1:
+        o_centre[2] = 0.0
+    o2m = np.eye(4)
+    o2m[:3, :3] = 1e-3 * rot
+    o2m[:3, 3] = centre - 1e-3 * rot @ o_centre
+    return o2m
+
+
+def _split_outliers(rng, opt, osp, oshape, margin, n_world, outlier_fraction):
+    """Indices of particles kept in the MRI and in the optics (in-field ones dropped from one side)."""
+    inside = np.all((opt[:, :2] > -margin) & (opt[:, :2] < (oshape[:2] - 1) * osp[:2] + margin), axis=1)
+    if oshape[2] > 1:
+        inside &= (opt[:, 2] > 0) & (opt[:, 2] < (oshape[2] - 1) * osp[2])
+    in_idx = np.flatnonzero(inside)
+    n_out = int(round(outlier_fraction * len(in_idx)))
+    dropped = rng.choice(in_idx, size=min(n_out, len(in_idx)), replace=False)
+    half = len(dropped) // 2
+    only_mri, only_opt = dropped[:half], dropped[half:]
+    return np.setdiff1d(np.arange(n_world), only_opt), np.setdiff1d(in_idx, only_mri)
+
+
+def _mri_image(rng, world, amps, affine, shape, diameter_um, snr):
+    """``|H|`` with the median particle peak at ``snr`` (noise sigma 1)."""
+    clean = render_mri(world, amps, affine, shape, diameter_um * 1e-3)
+    ijk = np.rint(apply_affine(np.linalg.inv(affine), world)).astype(int)
+    ijk = np.clip(ijk, 0, np.array(shape) - 1)
+    gain = snr / np.median(np.abs(clean[tuple(ijk.T)]))
+    noise = rng.standard_normal((2, *shape))
+    return np.abs(gain * clean + noise[0] + 1j * noise[1]).astype(np.float32)
+
+
 def make_pair(
     rng: np.random.Generator | int = 0,
     *,
@@ -129,80 +203,60 @@ def make_pair(
     angle_deg: float = 20.0,
     mirrored: bool = False,
     tilt_deg: float = 0.0,
+    rotation=None,
     shift_mm=(1.0, -0.5, 0.0),
     outlier_fraction: float = 0.2,
     brightness: float = 400.0,
     scatter_per_um: float = 0.15,
     min_separation_mm: float = 0.8,
     slab_mm: float | None = None,
+    n_clusters: int = 0,
+    mri_affine_override=None,
 ) -> SyntheticPair:
     """A random particle phantom seen by both modalities with a known transform.
 
     Particles fill the MRI field (so many fall outside the optical field: partial
     overlap); ``outlier_fraction`` of those inside the optical field are removed
     from one modality or the other (e.g. no hyperpolarisation, or out of focus).
-    ``shift_mm`` moves the optical field centre away from the MRI centre; ``slab_mm``
-    confines a 3D phantom's particles to a slab of that thickness around the optical centre.
-    For a 2D MRI (``k = 1``) particles lie in the slice; for 2D optics the focal
-    plane is at the optical field centre and defocus blurs particles with ``|dz|``.
+    ``shift_mm`` moves the optical data's centre away from the MRI centre; ``slab_mm``
+    confines a 3D phantom's particles to a slab of that thickness around it, normal to the
+    optical axis. For a 2D MRI (``k = 1``) particles lie in the slice; for 2D optics the
+    focal plane passes through the optical centre and defocus blurs particles with ``|dz|``.
+
+    ``rotation`` (3x3, the optical x, y, z axes as columns in MRI world; proper or not)
+    replaces ``rotation_z(angle_deg, mirrored, tilt_deg)``. ``n_clusters`` particles get
+    1-2 touching neighbours. ``mri_affine_override`` (4x4) gives an oblique or anisotropic
+    MRI grid (``mri_fov_mm`` is then ignored).
+
+    Examples
+    --------
+    >>> pair = make_pair(0, n_particles=30)
+    >>> pair.mri_image.shape, pair.optical_data.shape
+    ((64, 64, 1), (400, 400, 1))
     """
     rng = np.random.default_rng(rng)
-    affine = mri_affine(mri_matrix, mri_fov_mm)
     shape = tuple(mri_matrix)
-    vox = np.asarray(mri_fov_mm) / np.asarray(mri_matrix)
-    three_d = shape[2] > 1
-    lo = apply_affine(affine, [1.5, 1.5, 0.0 if not three_d else 1.5])
-    hi = apply_affine(affine, [shape[0] - 2.5, shape[1] - 2.5, 0.0 if not three_d else shape[2] - 2.5])
-    pts = []
-    tries = 0
-    while len(pts) < n_particles and tries < 100 * n_particles:
-        tries += 1
-        p = lo + rng.random(3) * (hi - lo)
-        if not three_d:
-            p[2] = affine[2, 3] + rng.uniform(-0.2, 0.2) * vox[2]
-        elif slab_mm is not None:
-            p[2] = 0.5 * (lo[2] + hi[2]) + shift_mm[2] + rng.uniform(-0.5, 0.5) * slab_mm
-        dims = 3 if three_d else 2
-        if not pts or np.min(np.linalg.norm(np.asarray(pts)[:, :dims] - p[:dims], axis=1)) > min_separation_mm:
-            pts.append(p)
-    world = np.array(pts)
-    # optical frame
+    affine = (np.asarray(mri_affine_override, float) if mri_affine_override is not None
+              else mri_affine(mri_matrix, mri_fov_mm))
+    rot = rotation_z(angle_deg, mirrored, tilt_deg) if rotation is None else np.asarray(rotation, float)
+    axis = rot[:, 2] / np.linalg.norm(rot[:, 2])
+    centre = apply_affine(affine, np.array(shape) // 2) + np.asarray(shift_mm, float)
+    world = _place_world(rng, affine, shape, n_particles, min_separation_mm, slab_mm, centre, axis,
+                         float(shift_mm[2]))
     osp = np.asarray(optical_spacing_um, float)
     oshape = np.asarray(optical_shape)
-    o_centre = (oshape - 1) / 2 * osp
-    centre = apply_affine(affine, np.array(shape) // 2) + np.asarray(shift_mm, float)
-    if three_d and oshape[2] == 1:
-        centre[2] = world[:, 2].mean()
-    rot = rotation_z(angle_deg, mirrored, tilt_deg)
-    o2m = np.eye(4)
-    o2m[:3, :3] = 1e-3 * rot
-    o2m[:3, 3] = centre - 1e-3 * rot @ o_centre
-    if oshape[2] == 1:  # widefield: the focal plane at optical z = 0 passes through centre
-        o2m[:3, 3] = centre - 1e-3 * rot @ np.array([*o_centre[:2], 0.0])
+    if shape[2] > 1 and oshape[2] == 1:  # widefield against a 3D MRI: focal plane at the mean depth
+        centre = centre + axis * np.mean((world - centre) @ axis)
+    if n_clusters:
+        world = _add_clusters(rng, world, n_clusters, diameter_um, axis if (shape[2] == 1 or slab_mm) else None)
+    o2m = _optical_frame(rot, centre, osp, oshape)
     opt = apply_affine(np.linalg.inv(o2m), world)
-    margin = diameter_um
-    inside = np.all((opt[:, :2] > -margin) & (opt[:, :2] < (oshape[:2] - 1) * osp[:2] + margin), axis=1)
-    if oshape[2] > 1:
-        inside &= (opt[:, 2] > 0) & (opt[:, 2] < (oshape[2] - 1) * osp[2])
-    in_idx = np.flatnonzero(inside)
-    n_out = int(round(outlier_fraction * len(in_idx)))
-    dropped = rng.choice(in_idx, size=min(n_out, len(in_idx)), replace=False)
-    half = len(dropped) // 2
-    only_mri, only_opt = dropped[:half], dropped[half:]
-    mri_keep = np.setdiff1d(np.arange(len(world)), only_opt)
-    opt_keep = np.setdiff1d(in_idx, only_mri)
+    mri_keep, opt_keep = _split_outliers(rng, opt, osp, oshape, diameter_um, len(world), outlier_fraction)
     amps = rng.uniform(0.7, 1.3, len(world))
-    # scale so that the median particle peak is snr * sigma (noise sigma = 1)
-    clean = render_mri(world[mri_keep], amps[mri_keep], affine, shape, diameter_um * 1e-3)
-    ijk = np.rint(apply_affine(np.linalg.inv(affine), world[mri_keep])).astype(int)
-    ijk = np.clip(ijk, 0, np.array(shape) - 1)
-    gain = snr / np.median(np.abs(clean[tuple(ijk.T)]))
-    noise = rng.standard_normal((2, *shape))
-    img = np.abs(gain * clean + noise[0] + 1j * noise[1]).astype(np.float32)
+    img = _mri_image(rng, world[mri_keep], amps[mri_keep], affine, shape, diameter_um, snr)
     # optics: blur grows with depth (z-stack: below the first plane) or defocus (widefield)
     ox = opt[opt_keep]
-    depth = np.abs(ox[:, 2])
-    blur = 8.0 + scatter_per_um * depth
+    blur = 8.0 + scatter_per_um * np.abs(ox[:, 2])
     bright = brightness * rng.uniform(0.7, 1.3, len(ox))
     data = render_optical(ox, bright, blur, optical_shape, osp, diameter_um, rng)
     shared_ids = np.intersect1d(mri_keep, opt_keep)
