@@ -32,6 +32,15 @@ class SimulationConfig:
     tr_ms: float = 10.0
     trajectory: str = "cartesian"
     undersample: float = 1.0
+    kspace_model: str = field(default="analytic", metadata={"help": "particles' k-space: 'analytic' (exact Fourier transform at every sample) or 'grid' (FFT of the rendered truth: the inverse crime, for comparison)", "unit": ""})
+    dwell_us: float = field(default=40.0, metadata={"help": "readout dwell per Cartesian sample (1 ppm of 13C at 7 T then moves a 64-point image by 0.19 voxel)", "unit": "us"})
+    dead_time_ms: float = field(default=0.1, metadata={"help": "excitation to first sample (the encoding time of single-point imaging)", "unit": "ms"})
+    t2star_ms: float | None = field(default=None, metadata={"help": "T2* decay along the readout (None: no decay)", "unit": "ms"})
+    off_resonance_hz: float = field(default=0.0, metadata={"help": "frequency offset of the 13C signal (1 ppm at 7 T = 75.5 Hz)", "unit": "Hz"})
+    motion_um: float = field(default=0.0, metadata={"help": "rms rigid displacement of the sample per axis between shots (relative to shot 0)", "unit": "um"})
+    background_jitter: float = field(default=0.0, metadata={"help": "relative complex change of the background between shots (rms)", "unit": ""})
+    clusters: int = field(default=0, metadata={"help": "number of particles that are clusters of 2-4 touching spheres", "unit": ""})
+    ellipsoid_aspect: float = field(default=1.0, metadata={"help": "aspect ratio of every other particle (prolate ellipsoid, same volume; 1: spheres)", "unit": ""})
     # optics
     optical_field_mm: float = 5.0
     optical_pixel_um: float = 10.0

@@ -1,51 +1,38 @@
-"""Simulated 13C k-space of the particles, the background and the shots.
+"""Simulated 13C k-space of every shot: particles (analytic), background, drift, noise, physics.
 
-Shot k gives ``s_k a_k e^{i phi_k} H + B + drift_k + noise`` with amplitude asymmetry
-between + and - shots, a phase difference, decay of the polarization from shot to shot
-and a linear drift; RF depletion weights the k-space lines of each shot in acquisition
-order (``cos alpha`` per excitation).
+Shot ``k`` (polarization sign ``s_k``) at sample ``j`` (position ``k_j``, time ``t_j`` after
+its excitation ``e_j``):
+
+.. math::
+
+    y_{kj} = \\big[s_k c_k\\, w_{e_j} P(k_j) + (1 + \\epsilon_k) B(k_j) + \\tau_k D(k_j)\\big]\\,
+             e^{-2\\pi i k_j\\cdot d_k / N}\\, e^{-(t_j - t_0)/T_2^*}\\, e^{-2\\pi i \\Delta f\\, t_j} + n_{kj}
+
+* ``P``: the particles' analytic Fourier transform (:mod:`.analytic`), never the project's
+  FFT/NUFFT (``kspace_model="grid"`` keeps the old FFT-of-the-truth for comparison);
+* ``c_k``: amplitude asymmetry between + and - shots, phase difference, decay from shot to
+  shot; ``w_e``: RF depletion ``sin(a) cos(a)^e`` in excitation order (normalised at the
+  ``k = 0`` line for Cartesian, to mean 1 otherwise, as the scanner-side convention of
+  :mod:`dualmode.recon.hyperpolarized`), written out here independently;
+* ``B``: smooth sign-invariant background built on the grid (FFT/NUFFT of a grid image is
+  fine for it: it cancels in the lock-in), with a random complex change ``epsilon_k``
+  between shots (``background_jitter``); ``D``: a linear drift;
+* ``d_k``: rigid displacement of the sample in shot ``k`` relative to shot 0 (``motion_um``);
+* T2* decay (normalised to 1 at the time ``t_0`` of the ``k = 0`` sample) and off-resonance
+  ``Delta f`` (a positive offset moves a Cartesian image by ``+Delta f N dwell`` voxels
+  along the readout, axis 0);
+* ``n``: complex Gaussian noise, ``sigma sqrt(prod N)`` per sample (image sigma ``1/snr``
+  per component with the particle peak at 1).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dualmode.conventions import apply_affine, fft_centered
-from dualmode.recon.hyperpolarized import kspace_weighting
+from dualmode.conventions import fft_centered
 
-
-def _render_volume_fraction(centres_vox, radii_vox, shape, ss: int, column: bool, weights=None) -> np.ndarray:
-    """Particle volume per voxel (in voxel units, times ``weights``) by super-sampling each particle's box.
-
-    ``column=True`` (2D): integrate the sphere thickness ``2 sqrt(r^2 - rho^2)`` along k,
-    assuming the particle lies wholly inside the slice.
-    """
-    out = np.zeros(shape, float)
-    weights = np.ones(len(centres_vox)) if weights is None else weights
-    for c, r, wgt in zip(centres_vox, radii_vox, weights):
-        if wgt == 0:
-            continue
-        lo = np.maximum(np.floor(c - r.max() - 1).astype(int), 0)
-        hi = np.minimum(np.ceil(c + r.max() + 2).astype(int), shape)
-        if column:
-            lo[2], hi[2] = 0, 1
-        axes = []
-        for d in range(3):
-            if column and d == 2:
-                axes.append(np.array([0.0]))
-            else:
-                axes.append(np.arange(lo[d] * ss, hi[d] * ss) / ss + (0.5 / ss - 0.5))
-        g = np.meshgrid(*axes, indexing="ij")
-        if column:
-            rho2 = ((g[0] - c[0]) / r[0]) ** 2 + ((g[1] - c[1]) / r[1]) ** 2
-            val = 2 * r[2] * np.sqrt(np.clip(1 - rho2, 0, None))
-            val = val.reshape(hi[0] - lo[0], ss, hi[1] - lo[1], ss, 1).mean(axis=(1, 3))
-        else:
-            d2 = sum(((g[d] - c[d]) / r[d]) ** 2 for d in range(3))
-            val = (d2 <= 1).astype(float)
-            val = val.reshape(hi[0] - lo[0], ss, hi[1] - lo[1], ss, hi[2] - lo[2], ss).mean(axis=(1, 3, 5))
-        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += wgt * val
-    return out
+from .analytic import Bodies, render_bodies, spectrum
+from .sampling import Sampling, sampling as make_sampling
 
 
 def _background_compartment(shape, rng) -> np.ndarray:
@@ -58,100 +45,126 @@ def _background_compartment(shape, rng) -> np.ndarray:
     return body * (1.0 + 0.15 * idx[0])
 
 
-def _sampling(cfg, rng, matrix):
-    """Sampling pattern: ``(mask, coords, readout_length)`` for the configured trajectory.
+def rf_weights(smp: Sampling, flip_deg: float, tr_ms: float = 0.0, t1_s: float = np.inf) -> np.ndarray:
+    """Signal weight of every sample: ``sin(a) cos(a)^e exp(-e TR / T1)`` of its excitation ``e``.
 
-    Cartesian: variable-density Poisson-disc ``mask[k_j, k_k]`` of acquired lines with a
-    fully sampled centre (``None`` when fully sampled). Radial: 2D golden-angle spokes of
-    ``2N`` samples, ``pi/2 N / undersample`` spokes (Nyquist at ``undersample = 1``); 3D
-    golden-means "kooshball" spokes of ``2N`` samples, ``pi/2 N_0 N_1 / undersample`` spokes.
-    Spiral (2D only): variable-density interleaves with the edge gap set by ``undersample``.
-    Generators: :mod:`dualmode.recon.trajectory`.
+    Normalised to 1 at the ``k = 0`` sample (Cartesian) or to mean 1 over excitations.
     """
-    from dualmode.recon import trajectory
-
-    r = float(cfg.undersample)
-    if r < 1:
-        raise ValueError("--undersample must be >= 1")
-    n = matrix[0]
-    if cfg.trajectory == "cartesian":
-        if r == 1:
-            return None, None, None
-        calib = (max(matrix[1] // 8, 2), max(matrix[2] // 8, 1))
-        return trajectory.poisson_disc_mask(matrix[1:], r, calib=calib, seed=int(rng.integers(2**31))), None, None
-    if cfg.trajectory not in ("radial", "spiral"):
-        raise ValueError(f"unknown trajectory {cfg.trajectory!r} (cartesian, radial, spiral)")
-    if cfg.ndim == 3 and cfg.trajectory == "radial":
-        spokes = max(int(round(np.pi / 2 * matrix[0] * matrix[1] / r)), 8)
-        coords = trajectory.radial_3d(spokes, 2 * n, matrix)
-        return None, coords.reshape(-1, 3), coords.shape[1]
-    if cfg.ndim != 2:
-        raise ValueError(f"the simulator's {cfg.trajectory} trajectory is 2D only (use --ndim 2, "
-                         "or --trajectory radial in 3D)")
-    if cfg.trajectory == "radial":
-        coords = trajectory.golden_angle_radial(max(int(round(np.pi / 2 * n / r)), 4), 2 * n, matrix[:2])
+    a = np.deg2rad(flip_deg)
+    e = np.arange(smp.n_excitations)
+    w = np.sin(a) * np.cos(a) ** e * np.exp(-e * tr_ms * 1e-3 / t1_s)
+    if smp.trajectory == "cartesian":
+        centre = np.flatnonzero(np.all(smp.coords == 0, axis=1))[0]
+        w = w / w[smp.excitation[centre]]
     else:
-        coords = trajectory.variable_density_spiral(8, 8 * n, matrix[:2], undersampling=r)
-    n_read = coords.shape[1]
-    coords3 = np.zeros((coords.shape[0] * n_read, 3))
-    coords3[:, :2] = coords.reshape(-1, 2)
-    return None, coords3, n_read
+        w = w / w.mean()
+    return w[np.maximum(smp.excitation, 0)]
 
 
-def simulate_mri(cfg, rng, matrix, fov, aff, centres_mm, diam_um, polarization, in_mri=None):
-    """k-space of every shot plus the truth images (H at unit mean polarization, |B|).
+def readout_factor(smp: Sampling, t2star_ms: float | None, off_resonance_hz: float) -> np.ndarray:
+    """T2* decay (1 at the ``k = 0`` time) times the off-resonance phase, per sample."""
+    decay = 1.0 if not t2star_ms else np.exp(-(smp.time_ms - smp.centre_time_ms) / t2star_ms)
+    return decay * np.exp(-2j * np.pi * off_resonance_hz * smp.time_ms * 1e-3)
 
-    ``in_mri[p] = 0`` leaves particle ``p`` without hyperpolarized signal (an outlier seen
-    by optics only).
-    """
-    vox = np.array(fov) / np.array(matrix)
-    centres_vox = apply_affine(np.linalg.inv(aff), centres_mm)
-    radii_vox = (diam_um[:, None] / 2000.0) / vox[None, :]
-    column = cfg.ndim == 2
-    h = _render_volume_fraction(centres_vox, radii_vox, matrix, ss=8 if column else 4, column=column,
-                                weights=in_mri)
-    h /= h.max()
-    b = cfg.background_ratio * _background_compartment(matrix, rng) * np.exp(1j * rng.uniform(-np.pi, np.pi))
+
+def shot_displacements(cfg, rng, n_shots: int) -> np.ndarray:
+    """Rigid displacement (mm) of the sample in each shot relative to shot 0 (in-plane for 2D)."""
+    d = np.zeros((n_shots, 3))
+    if cfg.motion_um > 0:
+        nd = 2 if cfg.ndim == 2 else 3
+        d[1:, :nd] = rng.normal(0, cfg.motion_um / 1000.0, (n_shots - 1, nd))
+    return d
+
+
+def _grid_kspace(image, smp: Sampling, matrix) -> np.ndarray:
+    """k-space of a grid image at the samples: FFT on the grid, NUFFT elsewhere."""
+    if smp.trajectory in ("cartesian", "spi"):
+        k = fft_centered(image).reshape(-1)
+        if smp.trajectory == "spi":
+            idx = np.ravel_multi_index(tuple((smp.coords + np.asarray(matrix) // 2).astype(int).T), matrix)
+            k = k[idx]
+        return k
+    from dualmode.recon.nufft import nufft
+
+    if matrix[2] == 1:
+        return nufft(image[..., 0].astype(complex), smp.coords[:, :2], eps=1e-7)
+    return nufft(image.astype(complex), smp.coords, eps=1e-7)
+
+
+def shot_weights(cfg, rng, polarization) -> np.ndarray:
+    """Complex polarization ``c_k``: +/- asymmetry, decay over shots, phase difference and jitter."""
     n = polarization.size
     amp = np.where(polarization > 0, 1 + cfg.amplitude_asymmetry / 2, 1 - cfg.amplitude_asymmetry / 2)
     amp = amp * cfg.shot_decay ** np.arange(n)
     phase = np.where(polarization > 0, 0.0, np.deg2rad(cfg.phase_difference_deg)) + rng.normal(0, 0.05, n)
-    c = amp * np.exp(1j * phase)
-    drift_shape = _background_compartment(matrix, np.random.default_rng(cfg.seed + 99))
-    mask, coords, n_read = _sampling(cfg, rng, matrix)
-    if coords is None:
-        n_lines = matrix[1] * matrix[2]
-        flip = _flip_angle(cfg, n_lines)
-        line_order = np.arange(n_lines).reshape(matrix[1:])
-        w = kspace_weighting(line_order, flip, cfg.tr_ms)[None]
-        kh, kb, kd = (fft_centered(x) for x in (h, b, drift_shape))
-        shape = matrix
-    else:
-        from dualmode.recon.hyperpolarized import excitation_weights
-        from dualmode.recon.nufft import nufft
+    return amp * np.exp(1j * phase)
 
-        n_spokes = coords.shape[0] // n_read
-        flip = _flip_angle(cfg, n_spokes)
-        line_order = None
-        w = np.repeat(excitation_weights(n_spokes, flip, cfg.tr_ms), n_read)
-        w /= w.mean()
-        volumes = np.stack([h, b, drift_shape]).astype(complex)
-        if cfg.ndim == 2:
-            kh, kb, kd = nufft(volumes[..., 0], coords[:, :2], eps=1e-7)
-        else:
-            kh, kb, kd = nufft(volumes, coords, eps=1e-7)
-        shape = (coords.shape[0],)
-    sigma = 1.0 / cfg.snr  # image-domain noise per real/imag component; peak |H| = 1
+
+def simulate_mri(cfg, rng, matrix, fov, aff, bodies: Bodies, polarization, n_particles: int):
+    """k-space of every shot plus the truth.
+
+    Returns ``(data, truth, smp, flip)``: ``data (n_shots, 1, *smp.shape)``, ``truth`` a dict
+    with ``h`` (truth image at unit mean polarization), ``b`` (``|B|``), ``sigma``, ``c``
+    (shot weights), ``amplitude`` (integrated truth H per particle, voxel units),
+    ``displacement_mm`` (per shot), ``scale`` (signal per voxel-unit volume).
+    """
+    vox = np.array(fov) / np.array(matrix)
+    two_d = cfg.ndim == 2
+    h = render_bodies(bodies, aff, matrix, ss=8, project_z=two_d)
+    scale = 1.0 / h.max()
+    h *= scale
+    b = cfg.background_ratio * _background_compartment(matrix, rng) * np.exp(1j * rng.uniform(-np.pi, np.pi))
+    c = shot_weights(cfg, rng, polarization)
+    drift_shape = _background_compartment(matrix, np.random.default_rng(cfg.seed + 99))
+    smp = make_sampling(cfg, rng, matrix)
+    flip = _flip_angle(cfg, smp.n_excitations)
+    k_mm = smp.coords / np.asarray(fov)
+    if cfg.kspace_model == "analytic":
+        kh = spectrum(bodies, k_mm, origin_mm=aff[:3, :3] @ (np.asarray(matrix) // 2) + aff[:3, 3])
+        kh *= scale / np.prod(vox)
+    elif cfg.kspace_model == "grid":
+        kh = _grid_kspace(h, smp, matrix)
+    else:
+        raise ValueError(f"kspace_model must be 'analytic' or 'grid', got {cfg.kspace_model!r}")
+    kb, kd = _grid_kspace(b, smp, matrix), _grid_kspace(drift_shape, smp, matrix)
+    common = readout_factor(smp, cfg.t2star_ms, cfg.off_resonance_hz)
+    kh = kh * rf_weights(smp, flip, cfg.tr_ms)
+    n = polarization.size
+    disp = shot_displacements(cfg, rng, n)
+    jitter = np.zeros(n, complex)
+    if cfg.background_jitter > 0:
+        jitter = cfg.background_jitter * (rng.normal(size=n) + 1j * rng.normal(size=n)) / np.sqrt(2)
+    sigma = 1.0 / cfg.snr
     k_sigma = sigma * np.sqrt(np.prod(matrix))
-    data = np.empty((n, 1, *shape), np.complex64)
+    data = np.empty((n, 1, *smp.shape), np.complex64)
     for k in range(n):
-        noise = rng.normal(0, k_sigma, shape) + 1j * rng.normal(0, k_sigma, shape)
-        data[k, 0] = polarization[k] * c[k] * kh * w + kb + cfg.linear_drift * k * kd + noise
-    if mask is not None:
-        data[:, :, :, ~mask] = 0
-    truth_h = h * np.abs(c).mean()
-    sampling = {"mask": mask, "coords": coords, "readout_length": n_read, "line_order": line_order, "flip": flip}
-    return data, truth_h, np.abs(b), sampling, sigma, c
+        move = np.exp(-2j * np.pi * (k_mm @ disp[k])) if np.any(disp[k]) else 1.0
+        clean = (polarization[k] * c[k] * kh + (1 + jitter[k]) * kb + cfg.linear_drift * k * kd) * move * common
+        noise = rng.normal(0, k_sigma, clean.shape) + 1j * rng.normal(0, k_sigma, clean.shape)
+        data[k, 0] = (clean + noise).reshape(smp.shape)
+    if smp.mask is not None:
+        data[:, :, :, ~smp.mask] = 0
+    mean_c = np.abs(c).mean()
+    amplitude = bodies.particle_volume(n_particles) / np.prod(vox) * scale * mean_c
+    truth = {"h": h * mean_c, "b": np.abs(b), "sigma": sigma, "c": c, "amplitude": amplitude,
+             "displacement_mm": disp, "scale": scale,
+             "h_bandlimited": bandlimited_image(bodies, aff, matrix) * scale * mean_c}
+    return data, truth, smp, flip
+
+
+def bandlimited_image(bodies: Bodies, aff, matrix) -> np.ndarray:
+    """The particles seen by an ideal fully sampled Cartesian acquisition of this matrix (noise-free).
+
+    The analytic spectrum on every grid point, inverse DFT by :mod:`numpy.fft` (the best any
+    reconstruction at this resolution can give: the object convolved with the Dirichlet PSF).
+    """
+    matrix = tuple(int(n) for n in matrix)
+    vox = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
+    axes = [np.arange(n) - n // 2 for n in matrix]
+    k = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3) / (np.asarray(matrix) * vox)
+    origin = aff[:3, :3] @ (np.asarray(matrix) // 2) + aff[:3, 3]
+    spec = spectrum(bodies, k, origin_mm=origin).reshape(matrix) / np.prod(vox)
+    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(spec))).real
 
 
 def _flip_angle(cfg, n_excitations: int) -> float:
