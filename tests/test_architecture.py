@@ -60,7 +60,6 @@ LONG_ALLOWED = {
                                       "splitting it would put the JIT-specialised inner loops out of reach",
     "dualmode/batch.py": SPLITTING + ", H1",
     "dualmode/batch.py:run_batch": SPLITTING + ", H1",
-    "dualmode/simulate/folder.py:simulate_folder": SPLITTING + ", H6",
     "dualmode/simulate/phantom.py:make_pair": SPLITTING + ", H5",
     "recon/signflip.py:signflip_combine": SPLITTING + ", H6",
     "registration/matching.py:match_particles": SPLITTING + ", H5",
