@@ -114,7 +114,8 @@ def reconstruct_and_lock_in(acq, opts: PipelineOptions):
     """Per-shot reconstruction and the sign-flip lock-in; returns ``(lockin, shots)``."""
     from dualmode.recon.lockin_recon import lockin_reconstruct
 
-    return lockin_reconstruct(acq.kspace, acq.polarization, rf_correction=opts.rf_correction, t1_s=opts.t1_s)
+    return lockin_reconstruct(acq.kspace, acq.polarization, rf_correction=opts.rf_correction, t1_s=opts.t1_s,
+                              hyperpolarized=getattr(acq, "hyperpolarized", True))
 
 
 def signflip_report(acq, lock, shots, affine: np.ndarray) -> dict:

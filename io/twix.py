@@ -35,6 +35,8 @@ from dualmode.kspace import KSpace, KSpaceHeader
 
 _LPS = np.array([-1.0, -1.0, 1.0])
 _MAX_BLOCKS = 50_000_000
+#: MDH flags of readouts a line-per-readout Cartesian reader must not take as plain lines.
+_REFUSED_FLAGS = ("REFLECT", "PHASCOR", "PHASESTABSCAN", "REFPHASESTABSCAN", "RTFEEDBACK")
 
 
 def remove_readout_oversampling(lines: np.ndarray, factor: int = 2, axis: int = -1) -> np.ndarray:
@@ -89,7 +91,7 @@ def _walk_blocks(path: str):
         fid.seek(start)
         hdr = twixprot.parse_twix_hdr(fid)
         min_len = ctypes.sizeof(mdh_def.Scan_header if is_ve else mdh_def.VB17_header)
-        pos, blocks = start + hdr_len, []
+        pos, blocks, flags = start + hdr_len, [], set()
         while pos + 128 < end:
             fid.seek(pos)
             mdb = tmdb.Mdb(fid, is_ve)
@@ -99,12 +101,13 @@ def _walk_blocks(path: str):
             if step < min_len or pos + step > end:
                 raise InputError(path, f"measurement data block at byte {pos} declares {step} bytes "
                                  f"({end - pos} left): truncated or corrupt", "mdh")
+            flags.update(f for f in _REFUSED_FLAGS if mdb.is_flag_set(f))
             if not mdb.is_flag_set("SYNCDATA") and mdb.is_image_scan():
                 blocks.append(mdb)
                 if len(blocks) > _MAX_BLOCKS:
                     raise InputError(path, "absurd number of readouts", "mdh")
             pos += step
-    return hdr, blocks, is_ve
+    return hdr, blocks, flags
 
 
 def _yaps(hdr: dict, path: str, *keys, kind=float, default=None):
@@ -124,6 +127,90 @@ def _yaps(hdr: dict, path: str, *keys, kind=float, default=None):
                          ".".join(map(str, keys))) from None
 
 
+def refuse_unsupported(hdr: dict, flags: set, path: str) -> None:
+    """Refuse EPI and its relatives (echo trains, reflected lines, navigators, ramp sampling).
+
+    A line-per-readout Cartesian reader would put reflected EPI lines in unreflected,
+    navigator (``PHASCOR``) echoes aside without their phase correction, and ramp-sampled
+    readouts on a uniform grid: a silently wrong image. Names every flag found.
+    """
+    found = []
+    epi = _yaps(hdr, path, "sFastImaging", "lEPIFactor", kind=int, default=1)
+    if epi > 1:
+        found.append(f"MeasYaps.sFastImaging.lEPIFactor = {epi} (EPI echo train)")
+    found += [f"MDH flag {f}" + {"REFLECT": " (reflected lines)", "PHASCOR": " (phase-correction navigators)"}
+              .get(f, "") for f in sorted(flags)]
+    regrid = hdr.get("Meas", {}).get("alRegridMode")
+    mode = regrid[0] if isinstance(regrid, list) and regrid else regrid
+    if isinstance(mode, (int, float)) and mode > 1:
+        found.append(f"Meas.alRegridMode = {int(mode)} (ramp sampling)")
+    if found:
+        raise InputError(path, "EPI-type readouts are not supported (only one Cartesian line per readout): "
+                         + "; ".join(found), "mdh")
+
+
+def _protocol(hdr: dict, path: str) -> dict:
+    """Encoded matrix and FOV (mm) from ``MeasYaps``."""
+    base = _yaps(hdr, path, "sKSpace", "lBaseResolution", kind=int)
+    n_lin = _yaps(hdr, path, "sKSpace", "lPhaseEncodingLines", kind=int)
+    dim3 = _yaps(hdr, path, "sKSpace", "ucDimension", kind=int, default=2) == 4
+    n_par = _yaps(hdr, path, "sKSpace", "lPartitions", kind=int, default=1) if dim3 else 1
+    slab = ("sSliceArray", "asSlice", 0)
+    fov = (_yaps(hdr, path, *slab, "dReadoutFOV"), _yaps(hdr, path, *slab, "dPhaseFOV"),
+           _yaps(hdr, path, *slab, "dThickness"))
+    if min(base, n_lin, n_par) < 1 or any(not np.isfinite(f) or f <= 0 for f in fov):
+        raise InputError(path, f"absurd geometry: base {base}, lines {n_lin}, partitions {n_par}, FOV {fov} mm",
+                         "sKSpace")
+    return dict(base=base, n_lin=n_lin, dim3=dim3, n_par=n_par, fov=fov)
+
+
+def _lines(blocks: list, prot: dict, path: str) -> dict:
+    """Average ``Ave`` into ``(rep, lin, par, coil, col)`` with line/partition/repetition indices."""
+    mdh = [b.mdh for b in blocks]
+    ncol = {int(m.SamplesInScan) for m in mdh}
+    ncha = {int(m.UsedChannels) for m in mdh}
+    if len(ncol) != 1 or len(ncha) != 1 or 0 in ncol | ncha:
+        raise InputError(path, f"readouts differ in length {sorted(ncol)} or channels {sorted(ncha)}", "mdh")
+    if {int(m.Counter.Sli) for m in mdh} != {0}:
+        raise InputError(path, "multi-slice 2D data are not supported (Counter.Sli > 0)", "Counter.Sli")
+    n_lin, n_par = prot["n_lin"], prot["n_par"]
+    lin = np.array([m.Counter.Lin for m in mdh]) - np.array([m.CenterLin for m in mdh]) + n_lin // 2
+    par = np.array([m.Counter.Par for m in mdh]) - (
+        np.array([m.CenterPar for m in mdh]) - n_par // 2 if prot["dim3"] else 0)
+    rep = np.array([m.Counter.Rep for m in mdh])
+    if lin.min() < 0 or lin.max() >= n_lin or par.min() < 0 or par.max() >= n_par:
+        raise InputError(path, f"line/partition counters fall outside the {n_lin}x{n_par} encoded matrix",
+                         "Counter.Lin")
+    ncol, ncha, n_rep = ncol.pop(), ncha.pop(), int(rep.max()) + 1
+    check_allocation(path, "data", (n_rep, ncha, ncol, n_lin, n_par), 8)
+    acc = np.zeros((n_rep, n_lin, n_par, ncha, ncol), np.complex64)
+    count = np.zeros((n_rep, n_lin, n_par), np.int64)
+    for b, r, j, k in zip(blocks, rep, lin, par):
+        try:
+            acc[r, j, k] += b.data
+        except (ValueError, OSError) as err:
+            raise InputError(path, f"unreadable readout data ({err})", "mdh") from None
+        count[r, j, k] += 1
+    acc /= np.maximum(count, 1)[..., None, None]
+    order = np.full((n_lin, n_par), -1, np.int64)
+    first = rep == 0
+    order[lin[first], par[first]] = np.arange(int(first.sum()))
+    return dict(acc=acc, count=count, order=order, ncol=ncol, ncha=ncha, n_rep=n_rep, mdh0=mdh[0])
+
+
+def _slice_geometry(mdh0) -> tuple[tuple, np.ndarray, str]:
+    """RAS position and orientation from the first readout's ``SliceData`` (LPS position + quaternion)."""
+    q = mdh0.SliceData
+    read_d, phase_d, slice_d = _directions(q.Quaternion)
+    rot = np.stack([read_d, phase_d, slice_d], axis=1) * _LPS[:, None]
+    pos = np.array([q.SlicePos.Sag, q.SlicePos.Cor, q.SlicePos.Tra], float) * _LPS
+    ok_rot = np.allclose(rot.T @ rot, np.eye(3), atol=1e-3)
+    ok_pos = bool(np.all(np.isfinite(pos)))
+    source = "MDH SliceData (SlicePos, Quaternion), LPS -> RAS" if ok_rot and ok_pos else \
+        "none (MDH SliceData unusable): set mri.geometry"
+    return (tuple(pos) if ok_pos else (0.0, 0.0, 0.0)), (rot if ok_rot else np.eye(3)), source
+
+
 def read_twix(path: str | os.PathLike, oversampling: int | None = None) -> KSpace:
     """Read a Cartesian Siemens twix ``.dat`` file into :class:`KSpace`.
 
@@ -138,86 +225,62 @@ def read_twix(path: str | os.PathLike, oversampling: int | None = None) -> KSpac
     Raises
     ------
     InputError
-        Corrupt/truncated blocks, missing protocol values, multi-slice data,
+        Corrupt/truncated blocks, missing protocol values, multi-slice data, EPI
+        (echo trains, reflected lines, navigators, ramp sampling: :func:`refuse_unsupported`),
         lines outside the encoded matrix, non-finite samples.
+
+    Examples
+    --------
+    >>> ksp = read_twix("meas_MID00042_gre.dat")  # doctest: +SKIP
+    >>> ksp.header.affine()  # voxel -> RAS mm from the MDH slice position and quaternion  # doctest: +SKIP
     """
     path = os.fspath(path)
-    hdr, blocks, _ = _walk_blocks(path)
+    hdr, blocks, flags = _walk_blocks(path)
     if not blocks:
         raise InputError(path, "no imaging readouts in the last measurement", "mdh")
-    base = _yaps(hdr, path, "sKSpace", "lBaseResolution", kind=int)
-    n_lin = _yaps(hdr, path, "sKSpace", "lPhaseEncodingLines", kind=int)
-    dim3 = _yaps(hdr, path, "sKSpace", "ucDimension", kind=int, default=2) == 4
-    n_par = _yaps(hdr, path, "sKSpace", "lPartitions", kind=int, default=1) if dim3 else 1
-    slab = ("sSliceArray", "asSlice", 0)
-    fov = (_yaps(hdr, path, *slab, "dReadoutFOV"), _yaps(hdr, path, *slab, "dPhaseFOV"),
-           _yaps(hdr, path, *slab, "dThickness"))
-    if min(base, n_lin, n_par) < 1 or any(not np.isfinite(f) or f <= 0 for f in fov):
-        raise InputError(path, f"absurd geometry: base {base}, lines {n_lin}, partitions {n_par}, FOV {fov} mm",
-                         "sKSpace")
-    mdh = [b.mdh for b in blocks]
-    ncol = {int(m.SamplesInScan) for m in mdh}
-    ncha = {int(m.UsedChannels) for m in mdh}
-    if len(ncol) != 1 or len(ncha) != 1 or 0 in ncol | ncha:
-        raise InputError(path, f"readouts differ in length {sorted(ncol)} or channels {sorted(ncha)}", "mdh")
-    ncol, ncha = ncol.pop(), ncha.pop()
-    if {int(m.Counter.Sli) for m in mdh} != {0}:
-        raise InputError(path, "multi-slice 2D data are not supported (Counter.Sli > 0)", "Counter.Sli")
+    refuse_unsupported(hdr, flags, path)
+    prot = _protocol(hdr, path)
+    got = _lines(blocks, prot, path)
     os_factor = oversampling
     if os_factor is None:
         os_meas = hdr.get("Meas", {}).get("flReadoutOSFactor")
-        os_factor = int(round(float(os_meas))) if isinstance(os_meas, (int, float)) else (2 if ncol == 2 * base else 1)
-    n_read = ncol // os_factor
-    lin = np.array([m.Counter.Lin for m in mdh]) - np.array([m.CenterLin for m in mdh]) + n_lin // 2
-    par = np.array([m.Counter.Par for m in mdh]) - (np.array([m.CenterPar for m in mdh]) - n_par // 2 if dim3 else 0)
-    rep = np.array([m.Counter.Rep for m in mdh])
-    if lin.min() < 0 or lin.max() >= n_lin or par.min() < 0 or par.max() >= n_par:
-        raise InputError(path, f"line/partition counters fall outside the {n_lin}x{n_par} encoded matrix",
-                         "Counter.Lin")
-    n_rep = int(rep.max()) + 1
-    check_allocation(path, "data", (n_rep, ncha, ncol, n_lin, n_par), 8)
-    acc = np.zeros((n_rep, n_lin, n_par, ncha, ncol), np.complex64)
-    count = np.zeros((n_rep, n_lin, n_par), np.int64)
-    for b, r, j, k in zip(blocks, rep, lin, par):
-        try:
-            acc[r, j, k] += b.data
-        except (ValueError, OSError) as err:
-            raise InputError(path, f"unreadable readout data ({err})", "mdh") from None
-        count[r, j, k] += 1
-    acc /= np.maximum(count, 1)[..., None, None]
+        os_factor = int(round(float(os_meas))) if isinstance(os_meas, (int, float)) else (
+            2 if got["ncol"] == 2 * prot["base"] else 1)
+    acc = got["acc"]
     if os_factor > 1:
         acc = remove_readout_oversampling(acc, os_factor, axis=-1)
     data = np.ascontiguousarray(np.transpose(acc, (0, 3, 4, 1, 2)))
-    q = mdh[0].SliceData
-    read_d, phase_d, slice_d = _directions(q.Quaternion)
-    rot = np.stack([read_d, phase_d, slice_d], axis=1) * _LPS[:, None]
-    pos = np.array([q.SlicePos.Sag, q.SlicePos.Cor, q.SlicePos.Tra], float) * _LPS
-    order = np.full((n_lin, n_par), -1, np.int64)
-    first = rep == 0
-    order[lin[first], par[first]] = np.arange(int(first.sum()))
+    position, orientation, source = _slice_geometry(got["mdh0"])
     nuc = hdr.get("MeasYaps", {}).get("sTXSPEC", {}).get("asNucleusInfo", [{}])
     nuc = nuc[0] if isinstance(nuc, list) and nuc and isinstance(nuc[0], dict) else {}
+    order = got["order"]
     header = KSpaceHeader(
-        matrix=(n_read, n_lin, n_par),
-        fov_mm=fov,
-        position_mm=tuple(pos) if np.all(np.isfinite(pos)) else (0.0, 0.0, 0.0),
-        orientation=rot if np.allclose(rot.T @ rot, np.eye(3), atol=1e-3) else np.eye(3),
+        matrix=(got["ncol"] // os_factor, prot["n_lin"], prot["n_par"]), fov_mm=prot["fov"],
+        position_mm=position, orientation=orientation,
         tr_ms=_yaps(hdr, path, "alTR", 0, default=np.nan) / 1e3 or None,
         te_ms=_yaps(hdr, path, "alTE", 0, default=np.nan) / 1e3 or None,
         flip_angle_deg=_yaps(hdr, path, "adFlipAngleDegree", 0, default=np.nan),
         nucleus=str(nuc.get("tNucleus", "1H")).strip('"') or "1H",
         frequency_hz=float(nuc["lFrequency"]) if isinstance(nuc.get("lFrequency"), (int, float)) else None,
-        n_repetitions=n_rep,
-        n_coils=ncha,
+        n_repetitions=got["n_rep"], n_coils=got["ncha"],
         line_order=order if np.all(order >= 0) else None,
-        extra={"vendor": "Siemens", "readout_oversampling": os_factor, "unsampled_lines": int((count[0] == 0).sum()),
-               "center_col": int(mdh[0].CenterCol)},
+        extra={"vendor": "Siemens", "readout_oversampling": os_factor,
+               "unsampled_lines": int((got["count"][0] == 0).sum()), "center_col": int(got["mdh0"].CenterCol),
+               "geometry_source": source, "sources": _SOURCES},
     )
     for key in ("tr_ms", "te_ms", "flip_angle_deg"):
         val = getattr(header, key)
         if val is not None and not np.isfinite(val):
             setattr(header, key, None)
     return KSpace(data, header, source=path)
+
+
+_SOURCES = {"matrix": "MeasYaps sKSpace.lBaseResolution/lPhaseEncodingLines/lPartitions",
+            "fov_mm": "MeasYaps sSliceArray.asSlice[0].dReadoutFOV/dPhaseFOV/dThickness",
+            "position_mm": "MDH SliceData.SlicePos (LPS)", "orientation": "MDH SliceData.Quaternion",
+            "tr_ms": "MeasYaps alTR[0]", "te_ms": "MeasYaps alTE[0]", "flip_angle_deg": "MeasYaps adFlipAngleDegree[0]",
+            "nucleus": "MeasYaps sTXSPEC.asNucleusInfo[0].tNucleus", "frequency_hz": "sTXSPEC lFrequency",
+            "n_repetitions": "MDH Counter.Rep"}
 
 
 def _directions(quat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,12 +25,12 @@ from dualmode.conventions import ifft_centered, mri_affine
 from dualmode.kspace import KSpace
 
 from .coils import rss, svd_combine, walsh_combine
-from .hyperpolarized import correct_rf_depletion
+from .hyperpolarized import correct_rf_depletion, depletion_applies
 
 
 def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: float = np.inf,
                             workers: int = -1, noise_to_signal: float = 0.0, coil_combine: str = "svd",
-                            walsh_window: int = 5) -> np.ndarray:
+                            walsh_window: int = 5, hyperpolarized: bool = True) -> np.ndarray:
     """Complex image of every repetition, coils combined with phase kept.
 
     Parameters
@@ -45,11 +45,16 @@ def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: fl
     noise_to_signal : float
         0: divide by the weighting; > 0: Wiener-regularised correction
         (see :func:`dualmode.recon.hyperpolarized.correct_rf_depletion`).
-    coil_combine : {"svd", "walsh"}
+    coil_combine : {"svd", "walsh", "rss"}
         One global weight vector (small objects, :func:`~dualmode.recon.coils.svd_combine`)
         or spatially adaptive Walsh weights shared by all repetitions
         (:func:`~dualmode.recon.coils.walsh_combine` with ``average_axis=0``, box
-        ``walsh_window``) for objects larger than the coils' sensitivity variations.
+        ``walsh_window``) for objects larger than the coils' sensitivity variations;
+        ``"rss"``: root sum of squares (magnitude only, no phase: not for the lock-in).
+    hyperpolarized : bool
+        ``False`` for thermal-equilibrium data: no RF-depletion model
+        (:func:`~dualmode.recon.hyperpolarized.depletion_applies`; a hyperpolarized flip
+        angle >= 90 deg raises ``ValueError``).
 
     Returns
     -------
@@ -59,14 +64,16 @@ def reconstruct_repetitions(ksp: KSpace, *, rf_correction: bool = True, t1_s: fl
         raise ValueError("reconstruct_repetitions needs Cartesian k-space; use the NUFFT for others")
     data = ksp.data
     h = ksp.header
-    if rf_correction and h.flip_angle_deg and h.line_order is not None:
+    if rf_correction and depletion_applies(h.flip_angle_deg, hyperpolarized) and h.line_order is not None:
         data = correct_rf_depletion(data, h.line_order, h.flip_angle_deg, h.tr_ms or 0.0, t1_s,
                                     noise_to_signal=noise_to_signal)
     images = ifft_centered(data, axes=(-3, -2, -1), workers=workers)
+    if coil_combine == "rss":
+        return rss(images, axis=1).astype(np.complex64)
     if coil_combine == "walsh" and images.shape[1] > 1:
         return walsh_combine(images, coil_axis=1, window=walsh_window, average_axis=0).astype(np.complex64)
     if coil_combine not in ("svd", "walsh"):
-        raise ValueError(f"coil_combine must be 'svd' or 'walsh', got {coil_combine!r}")
+        raise ValueError(f"coil_combine must be 'svd', 'walsh' or 'rss', got {coil_combine!r}")
     return svd_combine(images, coil_axis=1).astype(np.complex64)
 
 

@@ -22,6 +22,13 @@ Point-spread function
     :func:`constant_signal_flip_angles` makes ``w`` flat: the PSF of the plain DFT.
     :func:`psf_of_weighting` and :func:`psf_metrics` quantify this.
 
+Hyperpolarized or thermal
+    The model holds only for hyperpolarized magnetization, which is not replenished between
+    excitations. Thermal-equilibrium data (1H, thermal 13C) recover toward equilibrium
+    and reach a steady state: callers pass ``hyperpolarized=False`` and no weighting is
+    applied (:func:`depletion_applies`). A flip angle at or above 90 deg spends all of the
+    polarization (``cos alpha <= 0``) and is refused for hyperpolarized data.
+
 Correction
     Dividing k-space by ``w`` restores the PSF but multiplies the noise of each line
     by ``1 / w``; :func:`correct_rf_depletion` with ``noise_to_signal > 0`` uses the
@@ -33,6 +40,35 @@ from __future__ import annotations
 
 import numpy as np
 
+
+
+def depletion_applies(flip_deg: float | None, hyperpolarized: bool = True) -> bool:
+    """Whether the RF-depletion model applies; refuse a hyperpolarized flip angle >= 90 deg.
+
+    Parameters
+    ----------
+    flip_deg : float or None
+        Constant flip angle of the acquisition (``None``: unknown, no correction).
+    hyperpolarized : bool
+        ``False`` for thermal-equilibrium data (no depletion model).
+
+    Raises
+    ------
+    ValueError
+        ``hyperpolarized`` with ``flip_deg`` outside ``(0, 90)`` (names ``mri.flip_angle_deg``).
+
+    Examples
+    --------
+    >>> depletion_applies(10.0), depletion_applies(90.0, hyperpolarized=False)
+    (True, False)
+    """
+    if not hyperpolarized or flip_deg is None:
+        return False
+    if not 0 < float(flip_deg) < 90:
+        raise ValueError(f"flip angle {float(flip_deg):g} deg: hyperpolarized data need 0 < flip < 90, the "
+                         "RF-depletion model sin(a) cos(a)^n is zero or negative beyond (check "
+                         "mri.flip_angle_deg, or set mri.hyperpolarized / hyperpolarized=False for thermal data)")
+    return True
 
 
 def excitation_weights(n_lines: int, flip_deg, tr_ms: float = 0.0, t1_s: float = np.inf) -> np.ndarray:
@@ -65,6 +101,9 @@ def kspace_weighting(line_order: np.ndarray, flip_deg, tr_ms: float = 0.0, t1_s:
     order = np.asarray(line_order, dtype=int)
     w = excitation_weights(order.size, flip_deg, tr_ms, t1_s)[order]
     centre = w[tuple(s // 2 for s in order.shape)]
+    if not np.all(w > 0) or not centre > 0:
+        raise ValueError("RF-depletion weights reach zero (a flip angle >= 90 deg spends all polarization): "
+                         "check mri.flip_angle_deg")
     return w / centre
 
 

@@ -29,7 +29,7 @@ from dualmode.kspace import KSpace
 
 from .cartesian import reconstruct_repetitions
 from .coils import svd_combine
-from .hyperpolarized import correct_rf_depletion, excitation_weights
+from .hyperpolarized import correct_rf_depletion, depletion_applies, excitation_weights
 from .signflip import SignFlipResult, robust_noise_sigma, signflip_combine
 
 
@@ -52,10 +52,10 @@ def _readout_weights(ksp: KSpace) -> np.ndarray | None:
     return np.repeat(w / w.mean(), n_read)
 
 
-def _prepared_kspace(ksp: KSpace, rf_correction: bool, t1_s: float) -> np.ndarray:
-    """k-space ``(rep, coil, ...)`` with the RF-depletion weighting divided out."""
+def _prepared_kspace(ksp: KSpace, rf_correction: bool, t1_s: float, hyperpolarized: bool = True) -> np.ndarray:
+    """k-space ``(rep, coil, ...)`` with the RF-depletion weighting divided out (hyperpolarized data only)."""
     h, data = ksp.header, ksp.data
-    if not rf_correction or not h.flip_angle_deg:
+    if not rf_correction or not depletion_applies(h.flip_angle_deg, hyperpolarized):
         return data
     if h.trajectory == "cartesian" and h.line_order is not None:
         return correct_rf_depletion(data, h.line_order, h.flip_angle_deg, h.tr_ms or 0.0, t1_s)
@@ -84,7 +84,8 @@ def shot_images(ksp: KSpace, data: np.ndarray, *, dcf: np.ndarray | None = None)
 
 
 def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True, t1_s: float = np.inf,
-                       lam_sigma: float = 1.5, max_iter: int = 60) -> tuple[SignFlipResult, np.ndarray]:
+                       lam_sigma: float = 1.5, max_iter: int = 60,
+                       hyperpolarized: bool = True) -> tuple[SignFlipResult, np.ndarray]:
     """Background-free ``H`` and background ``B`` from any acquisition.
 
     Parameters
@@ -95,6 +96,9 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
         Sign of each repetition.
     rf_correction : bool
         Divide out the RF-depletion weighting (needs flip angle and line/readout order).
+    hyperpolarized : bool
+        ``False`` for thermal-equilibrium data: the depletion model never applies. For
+        hyperpolarized data a flip angle >= 90 deg raises ``ValueError``.
     lam_sigma : float
         L1 threshold for undersampled Cartesian data, in units of the noise sigma of ``H``.
     max_iter : int
@@ -109,9 +113,9 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
     """
     h = ksp.header
     if h.trajectory == "cartesian" and ksp.mask is None:
-        shots = reconstruct_repetitions(ksp, rf_correction=rf_correction, t1_s=t1_s)
+        shots = reconstruct_repetitions(ksp, rf_correction=rf_correction, t1_s=t1_s, hyperpolarized=hyperpolarized)
         return signflip_combine(shots, polarization), shots
-    data = _prepared_kspace(ksp, rf_correction, t1_s)
+    data = _prepared_kspace(ksp, rf_correction, t1_s, hyperpolarized)
     dcf = None
     if h.trajectory != "cartesian":
         from .dcf import pipe_menon_dcf

@@ -94,3 +94,36 @@ def test_psf_linear_versus_centre_out():
     c = n // 2
     re = ifft_centered(w.astype(complex), axes=(0,))
     assert np.abs(re[c + 1] - re[c - 1]) > 0.05 * np.abs(re[c])  # complex PSF is not even
+
+
+def test_depletion_model_only_for_hyperpolarized_data():
+    from dualmode.recon.hyperpolarized import depletion_applies
+
+    assert depletion_applies(10.0) and not depletion_applies(10.0, hyperpolarized=False)
+    assert not depletion_applies(None) and not depletion_applies(90.0, hyperpolarized=False)
+    for flip in (90.0, 120.0, 0.0):
+        with pytest.raises(ValueError, match="mri.flip_angle_deg"):
+            depletion_applies(flip)
+
+
+def test_90_degree_hyperpolarized_reconstruction_is_refused_thermal_is_plain_fft():
+    """A 90 deg flip spends all polarization on the first line (weights 0 after it): refused
+    naming the field; the same data as thermal are the plain inverse FFT."""
+    from dualmode.conventions import ifft_centered
+    from dualmode.kspace import KSpace, KSpaceHeader
+    from dualmode.recon.cartesian import reconstruct_repetitions
+    from dualmode.recon.hyperpolarized import line_order_linear
+    from dualmode.recon.lockin_recon import lockin_reconstruct
+
+    rng = np.random.default_rng(3)
+    data = (rng.standard_normal((2, 1, 8, 8, 1)) + 1j * rng.standard_normal((2, 1, 8, 8, 1))).astype(np.complex64)
+    h = KSpaceHeader(matrix=(8, 8, 1), fov_mm=(8.0, 8.0, 1.0), flip_angle_deg=90.0, n_repetitions=2,
+                     line_order=line_order_linear(8))
+    ksp = KSpace(data, h)
+    with pytest.raises(ValueError, match="mri.flip_angle_deg"):
+        reconstruct_repetitions(ksp)
+    with pytest.raises(ValueError, match="mri.flip_angle_deg"):
+        lockin_reconstruct(ksp, [1, -1])
+    thermal = reconstruct_repetitions(ksp, hyperpolarized=False)
+    want = ifft_centered(data[:, 0])
+    np.testing.assert_allclose(np.abs(thermal), np.abs(want), rtol=1e-4, atol=1e-6)
