@@ -65,7 +65,6 @@ LONG_ALLOWED = {
     "registration/matching.py:match_particles": SPLITTING + ", H5",
     "registration/particles.py:detect_optical_particles": SPLITTING + ", H5",
     "registration/register.py:register": SPLITTING + ", H5",
-    "io/twix.py:read_twix": SPLITTING + ", H4",
     "recon/nufft.py": SPLITTING + ", H0",
     "recon/optical_lockin.py:optical_lockin": SPLITTING + ", H0",
 }
