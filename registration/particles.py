@@ -170,6 +170,78 @@ def _log_stack(img, sigma0, factors):
     return np.stack(out)
 
 
+def _binned(img, spacing, diameter_um):
+    """Block-mean binned image with ~2 px per ``sigma0`` (the LoG scale of a particle)."""
+    from skimage.transform import downscale_local_mean
+
+    active = np.array([n > 1 for n in img.shape])
+    sigma_full = np.where(active, np.maximum(diameter_um / (2 * np.sqrt(2)) / spacing, 0.7), 0.0)
+    step = np.where(active, np.maximum(1, np.floor(sigma_full / 2.0)), 1).astype(int)
+    crop = tuple(slice(0, (n // k) * k) for n, k in zip(img.shape, step))
+    small = downscale_local_mean(img[crop], tuple(step)).astype(np.float32) if np.any(step > 1) else img
+    return small, step, sigma_full, active
+
+
+def _candidates(small, step, sigma_full, active, spacing, diameter_um, max_blur):
+    """Local maxima of the multi-scale LoG of the background-removed binned image:
+    ``(peaks, blur factor per peak, amplitude map)``."""
+    sigma0 = sigma_full / step
+    # background: white top-hat with an element 2.5 particle diameters wide
+    flat = _white_tophat(ndi.gaussian_filter(small, 0.25 * sigma0), 2.5 * diameter_um / (spacing * step))
+    scales = np.geomspace(1.0, max_blur, 5)
+    stack = _log_stack(flat, sigma0, scales)
+    best_scale = np.argmax(stack, axis=0)
+    response = stack.max(axis=0)
+    del stack
+    mind = max(1, int(np.floor(np.sqrt(2) * sigma0[active].min())))
+    peaks = peak_local_max(response, min_distance=mind, threshold_abs=0.0, exclude_border=False)
+    blur = scales[best_scale[tuple(peaks.T)]] if len(peaks) else np.zeros(0)
+    return peaks, blur, ndi.gaussian_filter(flat, 0.5 * sigma0)
+
+
+def _measure(img, peaks, blur, amp_map, step, sigma_full, active, threshold):
+    """Full-resolution centroid (px), amplitude, blur and edge flag of each peak above ``threshold``."""
+    out = []
+    for p, b in zip(peaks, blur):
+        a = amp_map[tuple(p)]
+        if a < threshold:
+            continue
+        radius = 1.5 * np.sqrt(2) * b * sigma_full
+        centre = _centroid(img, (p + 0.5) * step - 0.5, radius, sigma_full, active)
+        # a blob cut by the field edge has a biased centroid: flag it
+        cut = np.any(active[:2] & ((centre[:2] - 0.5 * radius[:2] < 0) |
+                                   (centre[:2] + 0.5 * radius[:2] > np.array(img.shape[:2]) - 1)))
+        out.append((centre, a, b, cut))
+    return out
+
+
+def merge_clusters(xyz_um, amplitude, confidence, merge_um: float, cluster_weight: float = 0.3):
+    """Merge detections closer than ``merge_um`` (touching particles the MRI sees as one blob).
+
+    A cluster becomes one particle at the amplitude-weighted centroid of its members (the
+    centroid an MRI of that resolution sees if 13C signal follows fluorescence) with the
+    members' summed amplitude and ``cluster_weight`` times their best confidence (the MRI's
+    relative weighting of the members is not known). Returns ``(xyz, amplitude, confidence,
+    label)`` with ``label[n]`` the merged particle of detection ``n``.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    xyz_um = np.asarray(xyz_um, float).reshape(-1, 3)
+    n = len(xyz_um)
+    pairs = cKDTree(xyz_um).query_pairs(merge_um, output_type="ndarray") if n > 1 else np.zeros((0, 2), int)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    ncomp, label = connected_components(graph, directed=False)
+    members = np.bincount(label, minlength=ncomp)
+    amp = np.bincount(label, amplitude, ncomp)
+    xyz = np.stack([np.bincount(label, amplitude * xyz_um[:, d], ncomp) for d in range(3)], 1) / amp[:, None]
+    conf = np.zeros(ncomp)
+    np.maximum.at(conf, label, confidence)
+    conf = np.where(members > 1, cluster_weight * conf, conf)
+    return xyz, amp, conf, label
+
+
 def detect_optical_particles(
     image: np.ndarray,
     spacing_um,
@@ -177,6 +249,7 @@ def detect_optical_particles(
     diameter_um: float = 200.0,
     min_snr: float = 5.0,
     max_blur: float = 3.0,
+    mri_voxel_mm=None,
 ) -> Particles:
     """Detect fluorescent particles of known size in ``data[x, y, z]``.
 
@@ -193,64 +266,51 @@ def detect_optical_particles(
         (robust wavelet estimate, :func:`skimage.restoration.estimate_sigma`).
     max_blur : float
         Largest blur factor (LoG scale / ``sigma0``) searched for deep, scattered particles.
+    mri_voxel_mm : sequence of float, optional
+        MRI voxel size: detections closer than 1.25 median voxels (touching particles the MRI
+        cannot separate) are merged into one lower-weight particle (:func:`merge_clusters`).
 
     Returns
     -------
     Particles
         ``xyz`` in optical um (origin at the first pixel centre); ``confidence``
         ``= snr^2 / (snr^2 + (2 min_snr)^2) / blur^2``, times 0.1 for blobs cut by the
-        field edge (biased centroid); ``extra["blur"]`` the blur factor, ``extra["edge"]``.
+        field edge (biased centroid); ``extra["blur"]``, ``extra["edge"]``, ``extra["members"]``.
+
+    Examples
+    --------
+    >>> from dualmode.simulate import make_pair
+    >>> pair = make_pair(0, n_particles=40)
+    >>> found = detect_optical_particles(pair.optical_data, pair.spacing_um, diameter_um=200.0)
+    >>> len(found) > 0
+    True
     """
     from skimage.restoration import estimate_sigma
-
-    from skimage.transform import downscale_local_mean
 
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 3:
         raise ValueError(f"optical image must be [x, y, z], got shape {img.shape}")
     spacing = np.asarray(spacing_um, float)
-    active = np.array([n > 1 for n in img.shape])
-    sigma_full = np.where(active, np.maximum(diameter_um / (2 * np.sqrt(2)) / spacing, 0.7), 0.0)
-    # detect on a block-mean binned image with ~2 px per sigma0 (positions refined at full resolution)
-    step = np.where(active, np.maximum(1, np.floor(sigma_full / 2.0)), 1).astype(int)
-    crop = tuple(slice(0, (n // k) * k) for n, k in zip(img.shape, step))
-    small = downscale_local_mean(img[crop], tuple(step)).astype(np.float32) if np.any(step > 1) else img
-    sigma0 = sigma_full / step
-    # background: white top-hat with an element 2.5 particle diameters wide
-    flat = _white_tophat(ndi.gaussian_filter(small, 0.25 * sigma0), 2.5 * diameter_um / (spacing * step))
+    small, step, sigma_full, active = _binned(img, spacing, diameter_um)
     sq = np.squeeze(img)
-    noise = float(estimate_sigma(sq)) if sq.ndim >= 2 else float(np.std(sq))
-    noise = max(noise, 1e-12)
-    scales = np.geomspace(1.0, max_blur, 5)
-    stack = _log_stack(flat, sigma0, scales)
-    best_scale = np.argmax(stack, axis=0)
-    response = stack.max(axis=0)
-    del stack
-    mind = max(1, int(np.floor(np.sqrt(2) * sigma0[active].min())))
-    peaks = peak_local_max(response, min_distance=mind, threshold_abs=0.0, exclude_border=False)
-    amp_map = ndi.gaussian_filter(flat, 0.5 * sigma0)
-    xyz, amp, blur, edge = [], [], [], []
-    for p in peaks:
-        b = scales[best_scale[tuple(p)]]
-        a = amp_map[tuple(p)]
-        if a < min_snr * noise:
-            continue
-        radius = 1.5 * np.sqrt(2) * b * sigma_full
-        centre = _centroid(img, (p + 0.5) * step - 0.5, radius, sigma_full, active)
-        # a blob cut by the field edge has a biased centroid: flag it
-        cut = np.any(active[:2] & ((centre[:2] - 0.5 * radius[:2] < 0) |
-                                   (centre[:2] + 0.5 * radius[:2] > np.array(img.shape[:2]) - 1)))
-        xyz.append(centre * spacing)
-        amp.append(a)
-        blur.append(b)
-        edge.append(cut)
-    xyz = np.array(xyz, float).reshape(-1, 3)
-    amp = np.array(amp, float)
-    blur = np.array(blur, float)
+    noise = max(float(estimate_sigma(sq)) if sq.ndim >= 2 else float(np.std(sq)), 1e-12)
+    peaks, blur, amp_map = _candidates(small, step, sigma_full, active, spacing, diameter_um, max_blur)
+    found = _measure(img, peaks, blur, amp_map, step, sigma_full, active, min_snr * noise)
+    xyz = np.array([f[0] for f in found], float).reshape(-1, 3) * spacing
+    amp, blur, edge = (np.array([f[k] for f in found], t) for k, t in ((1, float), (2, float), (3, bool)))
+    conf = _confidence(amp / noise, min_snr) / blur**2 * np.where(edge, 0.1, 1.0)
+    members = np.ones(len(xyz), int)
+    if mri_voxel_mm is not None and len(xyz) > 1:
+        merge_um = 1.25e3 * float(np.median(np.asarray(mri_voxel_mm, float)))
+        xyz, amp, conf, label = merge_clusters(xyz, amp, conf, merge_um)
+        members = np.bincount(label, minlength=len(xyz))
+        blur_g, edge_g = np.zeros(len(xyz)), np.zeros(len(xyz), bool)
+        np.maximum.at(blur_g, label, blur)
+        np.logical_or.at(edge_g, label, edge)
+        blur, edge = blur_g, edge_g
     snr = amp / noise
-    edge = np.array(edge, bool)
-    conf = _confidence(snr, min_snr) / blur**2 * np.where(edge, 0.1, 1.0)
-    return Particles(xyz, amp, snr, conf, {"blur": blur, "edge": edge, "noise": np.full(len(xyz), noise)})
+    return Particles(xyz, amp, snr, conf, {"blur": blur, "edge": edge, "members": members,
+                                           "noise": np.full(len(xyz), noise)})
 
 
 def _centroid(img, centre, radius, sigma0, active, iterations=4):

@@ -54,7 +54,8 @@ def _check_args(img, aff, data, model):
 def _detect(img, aff, noise_sigma, data, spacing, opts):
     """Particles in both modalities, the ``max_particles`` best of each."""
     mri_p = detect_mri_particles(img, aff, noise_sigma, min_snr=opts["min_snr"])
-    opt_p = detect_optical_particles(data, spacing, diameter_um=opts["diameter_um"], min_snr=opts["min_snr"])
+    opt_p = detect_optical_particles(data, spacing, diameter_um=opts["diameter_um"], min_snr=opts["min_snr"],
+                                     mri_voxel_mm=voxel_sizes(aff))
     if len(mri_p) < 3 or len(opt_p) < 3:
         raise RegistrationError(
             f"too few particles to register: {len(mri_p)} in the MRI, {len(opt_p)} in the optical "

@@ -218,45 +218,28 @@ def register(
 
     Parameters
     ----------
-    mri_image : (I, J, K) ndarray
-        Background-free ``|H|`` (``K = 1`` for 2D).
-    mri_affine : (4, 4) ndarray
-        MRI voxel -> RAS mm.
-    noise_sigma : float
-        Per-component noise sigma of ``H``.
+    mri_image, mri_affine, noise_sigma
+        Background-free ``|H|`` ``[i, j, k]``, its voxel -> RAS mm affine, per-component noise sigma.
     optical : dualmode.io.OpticalImage
         ``data[x, y, z]`` (widefield ``z = 1`` or a stack) with ``spacing_um``.
-    center_mm : sequence of 3 float, optional
-        Coarse RAS position of the optical data's centre (the middle pixel of the field;
-        for a stack the middle of the stack in depth; for widefield the focal plane);
-        ``None`` searches the whole MRI field.
-    uncertainty_mm : float
-        Radius around ``center_mm`` searched for that centre (in-plane for a 2D MRI).
-    orientation : (3, 3) array_like, optional
-        Coarse orientation: the optical x, y, z axes (columns) in MRI RAS; with
-        ``orientation_uncertainty_deg`` < 180 only rotations within that angle (and with
-        its handedness) are searched. ``None``: any orientation.
+    center_mm, uncertainty_mm : optional
+        Coarse RAS position of the optical data's centre (middle of the field; for a stack
+        the middle in depth; widefield: on the focal plane) and the radius searched around it.
+    orientation, orientation_uncertainty_deg : optional
+        Coarse orientation (3x3, the optical x, y, z axes as columns in MRI RAS) and the
+        angle searched around it (with its handedness); ``None``/180: any orientation.
     diameter_um : float
-        Particle diameter (sets the optical detection scale).
-    allow_mirror : bool
-        Also test mirrored optics (det -1, any reflection).
-    refine : bool
-        Mattes-MI refinement after the point fit (accepted only if it keeps the point residual).
+        Particle diameter (optical detection scale).
+    allow_mirror, refine : bool
+        Also test mirrored optics (any reflection); Mattes-MI refinement (Mattes et al. 2003),
+        kept if it moves the particles by < ``accept_tol`` x the point fit's standard error.
     model : {"similarity", "rigid", "affine"}
-        Point-fit model: similarity fits the optical pixel-size factor within
-        ``1 +- max_scale_error`` (reported as ``scale``); ``"affine"`` fits a similarity to
-        the points and an affine in the MI refinement.
+        Point fit: similarity fits the optical pixel-size factor within ``1 +- max_scale_error``
+        (reported as ``scale``); ``"affine"``: similarity points, affine MI refinement.
     tol_mm : float or 3 floats, optional
-        Match tolerance (per MRI array axis); default ``max(0.6 voxel, 0.1 mm)`` per axis.
-    depth_of_field_um : float, optional
-        Widefield against a 3D MRI: slab of the MRI projected for the MI refinement
-        (default: two particle diameters).
-    accept_tol : float
-        The MI refinement is kept only if the offset it adds to the matched particles,
-        ``sqrt(rms_refined^2 - rms_points^2)``, is at most ``accept_tol`` times the point fit's
-        standard error ``rms_points / sqrt(pairs)``.
-    max_particles : int
-        Keep at most this many particles per modality (highest SNR) for matching.
+        Match tolerance per MRI array axis; default ``max(0.6 voxel, 0.1 mm)`` per axis.
+    min_snr, depth_of_field_um, max_particles
+        Detection threshold; MRI slab for widefield MI (2 diameters); particles kept per side.
 
     Returns
     -------
@@ -265,14 +248,11 @@ def register(
     Raises
     ------
     RegistrationError
-        Fewer than 3 particles in either modality, or no match clearly better than a decoy
-        (the message says what was searched and which manifest field would help; ``.best``
-        holds the best rejected hypothesis).
+        Too few particles, or no match clearly better than a decoy (``.best``: the best rejected).
 
     References
     ----------
-    Fischler & Bolles, CACM 24:381 (1981) (RANSAC); Umeyama, IEEE TPAMI 13:376 (1991)
-    (point fit); Mattes et al., IEEE TMI 22:120 (2003) (mutual information).
+    RANSAC: Fischler & Bolles, CACM 24:381 (1981); point fit: Umeyama, IEEE TPAMI 13:376 (1991).
 
     Examples
     --------
@@ -283,11 +263,7 @@ def register(
     >>> reg.matched >= 6
     True
     """
-    opts = dict(center_mm=center_mm, uncertainty_mm=uncertainty_mm, orientation=orientation,
-                orientation_uncertainty_deg=orientation_uncertainty_deg, diameter_um=diameter_um,
-                allow_mirror=allow_mirror, model=model, max_scale_error=max_scale_error, min_snr=min_snr,
-                tol_mm=tol_mm, depth_of_field_um=depth_of_field_um, accept_tol=accept_tol,
-                max_particles=max_particles)
+    opts = {k: v for k, v in locals().items() if k not in ("mri_image", "mri_affine", "optical", "refine")}
     pb = prepare(mri_image, mri_affine, noise_sigma, optical, opts)
     cands = search(pb.mode, pb.o, pb.m, pb.opt_p.confidence, pb.mri_p.confidence, pb.space, pb.mirrors)
     best = cands[0] if cands else None

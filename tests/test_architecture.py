@@ -60,11 +60,8 @@ LONG_ALLOWED = {
                                       "splitting it would put the JIT-specialised inner loops out of reach",
     "dualmode/batch.py": SPLITTING + ", H1",
     "dualmode/batch.py:run_batch": SPLITTING + ", H1",
-    "dualmode/simulate/phantom.py:make_pair": SPLITTING + ", H5",
     "recon/signflip.py:signflip_combine": SPLITTING + ", H6",
-    "registration/matching.py:match_particles": SPLITTING + ", H5",
     "registration/particles.py:detect_optical_particles": SPLITTING + ", H5",
-    "registration/register.py:register": SPLITTING + ", H5",
     "recon/nufft.py": SPLITTING + ", H0",
     "recon/optical_lockin.py:optical_lockin": SPLITTING + ", H0",
 }

@@ -141,11 +141,11 @@ def _place_world(rng, affine, shape, n_particles, min_separation_mm, slab_mm, sl
     return np.array(pts)
 
 
-def _add_clusters(rng, world, n_clusters, diameter_um, planar_axis):
-    """Give ``n_clusters`` particles 1-2 touching neighbours (centres one diameter apart),
-    in the plane normal to ``planar_axis`` when given (a 2D slice or a thin slab)."""
+def _add_clusters(rng, world, n_clusters, diameter_um, planar_axis, centre):
+    """Give the ``n_clusters`` particles nearest ``centre`` 1-2 touching neighbours (centres one
+    diameter apart), in the plane normal to ``planar_axis`` when given (a 2D slice or a thin slab)."""
     extra = []
-    for c in world[:n_clusters]:
+    for c in world[np.argsort(np.linalg.norm(world - centre, axis=1))[:n_clusters]]:
         for _ in range(int(rng.integers(1, 3))):
             d = rng.standard_normal(3)
             if planar_axis is not None:
@@ -248,7 +248,8 @@ def make_pair(
     if shape[2] > 1 and oshape[2] == 1:  # widefield against a 3D MRI: focal plane at the mean depth
         centre = centre + axis * np.mean((world - centre) @ axis)
     if n_clusters:
-        world = _add_clusters(rng, world, n_clusters, diameter_um, axis if (shape[2] == 1 or slab_mm) else None)
+        world = _add_clusters(rng, world, n_clusters, diameter_um, axis if (shape[2] == 1 or slab_mm) else None,
+                              centre)
     o2m = _optical_frame(rot, centre, osp, oshape)
     opt = apply_affine(np.linalg.inv(o2m), world)
     mri_keep, opt_keep = _split_outliers(rng, opt, osp, oshape, diameter_um, len(world), outlier_fraction)
