@@ -61,7 +61,6 @@ LONG_ALLOWED = {
     "dualmode/batch.py": SPLITTING + ", H1",
     "dualmode/batch.py:run_batch": SPLITTING + ", H1",
     "recon/signflip.py:signflip_combine": SPLITTING + ", H6",
-    "io/twix.py:read_twix": SPLITTING + ", H4",
     "recon/nufft.py": SPLITTING + ", H0",
     "recon/optical_lockin.py:optical_lockin": SPLITTING + ", H0",
 }
