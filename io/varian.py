@@ -15,7 +15,16 @@ files; this module checks sizes first, then maps the traces to :class:`KSpace`:
   FOV from ``lro``/``lpe``/``lpe2`` (cm) and ``thk`` (mm).
 
 Header: ``sfrq`` (MHz) -> frequency, ``tn`` -> nucleus, ``tr``/``te`` (s) -> ms,
-``flip1`` (deg). Orientation (``psi/phi/theta``) is kept in ``extra``, not converted.
+``flip1`` (deg).
+
+Geometry (:func:`procpar_geometry`): the Euler angles ``psi``, ``phi``, ``theta`` (deg)
+give the read, phase and slice directions in the magnet frame by the rotation VnmrJ
+writes into its ``fdf`` image headers (``orientation``, rows = read, phase, slice);
+the FOV centre sits at ``pro``, ``ppe`` (cm) along read and phase and ``pss`` (cm,
+``ppe2`` for 3D) along the slice direction. The magnet frame is taken as the patient's
+LPS for a head-first supine subject (as DICOM and ParaVision; ``diag(-1, -1, 1)`` to
+RAS). Checked by a round trip through :func:`dualmode.simulate.write_varian`; no public
+Varian imaging data with a vendor reconstruction was available to check it against.
 """
 
 from __future__ import annotations
@@ -164,12 +173,35 @@ def read_varian(path: str | os.PathLike) -> KSpace:
     fov = (lro * 10.0, lpe * 10.0, third * 10.0 if nv2 > 1 else third)
     if any(f <= 0 for f in fov):
         raise InputError(ppath, f"absurd field of view {fov} mm", "lro")
-    for key in ("psi", "phi", "theta", "pro", "ppe", "pss0"):
-        if key in pp:
-            extra["varian_" + key] = _num(pp, key, ppath)
+    position, orientation, extra["geometry_source"] = procpar_geometry(pp, ppath, three_d=nv2 > 1)
     data = traces.reshape(reps, nv2, nv, n_read).transpose(0, 3, 2, 1)[:, None]
-    header = KSpaceHeader(matrix=(n_read, nv, nv2), fov_mm=fov, n_repetitions=reps, extra=extra, **common)
+    header = KSpaceHeader(matrix=(n_read, nv, nv2), fov_mm=fov, n_repetitions=reps, extra=extra,
+                          position_mm=position, orientation=orientation, **common)
     return KSpace(np.ascontiguousarray(data), header, source=fid)
+
+
+def euler_rows(psi: float, phi: float, theta: float) -> np.ndarray:
+    """Read, phase and slice directions (rows) in the magnet frame from VnmrJ's Euler angles (deg)."""
+    ps, ph, th = np.deg2rad([psi, phi, theta])
+    cps, sps, cph, sph, cth, sth = np.cos(ps), np.sin(ps), np.cos(ph), np.sin(ph), np.cos(th), np.sin(th)
+    return np.array([
+        [-sph * sps - cph * cth * cps, sph * cps - cph * cth * sps, sth * cph],
+        [cph * sps - sph * cth * cps, -cph * cps - sph * cth * sps, sth * sph],
+        [sth * cps, sth * sps, cth],
+    ])
+
+
+def procpar_geometry(pp: dict, ppath: str, three_d: bool = False) -> tuple[tuple, np.ndarray, str]:
+    """RAS ``position_mm``, ``orientation`` and a source note from ``psi/phi/theta`` and ``pro/ppe/pss``."""
+    if not all(k in pp for k in ("psi", "phi", "theta")):
+        return (0.0, 0.0, 0.0), np.eye(3), "none (procpar lacks psi/phi/theta): set mri.geometry"
+    rows = euler_rows(_num(pp, "psi", ppath), _num(pp, "phi", ppath), _num(pp, "theta", ppath))
+    third = _num(pp, "ppe2", ppath, 0.0) if three_d else _num(pp, "pss", ppath, 0.0)
+    offsets = 10.0 * np.array([_num(pp, "pro", ppath, 0.0), _num(pp, "ppe", ppath, 0.0), third])  # cm -> mm
+    to_ras = np.diag([-1.0, -1.0, 1.0])
+    position = to_ras @ rows.T @ offsets
+    return (tuple(float(v) for v in position), to_ras @ rows.T,
+            "procpar (psi/phi/theta, pro/ppe/pss; VnmrJ fdf orientation convention)")
 
 
 def _ms(seconds: float | None) -> float | None:

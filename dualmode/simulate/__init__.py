@@ -9,16 +9,17 @@ depends on this package; it exists so that every stage can be checked against a 
 * :func:`make_pair` renders an MRI/optical particle pair with a known ``optical_to_mri``;
   :func:`rotation_z` is the one optical-frame rotation/mirror convention used by both.
 * :func:`true_tre`, :func:`matching_precision_recall` score a registration against truth.
-* :func:`write_bruker`, :func:`write_twix` write vendor raw files with known content.
+* :func:`write_bruker`, :func:`write_twix`, :func:`write_varian` write vendor raw files with known
+  content and geometry.
 """
 
 from .accuracy import matching_precision_recall, true_tre
 from .config import SimulationConfig
 from .folder import simulate_folder
 from .phantom import SyntheticPair, make_pair, rotation_z
-from .vendor import write_bruker, write_twix
+from .vendor import write_bruker, write_twix, write_varian
 
 __all__ = [
     "SimulationConfig", "SyntheticPair", "make_pair", "matching_precision_recall", "rotation_z",
-    "simulate_folder", "true_tre", "write_bruker", "write_twix",
+    "simulate_folder", "true_tre", "write_bruker", "write_twix", "write_varian",
 ]

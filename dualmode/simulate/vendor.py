@@ -188,3 +188,53 @@ def write_twix(path: str | os.PathLike, ksp: KSpace, oversampling: int = 2) -> N
     scan = {"hdr_str": np.frombuffer(hdr_bytes, dtype="S1"), "mdb": mdbs}
     with contextlib.redirect_stdout(stdio.StringIO()):
         twixtools.write_twix([scan], path, version_is_ve=True)
+
+
+def write_varian(folder: str | os.PathLike, ksp: KSpace, seqfil: str = "gems") -> None:
+    """Write single-coil Cartesian :class:`KSpace` as a VnmrJ ``.fid`` folder (``fid`` + ``procpar``).
+
+    One block per repetition of ``nv * nv2`` float32 traces (``[nv2][nv]`` order), FOV as
+    ``lro/lpe/lpe2`` (cm) or ``thk`` (mm), and the header's RAS placement as ``psi/phi/theta``
+    and ``pro/ppe/pss`` (``ppe2`` for 3D): the inverse of
+    :func:`dualmode.io.varian.procpar_geometry`. The orientation must be a proper rotation.
+    """
+    import struct
+
+    from dualmode.io.varian import euler_rows
+
+    h = ksp.header
+    if h.n_coils != 1:
+        raise ValueError("write_varian writes one receiver")
+    nr, (nx, ny, nz) = h.n_repetitions, h.matrix
+    rows = (np.diag([-1.0, -1.0, 1.0]) @ np.asarray(h.orientation, float)).T
+    theta = np.degrees(np.arccos(np.clip(rows[2, 2], -1, 1)))
+    psi = np.degrees(np.arctan2(rows[2, 1], rows[2, 0]))
+    phi = np.degrees(np.arctan2(rows[1, 2], rows[0, 2]))
+    if not np.allclose(euler_rows(psi, phi, theta), rows, atol=1e-9):
+        raise ValueError("orientation is not a proper rotation with a tilted slice (psi/phi/theta undefined)")
+    offsets = rows @ np.diag([-1.0, -1.0, 1.0]) @ np.asarray(h.position_mm, float) / 10.0  # mm -> cm
+    traces = np.transpose(ksp.data[:, 0], (0, 3, 2, 1)).reshape(nr, nz * ny, nx)  # [rep][nv2][nv][np/2]
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    ntr = nz * ny
+    head = struct.pack(">6ihhi", nr, ntr, 2 * nx, 4, 8 * nx, 8 * nx * ntr + 28, 0, 0x9, 1)
+    with open(os.path.join(folder, "fid"), "wb") as f:
+        f.write(head)
+        for b in range(nr):
+            inter = np.empty((ntr, 2 * nx), ">f4")
+            inter[:, 0::2], inter[:, 1::2] = traces[b].real, traces[b].imag
+            f.write(struct.pack(">hhhhiffff", 0, 0x9, b + 1, 0, 0, 0, 0, 0, 0) + inter.tobytes())
+    real = {"np": 2 * nx, "nv": ny, "nv2": nz if nz > 1 else 0, "ns": 1, "sw": 50000.0,
+            "sfrq": (h.frequency_hz or 0.0) / 1e6, "lro": h.fov_mm[0] / 10, "lpe": h.fov_mm[1] / 10,
+            "tr": (h.tr_ms or 10.0) / 1e3, "te": (h.te_ms or 2.0) / 1e3, "flip1": float(h.flip_angle_deg or 10.0),
+            "psi": psi, "phi": phi, "theta": theta, "pro": offsets[0], "ppe": offsets[1]}
+    real.update({"lpe2": h.fov_mm[2] / 10, "ppe2": offsets[2]} if nz > 1 else {"thk": h.fov_mm[2],
+                                                                              "pss": offsets[2]})
+    nucleus = "".join(c for c in h.nucleus if c.isalpha()) + "".join(c for c in h.nucleus if c.isdigit())
+    lines = []
+    for key, val in real.items():
+        lines += [f"{key} 1 1 1e+18 -1e+18 0 1 1 0 1 64", f"1 {float(val)!r} ", "0 "]
+    for key, val in (("tn", nucleus), ("seqfil", seqfil), ("petable", "")):
+        lines += [f"{key} 2 2 8 0 0 2 1 0 1 64", f'1 "{val}"', "0 "]
+    with open(os.path.join(folder, "procpar"), "w") as f:
+        f.write("\n".join(lines) + "\n")
