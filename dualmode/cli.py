@@ -165,8 +165,37 @@ def cmd_info(args) -> int:
                 "placement_center_mm": None if acq.placement_center_mm is None else acq.placement_center_mm.tolist(),
             },
         }
+        desc.update(_info_sources(acq))
         print(json.dumps(desc, indent=2))
     return status
+
+
+def _info_sources(acq) -> dict:
+    """Where each MRI value came from, and the slice packages of a vendor scan (issue 14)."""
+    from .importer import describe_packages, value_sources
+
+    out = {"sources": value_sources(acq)}
+    packages = describe_packages(acq.kspace.source)
+    if packages and len(packages) > 1:
+        out["packages"] = packages
+    return out
+
+
+def cmd_import(args) -> int:
+    from .importer import import_acquisition
+    from .io import InputError
+
+    try:
+        man = import_acquisition(args.scanner, args.optical, args.dest, polarization=args.polarization,
+                                 scheme=args.scheme, copy=args.copy, package=args.package, raw_format=args.format,
+                                 pixel_size_um=args.optical_pixel_size, hyperpolarized=not args.thermal)
+    except InputError as err:
+        print(f"dualmode import: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.dest}/acquisition.json: {len(man['mri']['polarization'])} shots "
+          f"({man['mri']['scheme']}), raw {man['mri']['source']['path']}, optics {man['optics']['image']}; "
+          f"geometry: {man['mri']['x-imported']['geometry_source']}")
+    return 0
 
 
 def cmd_convert(args) -> int:
@@ -239,6 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+")
     p.add_argument("--optical-pixel-size", type=float, nargs="+", metavar="UM")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("import", help="make an acquisition folder from a scanner experiment and a microscope image")
+    p.add_argument("scanner", help="Bruker experiment folder, Varian .fid folder, twix .dat or ISMRMRD file")
+    p.add_argument("optical", help="fluorescence TIFF/OME-TIFF")
+    p.add_argument("dest", help="new acquisition folder")
+    sign = p.add_mutually_exclusive_group(required=True)
+    sign.add_argument("--polarization", metavar="+-+-", help="sign of every repetition")
+    sign.add_argument("--scheme", metavar="+-", help="sign pattern repeated over the repetitions")
+    p.add_argument("--copy", action="store_true", help="copy raw data and image instead of referencing them")
+    p.add_argument("--package", type=int, help="slice package of a multi-package scan (see dualmode info)")
+    p.add_argument("--format", help="raw format (guessed when absent)")
+    p.add_argument("--optical-pixel-size", type=float, nargs="+", metavar="UM")
+    p.add_argument("--thermal", action="store_true", help="thermal-equilibrium data: no RF-depletion model")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("schema", help="print the JSON Schema of acquisition.json")
     p.set_defaults(func=cmd_schema)

@@ -109,7 +109,7 @@ def load_acquisition(folder: str | os.PathLike, optical_pixel_size_um=None) -> A
     raw, man = parse_manifest(folder)
     mpath = os.path.join(folder, MANIFEST)
     mri = man.mri
-    ksp = read_kspace(os.path.join(folder, mri.source.path), mri.source.format)
+    ksp = read_kspace(os.path.join(folder, mri.source.path), mri.source.format, mri.source.package)
     pol = np.asarray(mri.polarization, dtype=int)
     if pol.size != ksp.header.n_repetitions:
         raise InputError(mpath, f"lists {pol.size} polarization signs but {ksp.source} holds "
@@ -142,6 +142,10 @@ def _apply_overrides(ksp: KSpace, mri, mpath: str) -> KSpace:
     overrides = {k: getattr(mri, k) for k in ("tr_ms", "te_ms", "flip_angle_deg", "nucleus", "frequency_hz")
                  if getattr(mri, k) is not None}
     geo = mri.geometry
+    vendor = str(ksp.header.extra.get("geometry_source", ""))
+    if geo is None and (vendor.startswith("none") or "DISAGREES" in vendor) and ksp.header.trajectory != "spectroscopic":
+        raise InputError(mpath, f"the raw data give no trustworthy geometry ({vendor}): add mri.geometry",
+                         "mri.geometry")
     if geo is not None:
         if list(geo.matrix) != list(ksp.header.matrix):
             raise InputError(mpath, f"{geo.matrix} does not match the raw data's matrix "

@@ -78,6 +78,8 @@ class Source(_Section):
     path: RelPath = Field(description="raw k-space file or vendor experiment folder, relative to the folder")
     format: StrictStr | None = Field(None, description="reader: ismrmrd, npz, bruker, varian, twix "
                                                        "(docs/formats.md); guessed from the path when absent")
+    package: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None, description="slice package of a scan holding several (a Bruker tripilot); dualmode info lists them")
 
     @model_validator(mode="after")
     def _known_format(self) -> "Source":
