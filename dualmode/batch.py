@@ -40,6 +40,7 @@ from dualmode.serialize import jsonable
 
 from .outputs import write_json
 from .pipeline import OUTPUT_FILES, PipelineOptions, input_checksums, peak_rss_mb, process_folder
+from .report_html import update_study_report
 
 log = logging.getLogger("dualmode")
 
@@ -444,6 +445,7 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
     result = summary("interrupted" if interrupted else "finished")
     del result["pending"]
     write_json(summary_path, result)
+    update_study_report(out_root, result)  # OUT/index.html
     if interrupted:
         raise KeyboardInterrupt
     return result

@@ -214,11 +214,14 @@ def cmd_convert(args) -> int:
 
 def cmd_view(args) -> int:
     from .io import InputError
-    from .view import show
+    from .view import screenshot, show
 
     try:
-        show(args.result)
-    except (ImportError, InputError) as err:
+        if args.screenshot:
+            print(screenshot(args.result, args.screenshot))
+        else:
+            show(args.result)
+    except (ImportError, InputError, RuntimeError) as err:
         print(f"dualmode view: {err}", file=sys.stderr)
         return 2
     return 0
@@ -294,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="open a result folder in napari (RAS mm; needs dualmode[view])")
     p.add_argument("result", help="result folder OUT/<name>/ written by dualmode run")
+    p.add_argument("--screenshot", metavar="FILE.png", help="render headless to FILE.png and exit (servers)")
     p.set_defaults(func=cmd_view)
     return parser
 

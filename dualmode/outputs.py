@@ -12,37 +12,85 @@ import io as stdio
 import json
 import os
 
-import numpy as np
-
 import time
+
+import numpy as np
 
 from dualmode.conventions import apply_affine, voxel_sizes
 from dualmode.serialize import jsonable
 
 from .atomic import atomic_path, write_text
+from .qc import CHANNEL_COLORS, h_window
 
 
-def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, intent: str = "") -> None:
-    """Save float32 NIfTI-1 with sform = qform = ``affine`` (RAS mm), codes 1 (scanner)."""
+def _nifti_image(data: np.ndarray, affine: np.ndarray, descrip: str = ""):
     import nibabel as nib
 
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
-    if intent:
-        img.header["descrip"] = intent[:79].encode()
+    if descrip:
+        img.header["descrip"] = descrip[:79].encode()
+    return img
+
+
+def _save_nifti(img, path) -> None:
+    import nibabel as nib
+
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
 
 
-def write_fused_ome_tiff(path, fused_xyzc: np.ndarray, affine: np.ndarray, channel_names) -> None:
-    """Write ``fused[x, y, z, c]`` as OME-TIFF CZYX with physical sizes in µm."""
+def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, intent: str = "") -> None:
+    """Save float32 NIfTI-1 with sform = qform = ``affine`` (RAS mm), codes 1 (scanner).
+
+    ``intent`` is free text stored in ``descrip`` (79 characters at most).
+    """
+    _save_nifti(_nifti_image(data, affine, intent), path)
+
+
+def write_vector_nifti(path: str | os.PathLike, data_xyzc: np.ndarray, affine: np.ndarray,
+                       channel_names) -> None:
+    """Save ``data[x, y, z, c]`` as a NIfTI vector image: components on dim 5, intent ``vector``.
+
+    This is the NIfTI-1 form of a multi-component image (``dim = [5, X, Y, Z, 1, C]``,
+    ``intent_code = 1007``), read by ITK/SimpleITK and 3D Slicer as one volume with ``C``
+    components per voxel (not as a time series); spatial units mm, sform = qform = ``affine``.
+    The channel names go into ``descrip`` (``"dualmode fused: c0 13C, c1 optical"``) and
+    ``intent_name``.
+
+    Examples
+    --------
+    >>> write_vector_nifti("fused.nii.gz", np.zeros((4, 4, 1, 2)), np.eye(4), ["13C", "optical"])  # doctest: +SKIP
+    """
+    names = list(channel_names)
+    data = np.asarray(data_xyzc, dtype=np.float32)
+    if data.ndim != 4 or data.shape[3] != len(names):
+        raise ValueError(f"need [x, y, z, c] data with {len(names)} channels, got {data.shape}")
+    descrip = "dualmode fused: " + ", ".join(f"c{i} {n}" for i, n in enumerate(names))
+    img = _nifti_image(data[:, :, :, None, :], affine, descrip)
+    img.header.set_intent("vector", (), name="/".join(names)[:15])
+    img.header.set_xyzt_units("mm", "unknown")
+    _save_nifti(img, path)
+
+
+def write_fused_ome_tiff(path, fused_xyzc: np.ndarray, affine: np.ndarray, channel_names, *,
+                         name: str | None = None, channel_colors=None) -> None:
+    """Write ``fused[x, y, z, c]`` as OME-TIFF CZYX with physical sizes in µm.
+
+    When the array's y axis points anterior (RAS), rows are stored anterior first so that
+    Fiji and napari show anterior up, as ``qc.png`` does; the ``Description`` says so.
+    """
     from dualmode.io.optics import write_ome_tiff
 
     spacing_um = voxel_sizes(affine) * 1000.0
+    y_axis = np.asarray(affine, float)[:3, 1]
+    anterior = bool(np.argmax(np.abs(y_axis)) == 1 and y_axis[1] > 0)
     with atomic_path(path) as tmp:
-        write_ome_tiff(tmp, np.moveaxis(fused_xyzc, -1, 0), spacing_um, list(channel_names))
+        write_ome_tiff(tmp, np.moveaxis(fused_xyzc, -1, 0), spacing_um, list(channel_names), name=name,
+                       channel_colors=channel_colors, rows_anterior_first=anterior,
+                       description="dualmode fused 13C + optical on the MRI grid")
 
 
 def write_json(path, obj) -> None:
@@ -110,24 +158,29 @@ def write_fusion_outputs(result, out: str) -> None:
     from dualmode.registration.resample import write_tfm
 
     reg, fused = result.registration, result.fused
-    write_nifti(os.path.join(out, "fused.nii.gz"), fused.data, fused.affine, "dualmode fused: c0 13C, c1 optical")
-    write_fused_ome_tiff(os.path.join(out, "fused.ome.tif"), fused.data, fused.affine, ["13C", "optical"])
+    names = ["13C", "optical"]
+    write_vector_nifti(os.path.join(out, "fused.nii.gz"), fused.data, fused.affine, names)
+    write_nifti(os.path.join(out, "optical_on_mri.nii.gz"), result.optical_on_mri.data, result.optical_on_mri.affine,
+                "dualmode optical resampled on the 13C grid")
+    write_fused_ome_tiff(os.path.join(out, "fused.ome.tif"), fused.data, fused.affine, names, name=result.name,
+                         channel_colors=[CHANNEL_COLORS[n] for n in names])
     native = result.optical_native
+    window = h_window(result.c13.data, result.lockin.noise_sigma)
     write_ome_zarr(os.path.join(out, "fused.ome.zarr"), result.c13.data, result.c13.affine, native.data,
                    native.affine, attrs={"optical_to_mri": np.asarray(reg.optical_to_mri).tolist(),
-                                         "optical_native_spacing_um": list(map(float, result.optics.spacing_um))})
+                                         "optical_native_spacing_um": list(map(float, result.optics.spacing_um))},
+                   channels={"mri": ("13C", CHANNEL_COLORS["13C"], window),
+                             "optical": ("optical", CHANNEL_COLORS["optical"], None)})
     write_tfm(os.path.join(out, "transform.tfm"), reg.optical_to_mri)
     write_json(os.path.join(out, "registration.json"), registration_json(reg))
     write_csv(os.path.join(out, "particles.csv"), particle_rows(reg))
 
 
 def write_qc(result, out: str) -> None:
-    """``qc.png`` (only for a registered folder)."""
+    """``qc.png``: the registered layout, or the failure layout (13C row, detections, error)."""
     from .qc import write_qc_png
 
-    acq = result.acquisition
-    write_qc_png(os.path.join(out, "qc.png"), result.shots, acq.polarization, result.lockin, acq.optics,
-                 result.optical_on_mri.data, result.c13.affine, result.registration, nv_lockin=result.nv_lockin)
+    write_qc_png(os.path.join(out, "qc.png"), result)
 
 
 def write_outputs(result, out: str | os.PathLike) -> dict:
@@ -146,10 +199,11 @@ def write_outputs(result, out: str | os.PathLike) -> dict:
     write_c13_outputs(result, out)
     if result.registration is not None:
         write_fusion_outputs(result, out)
-        t1 = time.perf_counter()
-        timings["fuse"] = timings.get("fuse", 0.0) + t1 - t0
-        write_qc(result, out)
-        timings["qc"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    step = "fuse" if result.registration is not None else "write"
+    timings[step] = timings.get(step, 0.0) + t1 - t0
+    write_qc(result, out)
+    timings["qc"] = time.perf_counter() - t1
     timings["total"] = total + time.perf_counter() - t0
     report = {**result.report, "timings_s": timings, "peak_rss_mb": peak_rss_mb()}
     write_json(os.path.join(out, "report.json"), report)

@@ -32,6 +32,7 @@ log = logging.getLogger("dualmode")
 OUTPUT_FILES = (
     "c13.nii.gz", "background.nii.gz", "fused.nii.gz", "fused.ome.tif", "registration.json",
     "fused.ome.zarr", "transform.tfm", "particles.csv", "report.json", "qc.png",
+    "optical_on_mri.nii.gz",
 )
 
 __all__ = ["OUTPUT_FILES", "FolderResult", "PipelineOptions", "input_checksums", "peak_rss_mb",

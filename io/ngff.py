@@ -1,12 +1,19 @@
 """OME-Zarr (OME-NGFF) output of the co-registered pair, each modality at its native resolution.
 
-Layout of ``path`` (a zarr group)::
+Layout of ``path``: an OME-Zarr 0.5 container in the ``bioformats2raw.layout`` form
+(NGFF's way to hold several images, read by Bio-Formats, napari-ome-zarr, ome-zarr-py
+and validated by ome-zarr-models)::
 
-    path/mri        multiscale image, axes (z, y, x), 13C |H| on the MRI grid
-    path/optical    multiscale image, axes (z, y, x), fluorescence resampled once onto
-                    a grid with the MRI axes at the optical pixel size, covering the
-                    optical field
-    path/.zattrs    {"dualmode": {...}}  frame, MRI affine, optical_to_mri, grids
+    path/zarr.json  {"ome": {"version": "0.5", "bioformats2raw.layout": 3},
+                     "dualmode": {...}}  frame, MRI affine, optical_to_mri, grids
+    path/0          image "mri": multiscale, axes (z, y, x), 13C |H| on the MRI grid
+    path/1          image "optical": multiscale, axes (z, y, x), fluorescence resampled
+                    once onto a grid with the MRI axes at the optical pixel size,
+                    covering the optical field
+    path/OME        {"ome": {"series": ["0", "1"]}}
+
+Each image has an ``omero`` block (channel label, colour, display window) so viewers
+open it with the colours and contrast of ``qc.png``.
 
 NGFF coordinate transformations are only scale + translation (no rotation), so
 both images are written in one common physical frame, in millimetres:
@@ -63,6 +70,16 @@ def _pyramid(arr_xyz, spacing_mm, first_mm, levels):
     return out, transforms
 
 
+def _omero(arr: np.ndarray, label: str, color: str, window) -> dict:
+    """The ``omero`` rendering block of a one-channel image (NGFF transitional metadata)."""
+    finite = arr[np.isfinite(arr)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    start, end = window if window is not None else (lo, hi)
+    return {"channels": [{"label": label, "color": color.lstrip("#").upper(), "active": True,
+                          "window": {"min": lo, "max": hi, "start": float(start), "end": float(end)}}],
+            "rdefs": {"model": "color", "defaultZ": 0, "defaultT": 0}}
+
+
 def write_ome_zarr(
     path: str | os.PathLike,
     mri_image: np.ndarray,
@@ -72,6 +89,7 @@ def write_ome_zarr(
     *,
     attrs: dict | None = None,
     levels: int = 3,
+    channels: dict | None = None,
 ) -> dict:
     """Write the MRI and the registered optical image, each on its own grid, as OME-Zarr.
 
@@ -95,6 +113,9 @@ def write_ome_zarr(
         Extra entries of the ``dualmode`` attributes (e.g. ``optical_to_mri``).
     levels : int
         Pyramid levels per image (x, y halved per level).
+    channels : dict, optional
+        ``{"mri": (label, "RRGGBB", (start, end)), "optical": (...)}``: the ``omero`` channel
+        of each image (default: gray, window = data range).
 
     Returns
     -------
@@ -132,12 +153,18 @@ def write_ome_zarr(
         **(attrs or {}),
     }
     with atomic_path(path) as tmp:
-        root = zarr.open_group(tmp, mode="w")
-        for name, arr, sp, first in (("mri", mri, vox, offset), ("optical", opt, opt_vox, opt_first)):
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        for index, (name, arr, sp, first) in enumerate((("mri", mri, vox, offset),
+                                                        ("optical", opt, opt_vox, opt_first))):
             pyr, transforms = _pyramid(arr, sp, first, levels)
-            group = root.create_group(name)
+            group = root.create_group(str(index))
             with warnings.catch_warnings():  # translation needs explicit transforms (deprecated API)
                 warnings.simplefilter("ignore", DeprecationWarning)
                 write_multiscale(pyr, group, axes=AXES, coordinate_transformations=transforms, name=name)
-        root.attrs["dualmode"] = json.loads(json.dumps(meta))
+            ome = dict(group.attrs["ome"])
+            ome["omero"] = _omero(arr, *(channels or {}).get(name, (name, "FFFFFF", None)))
+            group.attrs["ome"] = ome
+        root.create_group("OME").attrs["ome"] = {"version": "0.5", "series": ["0", "1"]}
+        root.attrs.update({"ome": {"version": "0.5", "bioformats2raw.layout": 3},
+                           "dualmode": json.loads(json.dumps(meta))})
     return meta

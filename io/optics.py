@@ -40,18 +40,55 @@ class OpticalImage:
         return optical_affine(self.spacing_um)
 
 
+def _ome_color(hex_rgb: str) -> int:
+    """OME ``Color``: RGBA packed in a signed 32-bit integer (``"#FF00FF"`` -> -16711681)."""
+    rgba = (int(hex_rgb.lstrip("#")[:6], 16) << 8) | 0xFF
+    return rgba - (1 << 32) if rgba >= 1 << 31 else rgba
+
+
 def write_ome_tiff(
     path: str | os.PathLike,
     data_xyz: np.ndarray,
     spacing_um,
     channel_names: list[str] | None = None,
+    *,
+    name: str | None = None,
+    channel_colors: list[str] | None = None,
+    rows_anterior_first: bool = False,
+    description: str | None = None,
 ) -> None:
-    """Write ``data[x, y, z]`` or ``data[c, x, y, z]`` as OME-TIFF (CZYX on disk)."""
+    """Write ``data[x, y, z]`` or ``data[c, x, y, z]`` as OME-TIFF (CZYX on disk).
+
+    Parameters
+    ----------
+    path : path-like
+    data_xyz : ndarray
+        ``[x, y, z]`` or ``[c, x, y, z]``.
+    spacing_um : sequence of float
+        Pixel size along x, y, z in µm (``PhysicalSize*``).
+    channel_names : list of str, optional
+    name : str, optional
+        OME ``Image/@Name`` (viewers show it as the title).
+    channel_colors : list of str, optional
+        ``"#RRGGBB"`` per channel, stored as OME ``Channel/@Color``.
+    rows_anterior_first : bool
+        Store the y axis reversed, so that viewers, which draw row 0 at the top, show the
+        last y index (anterior in RAS) up; the choice is stated in the ``Description``.
+    description : str, optional
+        Free text for ``Image/Description`` (the orientation note is appended).
+
+    Examples
+    --------
+    >>> write_ome_tiff("x.ome.tif", np.zeros((4, 3, 1)), (10, 10, 10), ["nv"],
+    ...                name="sample", channel_colors=["#00FF00"])  # doctest: +SKIP
+    """
     import tifffile
 
     arr = np.asarray(data_xyz)
     if arr.ndim == 3:
         arr = arr[None]
+    if rows_anterior_first:
+        arr = arr[:, :, ::-1]
     czyx = np.ascontiguousarray(np.transpose(arr, (0, 3, 2, 1)))
     sx, sy, sz = (float(s) for s in spacing_um)
     meta = {
@@ -60,8 +97,19 @@ def write_ome_tiff(
         "PhysicalSizeY": sy, "PhysicalSizeYUnit": "µm",
         "PhysicalSizeZ": sz, "PhysicalSizeZUnit": "µm",
     }
+    if name:
+        meta["Name"] = name
+    orientation = ("rows run from the last y index (anterior) to the first (posterior); columns along +x "
+                   "(right); planes along +z (superior)" if rows_anterior_first else
+                   "rows run along +y, columns along +x, planes along +z of the source array")
+    meta["Description"] = (description + "; " if description else "") + orientation
+    channel = {}
     if channel_names:
-        meta["Channel"] = {"Name": list(channel_names)}
+        channel["Name"] = list(channel_names)
+    if channel_colors:
+        channel["Color"] = [_ome_color(c) for c in channel_colors]
+    if channel:
+        meta["Channel"] = channel
     tifffile.imwrite(os.fspath(path), czyx, ome=True, metadata=meta, compression="zlib")
 
 

@@ -12,3 +12,18 @@ def sim2d(tmp_path_factory):
     truth = simulate_folder(folder, SimulationConfig(seed=7, background_ratio=10.0, snr=20.0))
     assert truth["particles"]
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def demo_batch(tmp_path_factory):
+    """A small batch for the viewer tests: ``demo`` (2D, modulated optics, registered) and ``nomatch``
+    (two particles: registration fails). Returns ``(out_root, summary, acquisitions_root)``."""
+    from dualmode.batch import run_batch
+
+    root = tmp_path_factory.mktemp("demo_batch")
+    acq = root / "acquisitions"
+    simulate_folder(acq / "demo", SimulationConfig(seed=7, background_ratio=10.0, snr=20.0, rotation_deg=20.0,
+                                                   optical_frames=8))
+    simulate_folder(acq / "nomatch", SimulationConfig(seed=3, n_particles=2, particles_outside_optics=0))
+    summary = run_batch([str(acq / "demo"), str(acq / "nomatch")], str(root / "out"), workers=1)
+    return root / "out", summary, acq

@@ -38,7 +38,7 @@ def test_ome_zarr_scales_translations_and_data(tmp_path):
     meta = _write(path, pair.mri_image, pair.mri_affine, pair.optical_data, pair.spacing_um,
                   pair.optical_to_mri, levels=3)
     assert meta["frame"] == "RAS"
-    data, md = _read(path / "mri")
+    data, md = _read(path / "0")
     assert [a["name"] for a in md["axes"]] == ["z", "y", "x"]
     assert all(a["unit"] == "millimeter" for a in md["axes"])
     ct = md["coordinateTransformations"]
@@ -52,7 +52,7 @@ def test_ome_zarr_scales_translations_and_data(tmp_path):
     assert np.allclose(ct[1][1]["translation"][1:], (pair.mri_affine[:2, 3] + vox[:2] / 2)[::-1])
     assert np.asarray(data[1]).shape == (1, 32, 32)
     # optical: native pixel size, and level 0 equals the optics resampled on the grid the metadata describes
-    odata, omd = _read(path / "optical")
+    odata, omd = _read(path / "1")
     oct0 = omd["coordinateTransformations"][0]
     assert np.allclose(oct0[0]["scale"][1:], np.asarray(pair.spacing_um[:2])[::-1] * 1e-3)
     grid = _affine(oct0)
@@ -71,7 +71,7 @@ def test_ome_zarr_oblique_mri_uses_grid_frame(tmp_path):
     meta = _write(tmp_path / "x.ome.zarr", mri, aff, np.ones((50, 50, 1), np.float32), (20.0, 20.0, 20.0),
                   o2m, levels=1)
     assert meta["frame"] == "mri_grid"
-    data, md = _read(tmp_path / "x.ome.zarr" / "mri")
+    data, md = _read(tmp_path / "x.ome.zarr" / "0")
     assert np.allclose(md["coordinateTransformations"][0][1]["translation"], 0.0)
     assert np.allclose(np.asarray(meta["mri_affine"]), aff)
     with pytest.raises(Exception, match="x, y, z"):
@@ -94,5 +94,5 @@ def test_ome_zarr_rewrite_keeps_old_store_until_new_is_complete(tmp_path, monkey
     with pytest.raises(OSError):
         write_ome_zarr(path, 2 * mri, aff, mri, aff, levels=1)
     assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
-    data, _ = _read(path / "mri")
+    data, _ = _read(path / "0")
     assert np.all(np.asarray(data[0]) == 1)

@@ -74,7 +74,7 @@ def test_outputs_reopen_with_the_right_geometry(sim2d, processed):
     assert int(c13.header["sform_code"]) == 1 and int(c13.header["qform_code"]) == 1
     assert c13.get_data_dtype() == np.float32
     fused = nib.load(os.path.join(processed, "fused.nii.gz"))
-    assert fused.shape == (*c13.shape, 2)
+    assert fused.shape == (*c13.shape, 1, 2) and fused.header.get_intent()[0] == "vector"  # components on dim 5
     np.testing.assert_allclose(fused.affine, c13.affine, atol=1e-6)
     itk = sitk.ReadImage(os.path.join(processed, "c13.nii.gz"))
     ras_origin = apply_affine(c13.affine, [0, 0, 0])
@@ -85,7 +85,8 @@ def test_outputs_reopen_with_the_right_geometry(sim2d, processed):
         data = tf.series[0].asarray()
     assert pixels["PhysicalSizeX"] == pytest.approx(200.0) and pixels["PhysicalSizeXUnit"] == "µm"
     assert [c["Name"] for c in pixels["Channel"]] == ["13C", "optical"]
-    np.testing.assert_allclose(data[0].reshape(c13.shape[::-1]).T, c13.get_fdata(), rtol=1e-6)
+    # rows stored anterior first (viewers draw row 0 at the top): flip y back
+    np.testing.assert_allclose(data[0].reshape(c13.shape[::-1]).T[:, ::-1], c13.get_fdata(), rtol=1e-6)
 
 
 def test_fused_ome_zarr_opens_with_the_ome_zarr_reader_in_physical_units(processed):
@@ -93,8 +94,8 @@ def test_fused_ome_zarr_opens_with_the_ome_zarr_reader_in_physical_units(process
     from ome_zarr.reader import Reader
 
     c13 = nib.load(os.path.join(processed, "c13.nii.gz"))
-    for name, first_scale in (("mri", np.sqrt((c13.affine[:3, :3] ** 2).sum(axis=0))[::-1]),
-                              ("optical", None)):
+    for name, first_scale in (("0", np.sqrt((c13.affine[:3, :3] ** 2).sum(axis=0))[::-1]),  # mri
+                              ("1", None)):  # optical
         node = list(Reader(parse_url(os.path.join(processed, "fused.ome.zarr", name)))())[0]
         assert [a["unit"] for a in node.metadata["axes"]] == ["millimeter"] * 3
         scale = node.metadata["coordinateTransformations"][0][0]["scale"]
