@@ -10,7 +10,9 @@ and validated by ome-zarr-models)::
     path/1          image "optical": multiscale, axes (z, y, x), fluorescence resampled
                     once onto a grid with the MRI axes at the optical pixel size,
                     covering the optical field
-    path/OME        {"ome": {"series": ["0", "1"]}}
+    path/OME        {"ome": {"series": ["0", "1"]}} and METADATA.ome.xml (image names,
+                    sizes, physical sizes, channel names and colours; napari-ome-zarr
+                    and Bio-Formats list the series from it)
 
 Each image has an ``omero`` block (channel label, colour, display window) so viewers
 open it with the colours and contrast of ``qc.png``.
@@ -78,6 +80,27 @@ def _omero(arr: np.ndarray, label: str, color: str, window) -> dict:
     return {"channels": [{"label": label, "color": color.lstrip("#").upper(), "active": True,
                           "window": {"min": lo, "max": hi, "start": float(start), "end": float(end)}}],
             "rdefs": {"model": "color", "defaultZ": 0, "defaultT": 0}}
+
+
+def _ome_xml(images: list[tuple[str, np.ndarray, np.ndarray, dict]]) -> str:
+    """``OME/METADATA.ome.xml``: one ``Image:<i>`` per series (name, size, mm pixel size, channel)."""
+    import xml.etree.ElementTree as ET
+
+    ns = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+    root = ET.Element("OME", {"xmlns": ns, "Creator": "dualmode"})
+    for i, (name, arr, spacing_mm, channel) in enumerate(images):
+        image = ET.SubElement(root, "Image", {"ID": f"Image:{i}", "Name": name})
+        sizes = {f"Size{a}": str(n) for a, n in zip("XYZ", arr.shape)}
+        physical = {}
+        for a, sp in zip("XYZ", spacing_mm):
+            physical.update({f"PhysicalSize{a}": repr(float(sp)), f"PhysicalSize{a}Unit": "mm"})
+        pixels = ET.SubElement(image, "Pixels", {"ID": f"Pixels:{i}", "DimensionOrder": "XYZCT", "Type": "float",
+                                                 **sizes, "SizeC": "1", "SizeT": "1", **physical})
+        rgba = (int(channel["color"], 16) << 8) | 0xFF
+        ET.SubElement(pixels, "Channel", {"ID": f"Channel:{i}:0", "Name": channel["label"], "SamplesPerPixel": "1",
+                                          "Color": str(rgba - (1 << 32) if rgba >= 1 << 31 else rgba)})
+        ET.SubElement(pixels, "MetadataOnly")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
 
 
 def write_ome_zarr(
@@ -154,6 +177,7 @@ def write_ome_zarr(
     }
     with atomic_path(path) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        series = []
         for index, (name, arr, sp, first) in enumerate((("mri", mri, vox, offset),
                                                         ("optical", opt, opt_vox, opt_first))):
             pyr, transforms = _pyramid(arr, sp, first, levels)
@@ -164,7 +188,10 @@ def write_ome_zarr(
             ome = dict(group.attrs["ome"])
             ome["omero"] = _omero(arr, *(channels or {}).get(name, (name, "FFFFFF", None)))
             group.attrs["ome"] = ome
+            series.append((name, arr, sp, ome["omero"]["channels"][0]))
         root.create_group("OME").attrs["ome"] = {"version": "0.5", "series": ["0", "1"]}
+        with open(os.path.join(tmp, "OME", "METADATA.ome.xml"), "w", encoding="utf-8") as f:
+            f.write(_ome_xml(series))
         root.attrs.update({"ome": {"version": "0.5", "bioformats2raw.layout": 3},
                            "dualmode": json.loads(json.dumps(meta))})
     return meta
