@@ -82,6 +82,25 @@ def _omero(arr: np.ndarray, label: str, color: str, window) -> dict:
             "rdefs": {"model": "color", "defaultZ": 0, "defaultT": 0}}
 
 
+def _write_image(root, index: int, name: str, arr, spacing, first, levels: int, channel) -> tuple:
+    """Write image ``index`` (multiscale pyramid + ``omero``) under ``root``; return its OME-XML facts."""
+    import warnings
+
+    with warnings.catch_warnings():  # ome-zarr's own deprecated default argument (Scaler)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscale
+
+    pyr, transforms = _pyramid(arr, spacing, first, levels)
+    group = root.create_group(str(index))
+    with warnings.catch_warnings():  # translation needs explicit transforms (deprecated API)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        write_multiscale(pyr, group, axes=AXES, coordinate_transformations=transforms, name=name)
+    ome = dict(group.attrs["ome"])
+    ome["omero"] = _omero(arr, *(channel or (name, "FFFFFF", None)))
+    group.attrs["ome"] = ome
+    return name, arr, spacing, ome["omero"]["channels"][0]
+
+
 def _ome_xml(images: list[tuple[str, np.ndarray, np.ndarray, dict]]) -> str:
     """``OME/METADATA.ome.xml``: one ``Image:<i>`` per series (name, size, mm pixel size, channel)."""
     import xml.etree.ElementTree as ET
@@ -145,13 +164,7 @@ def write_ome_zarr(
     dict
         The ``dualmode`` attributes written (frame, affines).
     """
-    import warnings
-
     import zarr
-
-    with warnings.catch_warnings():  # ome-zarr's own deprecated default argument (Scaler)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from ome_zarr.writer import write_multiscale
 
     mri = np.asarray(mri_image, np.float32)
     aff = np.asarray(mri_affine, float)
@@ -177,18 +190,9 @@ def write_ome_zarr(
     }
     with atomic_path(path) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
-        series = []
-        for index, (name, arr, sp, first) in enumerate((("mri", mri, vox, offset),
-                                                        ("optical", opt, opt_vox, opt_first))):
-            pyr, transforms = _pyramid(arr, sp, first, levels)
-            group = root.create_group(str(index))
-            with warnings.catch_warnings():  # translation needs explicit transforms (deprecated API)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                write_multiscale(pyr, group, axes=AXES, coordinate_transformations=transforms, name=name)
-            ome = dict(group.attrs["ome"])
-            ome["omero"] = _omero(arr, *(channels or {}).get(name, (name, "FFFFFF", None)))
-            group.attrs["ome"] = ome
-            series.append((name, arr, sp, ome["omero"]["channels"][0]))
+        series = [_write_image(root, index, name, arr, sp, first, levels, (channels or {}).get(name))
+                  for index, (name, arr, sp, first) in enumerate((("mri", mri, vox, offset),
+                                                                  ("optical", opt, opt_vox, opt_first)))]
         root.create_group("OME").attrs["ome"] = {"version": "0.5", "series": ["0", "1"]}
         with open(os.path.join(tmp, "OME", "METADATA.ome.xml"), "w", encoding="utf-8") as f:
             f.write(_ome_xml(series))
