@@ -1,4 +1,4 @@
-"""Command line: ``dualmode demo | simulate | run | info | convert``."""
+"""Command line: ``dualmode demo | simulate | run | info | convert | view | plan``."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def _simulation_config(args):
     from .simulate import SimulationConfig
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SimulationConfig)
-             if f.name != "extra" and getattr(args, f.name, None) not in (None, False)}
+             if f.name != "extra" and getattr(args, f.name, None) is not None
+             and getattr(args, f.name) is not False}  # 0 is a value (--particles-outside-optics 0)
     if "diameter_um" in given:
         given["diameter_um"] = tuple(given["diameter_um"])
     return SimulationConfig(**given)
@@ -299,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("result", help="result folder OUT/<name>/ written by dualmode run")
     p.add_argument("--screenshot", metavar="FILE.png", help="render headless to FILE.png and exit (servers)")
     p.set_defaults(func=cmd_view)
+
+    from .plan import add_plan_parser
+
+    add_plan_parser(sub)
     return parser
 
 

@@ -119,6 +119,47 @@ def reconstruct_and_lock_in(acq, opts: PipelineOptions):
                               hyperpolarized=getattr(acq, "hyperpolarized", True))
 
 
+def planned_sampling(acq) -> dict | None:
+    """The manifest's ``mri.sampling`` when it names a plan (``{"kind": "planned", "plan": path}``)."""
+    sampling = getattr(acq, "sampling", None) or (acq.manifest.get("mri") or {}).get("sampling")
+    return sampling if isinstance(sampling, dict) and sampling.get("kind") == "planned" else None
+
+
+def reconstruct_planned_folder(acq, sampling: dict, opts: PipelineOptions):
+    """Planned acquisition: lock-in in k-space, support-constrained least squares on the plan's
+    optical support, data-consistency tests; returns ``(lockin, shots, report["planned"], shot_lockin)``,
+    the last the lock-in of the (aliased) linear shot images, for the background metrics."""
+    import dataclasses
+
+    from dualmode.errors import InputError
+    from dualmode.plan import plan_coords, plan_support, read_plan
+    from dualmode.recon.planned import lockin_kspace, planned_sample_weights, reconstruct_planned
+
+    path = os.path.join(acq.folder, str(sampling.get("plan", "")))
+    try:
+        plan = read_plan(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(path, f"unreadable plan ({err})", "mri.sampling.plan") from None
+    ksp, coords = acq.kspace, plan_coords(plan)
+    if ksp.coords is None or ksp.coords.shape[0] != len(coords) or not np.allclose(ksp.coords[:, :coords.shape[1]], coords,
+                                                                                    atol=1e-3):
+        raise InputError(ksp.source, "the k-space samples are not those of the plan", "mri.sampling.plan")
+    h = ksp.header
+    lk = lockin_kspace(ksp.data, acq.polarization, coords, h.matrix)
+    g = (planned_sample_weights(len(coords), h.flip_angle_deg, int(np.prod(h.matrix)), tr_ms=h.tr_ms or 0.0,
+                                t1_s=opts.t1_s) if opts.rf_correction and h.flip_angle_deg else None)
+    res = reconstruct_planned(lk.y_signal, coords, plan_support(plan), lk.sigma, sample_weights=g,
+                              fit=~np.asarray(plan["check"], bool), sigma_dof=lk.sigma_dof)
+    lock = dataclasses.replace(lk.lockin, signal=res.image.astype(np.complex64), noise_sigma=res.noise_sigma_image,
+                               noise_map=None)
+    report = {"plan": sampling["plan"], "status": "flagged" if res.flagged else "ok", "flagged": res.flagged,
+              "reasons": res.reasons, "fallback": res.fallback, "n_fit": plan["n_fit"], "n_check": plan["n_check"],
+              "acceleration": plan["acceleration"], "kspace_noise_sigma": lk.sigma, "noise_dof": lk.sigma_dof,
+              "support_voxels": int(plan["support"]["n_voxels"]), "tests": res.stats,
+              "background_note": "background from the planned samples only (aliased): not resolved"}
+    return lock, lk.shots, report, lk.lockin
+
+
 def signflip_report(acq, lock, shots, affine: np.ndarray) -> dict:
     """The ``report.json["signflip"]`` block: noise, SNR, shot weights, background metrics."""
     from dualmode.recon.metrics import signflip_metrics
@@ -208,7 +249,11 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
     clock = _Clock(acq.name)
     clock.lap("read")
     affine = acq.kspace.header.affine()
-    lock, shots = reconstruct_and_lock_in(acq, opts)
+    sampling = planned_sampling(acq)
+    if sampling is None:
+        lock, shots = reconstruct_and_lock_in(acq, opts)
+    else:
+        lock, shots, planned, shot_lock = reconstruct_planned_folder(acq, sampling, opts)
     clock.lap("reconstruct")
     c13 = Volume(np.abs(lock.signal).astype(np.float32), affine)
     report = {
@@ -216,11 +261,15 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         "name": acq.name,
         "mri": {**acq.kspace.header.describe(), "undersampling": acq.kspace.undersampling},
         "polarization": acq.polarization.tolist(),
-        "signflip": signflip_report(acq, lock, shots, affine),
+        "signflip": signflip_report(acq, lock if sampling is None else shot_lock, shots, affine),
         "options": asdict(opts),
         "versions": versions(),
         "input_sha256": input_checksums(folder),
     }
+    if sampling is not None:  # metrics of the shot images; noise and SNR of the reconstruction
+        report["signflip"].update(noise_sigma=lock.noise_sigma, snr=lock.snr)
+        report["planned"] = planned
+        report.setdefault("flags", []).extend(f"planned acquisition: {r}" for r in planned["reasons"])
     clock.lap("signflip")
     result = FolderResult(acquisition=acq, c13=c13, background=Volume(np.abs(lock.background), affine),
                           lockin=lock, shots=shots, report=report)

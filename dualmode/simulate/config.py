@@ -32,6 +32,8 @@ class SimulationConfig:
     tr_ms: float = 10.0
     trajectory: str = "cartesian"
     undersample: float = 1.0
+    acceleration: float = field(default=20.0, metadata={"help": "--trajectory planned: full grid / samples (check samples included)", "unit": ""})
+    plan_registration_error_voxels: float = field(default=0.25, metadata={"help": "--trajectory planned: in-plane error of the registration the plan is made with", "unit": "voxel"})
     kspace_model: str = field(default="analytic", metadata={"help": "particles' k-space: 'analytic' (exact Fourier transform at every sample) or 'grid' (FFT of the rendered truth: the inverse crime, for comparison)", "unit": ""})
     dwell_us: float = field(default=40.0, metadata={"help": "readout dwell per Cartesian sample (1 ppm of 13C at 7 T then moves a 64-point image by 0.19 voxel)", "unit": "us"})
     dead_time_ms: float = field(default=0.1, metadata={"help": "excitation to first sample (the encoding time of single-point imaging)", "unit": "ms"})

@@ -104,8 +104,16 @@ def simulate_folder(out_dir: str | os.PathLike, cfg: SimulationConfig | None = N
     in_mri, in_optics = _outliers(cfg, rng, len(centres_mm))
     bodies = make_bodies(rng, centres_mm, diam_um, in_mri, clusters=cfg.clusters, aspect=cfg.ellipsoid_aspect,
                          flat=cfg.ndim == 2)
-    data, mri_truth, smp, flip = simulate_mri(cfg, rng, matrix, fov, aff, bodies, polarization, len(centres_mm))
+    planned = cfg.trajectory == "planned"  # the MRI then follows a plan made from the written optics
+    if not planned:
+        data, mri_truth, smp, flip = simulate_mri(cfg, rng, matrix, fov, aff, bodies, polarization, len(centres_mm))
     optics = _simulate_optics(cfg, rng, out_dir, frame, centres_mm, diam_um, in_optics, fov)
+    if planned:
+        from .planned import simulated_plan
+
+        plan = simulated_plan(cfg, rng, out_dir, frame["optical_to_mri"], matrix, fov)
+        data, mri_truth, smp, flip = simulate_mri(cfg, rng, matrix, fov, aff, bodies, polarization,
+                                                  len(centres_mm), plan=plan)
     _write_mri(out_dir, cfg, data, smp, flip, matrix, fov, polarization)
     _write_manifest(out_dir, cfg, optics["section"], polarization, flip, matrix, fov)
     _write_truth_images(out_dir, aff, mri_truth)
@@ -218,6 +226,7 @@ def _write_manifest(out_dir, cfg, optics_sec, polarization, flip, matrix, fov) -
             "frequency_hz": C13_FREQUENCY_7T_HZ,
             "flip_angle_deg": flip,
             "tr_ms": cfg.tr_ms,
+            **({"sampling": {"kind": "planned", "plan": "mri/plan/plan.json"}} if cfg.trajectory == "planned" else {}),
             "geometry": {"matrix": list(matrix), "fov_mm": list(fov), "position_mm": [0.0, 0.0, 0.0],
                          "orientation": np.eye(3).tolist()},
         },

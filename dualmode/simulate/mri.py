@@ -100,13 +100,14 @@ def shot_weights(cfg, rng, polarization) -> np.ndarray:
     return amp * np.exp(1j * phase)
 
 
-def simulate_mri(cfg, rng, matrix, fov, aff, bodies: Bodies, polarization, n_particles: int):
+def simulate_mri(cfg, rng, matrix, fov, aff, bodies: Bodies, polarization, n_particles: int, plan=None):
     """k-space of every shot plus the truth.
 
     Returns ``(data, truth, smp, flip)``: ``data (n_shots, 1, *smp.shape)``, ``truth`` a dict
     with ``h`` (truth image at unit mean polarization), ``b`` (``|B|``), ``sigma``, ``c``
     (shot weights), ``amplitude`` (integrated truth H per particle, voxel units),
-    ``displacement_mm`` (per shot), ``scale`` (signal per voxel-unit volume).
+    ``displacement_mm`` (per shot), ``scale`` (signal per voxel-unit volume). ``plan``: a
+    planned acquisition (:mod:`.planned`), single points in the plan's order.
     """
     vox = np.array(fov) / np.array(matrix)
     two_d = cfg.ndim == 2
@@ -116,8 +117,13 @@ def simulate_mri(cfg, rng, matrix, fov, aff, bodies: Bodies, polarization, n_par
     b = cfg.background_ratio * _background_compartment(matrix, rng) * np.exp(1j * rng.uniform(-np.pi, np.pi))
     c = shot_weights(cfg, rng, polarization)
     drift_shape = _background_compartment(matrix, np.random.default_rng(cfg.seed + 99))
-    smp = make_sampling(cfg, rng, matrix)
-    flip = _flip_angle(cfg, smp.n_excitations)
+    if plan is None:
+        smp = make_sampling(cfg, rng, matrix)
+        flip = _flip_angle(cfg, smp.n_excitations)
+    else:
+        from .planned import planned_sampling
+
+        smp, flip, plan_weights = planned_sampling(cfg, plan)
     k_mm = smp.coords / np.asarray(fov)
     if cfg.kspace_model == "analytic":
         kh = spectrum(bodies, k_mm, origin_mm=aff[:3, :3] @ (np.asarray(matrix) // 2) + aff[:3, 3])
@@ -128,7 +134,7 @@ def simulate_mri(cfg, rng, matrix, fov, aff, bodies: Bodies, polarization, n_par
         raise ValueError(f"kspace_model must be 'analytic' or 'grid', got {cfg.kspace_model!r}")
     kb, kd = _grid_kspace(b, smp, matrix), _grid_kspace(drift_shape, smp, matrix)
     common = readout_factor(smp, cfg.t2star_ms, cfg.off_resonance_hz)
-    kh = kh * rf_weights(smp, flip, cfg.tr_ms)
+    kh = kh * (rf_weights(smp, flip, cfg.tr_ms) if plan is None else plan_weights)
     n = polarization.size
     disp = shot_displacements(cfg, rng, n)
     jitter = np.zeros(n, complex)
