@@ -119,13 +119,12 @@ def reconstruct_and_lock_in(acq, opts: PipelineOptions):
                               hyperpolarized=getattr(acq, "hyperpolarized", True))
 
 
-def planned_sampling(acq) -> dict | None:
-    """The manifest's ``mri.sampling`` when it names a plan (``{"kind": "planned", "plan": path}``)."""
-    sampling = getattr(acq, "sampling", None) or (acq.manifest.get("mri") or {}).get("sampling")
-    return sampling if isinstance(sampling, dict) and sampling.get("kind") == "planned" else None
+def planned_sampling(acq) -> str | None:
+    """Path of the sampling plan the manifest names (``mri.sampling``), or ``None``."""
+    return getattr(acq, "sampling", None)
 
 
-def reconstruct_planned_folder(acq, sampling: dict, opts: PipelineOptions):
+def reconstruct_planned_folder(acq, path: str, opts: PipelineOptions):
     """Planned acquisition: lock-in in k-space, support-constrained least squares on the plan's
     optical support, data-consistency tests; returns ``(lockin, shots, report["planned"], shot_lockin)``,
     the last the lock-in of the (aliased) linear shot images, for the background metrics."""
@@ -135,15 +134,14 @@ def reconstruct_planned_folder(acq, sampling: dict, opts: PipelineOptions):
     from dualmode.plan import plan_coords, plan_support, read_plan
     from dualmode.recon.planned import lockin_kspace, planned_sample_weights, reconstruct_planned
 
-    path = os.path.join(acq.folder, str(sampling.get("plan", "")))
     try:
         plan = read_plan(path)
     except (OSError, ValueError, KeyError) as err:
-        raise InputError(path, f"unreadable plan ({err})", "mri.sampling.plan") from None
+        raise InputError(path, f"unreadable plan ({err})", "mri.sampling") from None
     ksp, coords = acq.kspace, plan_coords(plan)
     if ksp.coords is None or ksp.coords.shape[0] != len(coords) or not np.allclose(ksp.coords[:, :coords.shape[1]], coords,
                                                                                     atol=1e-3):
-        raise InputError(ksp.source, "the k-space samples are not those of the plan", "mri.sampling.plan")
+        raise InputError(ksp.source, "the k-space samples are not those of the plan", "mri.sampling")
     h = ksp.header
     lk = lockin_kspace(ksp.data, acq.polarization, coords, h.matrix)
     g = (planned_sample_weights(len(coords), h.flip_angle_deg, int(np.prod(h.matrix)), tr_ms=h.tr_ms or 0.0,
@@ -152,7 +150,7 @@ def reconstruct_planned_folder(acq, sampling: dict, opts: PipelineOptions):
                               fit=~np.asarray(plan["check"], bool), sigma_dof=lk.sigma_dof)
     lock = dataclasses.replace(lk.lockin, signal=res.image.astype(np.complex64), noise_sigma=res.noise_sigma_image,
                                noise_map=None)
-    report = {"plan": sampling["plan"], "status": "flagged" if res.flagged else "ok", "flagged": res.flagged,
+    report = {"plan": os.path.relpath(path, acq.folder), "status": "flagged" if res.flagged else "ok", "flagged": res.flagged,
               "reasons": res.reasons, "fallback": res.fallback, "n_fit": plan["n_fit"], "n_check": plan["n_check"],
               "acceleration": plan["acceleration"], "kspace_noise_sigma": lk.sigma, "noise_dof": lk.sigma_dof,
               "support_voxels": int(plan["support"]["n_voxels"]), "tests": res.stats,

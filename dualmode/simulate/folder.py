@@ -226,7 +226,7 @@ def _write_manifest(out_dir, cfg, optics_sec, polarization, flip, matrix, fov) -
             "frequency_hz": C13_FREQUENCY_7T_HZ,
             "flip_angle_deg": flip,
             "tr_ms": cfg.tr_ms,
-            **({"sampling": {"kind": "planned", "plan": "mri/plan/plan.json"}} if cfg.trajectory == "planned" else {}),
+            **({"sampling": "mri/plan/plan.json"} if cfg.trajectory == "planned" else {}),
             "geometry": {"matrix": list(matrix), "fov_mm": list(fov), "position_mm": [0.0, 0.0, 0.0],
                          "orientation": np.eye(3).tolist()},
         },
