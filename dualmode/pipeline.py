@@ -193,8 +193,8 @@ def register_optics(acq, c13: Volume, sigma: float, optics, opts: PipelineOption
         reg = reg_mod.register(
             c13.data, c13.affine, sigma, optics,
             center_mm=acq.placement_center_mm, uncertainty_mm=acq.placement_uncertainty_mm,
-            orientation=getattr(acq, "placement_orientation", None),
-            orientation_uncertainty_deg=getattr(acq, "placement_orientation_uncertainty_deg", None) or 180.0,
+            orientation=acq.placement_orientation,
+            orientation_uncertainty_deg=acq.placement_orientation_uncertainty_deg or 180.0,
             diameter_um=acq.particle_diameter_um, allow_mirror=opts.allow_mirror, refine=opts.refine,
             tol_mm=opts.match_tolerance_mm,
         )

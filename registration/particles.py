@@ -215,7 +215,57 @@ def _measure(img, peaks, blur, amp_map, step, sigma_full, active, threshold):
     return out
 
 
-def merge_clusters(xyz_um, amplitude, confidence, merge_um: float, cluster_weight: float = 0.3):
+#: In-plane elongation (sqrt of the second-moment eigenvalue ratio) above which a blob is
+#: taken for a cluster of touching particles; two touching spheres give ~1.9, a single ~1.0-1.2.
+CLUSTER_ELONGATION = 1.4
+#: Weight factor of a cluster (the MRI's weighting of its members is not known).
+CLUSTER_WEIGHT = 0.3
+
+
+def _as_mri_sees(img, xyz_um, spacing, diameter_um, mri_voxel_mm, active):
+    """Centroids on the image blurred to the MRI resolution (Gaussian sigma = half the median
+    MRI voxel) over a window of 1.6 diameters, and the in-plane elongation of each blob.
+
+    A cluster of touching particles is one blob for the MRI: its centroid there is the
+    intensity-weighted centroid of the whole cluster, not the brightest member's."""
+    sig_um = 0.5e3 * float(np.median(np.asarray(mri_voxel_mm, float)))
+    sig_px = np.where(active, sig_um / spacing, 0.0)
+    radius = np.where(active, (1.6 * diameter_um + 2 * sig_um) / spacing, 0.0)
+    out, elong = [], []
+    for c in xyz_um / spacing:
+        lo = np.maximum(np.floor(c - radius), 0).astype(int)
+        hi = np.minimum(np.ceil(c + radius) + 1, img.shape).astype(int)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        patch = ndi.gaussian_filter(img[box].astype(float), sig_px, mode="nearest")
+        g = np.meshgrid(*[np.arange(a, b, dtype=float) for a, b in zip(lo, hi)], indexing="ij")
+        r2 = sum(((g[d] - c[d]) / radius[d]) ** 2 for d in range(3) if active[d])
+        inside = np.broadcast_to(r2 <= 1.0, patch.shape)
+        w = (patch - _plane(patch, g, ~inside, active)) * inside
+        w = np.where(w > 0.15 * w.max(), w, 0.0)  # the blob, not the noise of the window
+        if w.sum() <= 0:
+            out.append(c)
+            elong.append(1.0)
+            continue
+        cen = np.array([(w * g[d]).sum() / w.sum() for d in range(3)])
+        dx = [(g[d] - cen[d]) * spacing[d] for d in range(2)]
+        cov = np.array([[(w * dx[i] * dx[j]).sum() for j in range(2)] for i in range(2)]) / w.sum()
+        ev = np.linalg.eigvalsh(cov)
+        out.append(cen)
+        elong.append(float(np.sqrt(ev[1] / max(ev[0], 1e-12))))
+    return np.array(out).reshape(-1, 3) * spacing, np.array(elong)
+
+
+def _plane(patch, g, outside, active):
+    """Background of a patch: least-squares plane (linear in the active axes) through ``outside``."""
+    cols = [np.ones(patch.shape)] + [np.broadcast_to(g[d], patch.shape) for d in range(3) if active[d]]
+    a = np.stack([c[outside] for c in cols], 1)
+    if len(a) <= a.shape[1]:
+        return np.median(patch)
+    coef, *_ = np.linalg.lstsq(a, patch[outside], rcond=None)
+    return sum(k * c for k, c in zip(coef, cols))
+
+
+def merge_clusters(xyz_um, amplitude, confidence, merge_um: float, cluster_weight: float = CLUSTER_WEIGHT):
     """Merge detections closer than ``merge_um`` (touching particles the MRI sees as one blob).
 
     A cluster becomes one particle at the amplitude-weighted centroid of its members (the
@@ -300,6 +350,10 @@ def detect_optical_particles(
     amp, blur, edge = (np.array([f[k] for f in found], t) for k, t in ((1, float), (2, float), (3, bool)))
     conf = _confidence(amp / noise, min_snr) / blur**2 * np.where(edge, 0.1, 1.0)
     members = np.ones(len(xyz), int)
+    elongation = np.ones(len(xyz))
+    if mri_voxel_mm is not None and len(xyz):
+        xyz, elongation = _as_mri_sees(img, xyz, spacing, diameter_um, mri_voxel_mm, active)
+        conf = np.where(elongation > CLUSTER_ELONGATION, CLUSTER_WEIGHT * conf, conf)
     if mri_voxel_mm is not None and len(xyz) > 1:
         merge_um = 1.25e3 * float(np.median(np.asarray(mri_voxel_mm, float)))
         xyz, amp, conf, label = merge_clusters(xyz, amp, conf, merge_um)
@@ -310,7 +364,7 @@ def detect_optical_particles(
         blur, edge = blur_g, edge_g
     snr = amp / noise
     return Particles(xyz, amp, snr, conf, {"blur": blur, "edge": edge, "members": members,
-                                           "noise": np.full(len(xyz), noise)})
+                                           "elongation": elongation, "noise": np.full(len(xyz), noise)})
 
 
 def _centroid(img, centre, radius, sigma0, active, iterations=4):

@@ -50,6 +50,8 @@ class SimulationConfig:
     optical_z_slices: int = 20
     rotation_deg: float = 0.0
     mirror: bool = False
+    optical_rotation: str = field(default="none", metadata={"help": "camera frame in MRI RAS: extrinsic x,y,z Euler angles 'a,b,c' or 'random' (uniform over all rotations; a 2D MRI: about z only); 'none': rotation_deg about z", "unit": "deg"})
+    stack_direction: str = field(default="into", metadata={"help": "z-stack index runs 'into' the sample (along the viewing direction) or 'out' of it (towards the objective)", "unit": ""})
     widefield: bool = False
     outliers: float = 0.0
     depth_mm: float = 0.5

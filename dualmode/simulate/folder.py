@@ -43,7 +43,7 @@ from dualmode.recon.schemes import polarization_scheme
 from .config import C13_FREQUENCY_7T_HZ, SimulationConfig, _mri_grid
 from .analytic import make_bodies
 from .mri import _background_compartment, simulate_mri
-from .optics import _camera, _inside, _render_optics
+from .optics import _camera, _inside, _render_optics, place_in_camera_frame, placement_center, rotated_frame
 from .phantom import rotation_z
 
 
@@ -100,7 +100,8 @@ def simulate_folder(out_dir: str | os.PathLike, cfg: SimulationConfig | None = N
     aff = mri_affine(matrix, fov, (0.0, 0.0, 0.0))
     polarization = polarization_scheme(cfg.scheme, cfg.n_cycles).astype(int)
     frame = _optical_frame(cfg, rng, aff, matrix, fov)
-    centres_mm, diam_um = _place_particles(cfg, rng, aff, matrix, fov, frame["field_centre"])
+    centres_mm, diam_um = (place_in_camera_frame(cfg, rng, frame, fov) if frame.get("rotated") else
+                           _place_particles(cfg, rng, aff, matrix, fov, frame["field_centre"]))
     in_mri, in_optics = _outliers(cfg, rng, len(centres_mm))
     bodies = make_bodies(rng, centres_mm, diam_um, in_mri, clusters=cfg.clusters, aspect=cfg.ellipsoid_aspect,
                          flat=cfg.ndim == 2)
@@ -124,7 +125,10 @@ def simulate_folder(out_dir: str | os.PathLike, cfg: SimulationConfig | None = N
 
 
 def _optical_frame(cfg, rng, aff, matrix, fov) -> dict:
-    """Rotation (+ mirror) about z and the field centre at a random MRI position: ``optical_to_mri``."""
+    """Rotation (+ mirror) about z and the field centre at a random MRI position: ``optical_to_mri``
+    (any camera orientation and stack direction: :func:`.optics.rotated_frame`)."""
+    if cfg.optical_rotation != "none" or cfg.stack_direction != "into":
+        return rotated_frame(cfg, rng, fov)
     rot = rotation_z(cfg.rotation_deg, cfg.mirror)
     zc = aff[2, 3] + aff[2, 2] * (matrix[2] // 2)
     surface_z = zc if cfg.ndim == 2 else -fov[2] / 2 + 0.5
@@ -155,7 +159,7 @@ def _simulate_optics(cfg, rng, out_dir, frame, centres_mm, diam_um, in_optics, f
         depth_mm = rng.uniform(0, cfg.depth_mm, len(pts_um))
         pts_um[:, 2] = 0.0
     else:
-        depth_mm = np.clip(pts_um[:, 2] / 1000.0, 0, None)
+        depth_mm = frame["depth_mm"](pts_um) if "depth_mm" in frame else np.clip(pts_um[:, 2] / 1000.0, 0, None)
     render_um = pts_um.copy()
     if cfg.widefield:  # one camera image: every particle projected onto the focal plane
         render_um[:, 2] = 0.0
@@ -173,10 +177,9 @@ def _simulate_optics(cfg, rng, out_dir, frame, centres_mm, diam_um, in_optics, f
         "channel": "NV (red)",
         "particle_diameter_um": float(np.mean(cfg.diameter_um)),
         "placement": {
-            "center_mm": (frame["field_centre"] + np.r_[rng.normal(0, cfg.placement_error_mm, 2), 0.0]
-                          ).round(3).tolist(),
+            "center_mm": placement_center(cfg, rng, frame).round(3).tolist(),
             "uncertainty_mm": max(3 * cfg.placement_error_mm, 1.0),
-            "note": "stage position of the optical field centre in MRI world (RAS mm), rough",
+            "note": "rough MRI RAS position of the optical data's centre (middle pixel; a stack: its middle)",
         },
     }
     if cfg.optical_frames:

@@ -54,3 +54,118 @@ def _inside(p_um, n_xy, spacing, cfg) -> bool:
     if cfg.ndim == 3 and not cfg.widefield:
         ok = ok and 0 <= p_um[2] <= (cfg.optical_z_slices - 1) * spacing[2]
     return bool(ok)
+
+
+def optical_rotation(spec: str, rng: np.random.Generator, *, in_plane_only: bool = False) -> np.ndarray:
+    """Rotation of the camera frame in MRI RAS from a ``--optical-rotation`` value.
+
+    ``"random"``: uniform over SO(3) (a random angle about z when ``in_plane_only``, e.g. a 2D
+    MRI slice); ``"a,b,c"``: extrinsic x, y, z Euler angles in degrees
+    (:meth:`scipy.spatial.transform.Rotation.from_euler` ``"xyz"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> optical_rotation("0,0,90", np.random.default_rng(0)).round(6).tolist()[0]
+    [0.0, -1.0, 0.0]
+    """
+    from scipy.spatial.transform import Rotation
+
+    text = str(spec).strip().lower()
+    if text == "random":
+        if in_plane_only:
+            return Rotation.from_euler("z", rng.uniform(0, 360), degrees=True).as_matrix()
+        return Rotation.random(random_state=rng).as_matrix()
+    try:
+        angles = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        angles = []
+    if len(angles) != 3:
+        raise ValueError(f"optical_rotation must be 'random' or three Euler angles 'x,y,z' in degrees, got {spec!r}")
+    if in_plane_only and (abs(angles[0]) > 1e-9 or abs(angles[1]) > 1e-9):
+        raise ValueError(f"a 2D MRI slice needs the optical axis along the slice normal: "
+                         f"only a rotation about z, got optical_rotation={spec!r}")
+    return Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
+
+
+def data_rotation(camera: np.ndarray, mirror: bool, stack_direction: str) -> np.ndarray:
+    """Optical data axes (columns) in MRI RAS: the camera frame (x, y, viewing direction into
+    the sample), a mirrored camera (y flipped), and a stack whose index runs ``"into"`` the
+    sample (along the viewing direction) or ``"out"`` of it (towards the objective)."""
+    if stack_direction not in ("into", "out"):
+        raise ValueError(f"stack_direction must be 'into' or 'out', got {stack_direction!r}")
+    flips = np.diag([1.0, -1.0 if mirror else 1.0, -1.0 if stack_direction == "out" else 1.0])
+    return np.asarray(camera, float) @ flips
+
+
+def rotated_frame(cfg, rng, fov) -> dict:
+    """``optical_to_mri`` of a camera in any orientation (``cfg.optical_rotation``), the field
+    near the MRI centre; ``depth_mm(pts_um)`` gives a particle's depth below the surface."""
+    if cfg.optical_rotation == "none":
+        from .phantom import rotation_z
+
+        cam = rotation_z(cfg.rotation_deg)
+    else:
+        cam = optical_rotation(cfg.optical_rotation, rng, in_plane_only=cfg.ndim == 2)
+    nz = 1 if cfg.ndim == 2 or cfg.widefield else cfg.optical_z_slices
+    n_xy = int(round(cfg.optical_field_mm * 1000 / cfg.optical_pixel_um))
+    direction = cfg.stack_direction if nz > 1 else "into"
+    rot = data_rotation(cam, cfg.mirror, direction)
+    depth_mid = 0.0 if cfg.ndim == 2 else 0.5 * min(cfg.depth_mm, nz * cfg.optical_z_step_um / 1000)
+    surface = np.r_[rng.uniform(-1.0, 1.0, 2), 0.0] - cam[:, 2] * depth_mid
+    centre_um = np.array([(n_xy - 1) / 2 * cfg.optical_pixel_um] * 2 + [0.0])
+    if direction == "out":
+        centre_um[2] = (nz - 1) * cfg.optical_z_step_um  # the surface is the last plane
+    o2m = np.eye(4)
+    o2m[:3, :3] = rot * 1e-3
+    o2m[:3, 3] = surface - rot @ centre_um * 1e-3
+    top = (nz - 1) * cfg.optical_z_step_um
+
+    def depth_mm(pts_um):
+        z = pts_um[:, 2] if direction == "into" else top - pts_um[:, 2]
+        return np.clip(z / 1000.0, 0, None)
+
+    return {"field_centre": surface, "n_xy": n_xy, "optical_to_mri": o2m, "camera": cam,
+            "depth_mm": depth_mm, "rotated": True}
+
+
+def place_in_camera_frame(cfg, rng, frame, fov):
+    """Particle centres (MRI mm) and diameters for a rotated camera: most inside the optical
+    field below the surface (camera coordinates), the rest elsewhere in the MRI field."""
+    cam, surface = frame["camera"], frame["field_centre"]
+    n_in = cfg.n_particles - cfg.particles_outside_optics
+    half = cfg.optical_field_mm / 2 - 0.2
+    depth_range = cfg.depth_mm if cfg.widefield else min(
+        cfg.depth_mm, cfg.optical_z_slices * cfg.optical_z_step_um / 1000 - 0.2)
+    lim = np.array(fov) / 2 - np.array([0.6, 0.6, 0.3 if cfg.ndim == 3 else 0.0])
+    pts, diam = [], []
+    for _ in range(40000):
+        if len(pts) >= cfg.n_particles:
+            break
+        inside = len(pts) < n_in
+        if inside:
+            uvw = np.r_[rng.uniform(-half, half, 2), rng.uniform(0.1, max(depth_range, 0.15))]
+        else:
+            uvw = np.r_[rng.uniform(-2 * half, 2 * half, 2), rng.uniform(0.1, max(depth_range, 0.15))]
+            if np.all(np.abs(uvw[:2]) < cfg.optical_field_mm / 2 + 0.3):
+                continue
+        if cfg.ndim == 2:
+            uvw[2] = 0.0
+        p = surface + cam @ uvw
+        if np.any(np.abs(p) > lim) or (pts and np.min(np.linalg.norm(np.array(pts) - p, axis=1)) < 0.6):
+            continue
+        pts.append(p)
+        diam.append(rng.uniform(*cfg.diameter_um))
+    return np.array(pts), np.array(diam)
+
+
+def placement_center(cfg, rng, frame) -> np.ndarray:
+    """The manifest's ``placement.center_mm``: the RAS position of the optical data's centre
+    (middle pixel of the field; a stack: the middle of the stack) plus an in-plane error of
+    ``cfg.placement_error_mm`` (rms per axis)."""
+    nz = 1 if cfg.ndim == 2 or cfg.widefield else cfg.optical_z_slices
+    n_xy = frame["n_xy"]
+    mid = np.array([(n_xy - 1) / 2 * cfg.optical_pixel_um] * 2 + [(nz - 1) / 2 * cfg.optical_z_step_um])
+    o2m = frame["optical_to_mri"]
+    centre = o2m[:3, :3] @ mid + o2m[:3, 3]
+    return centre + np.r_[rng.normal(0, cfg.placement_error_mm, 2), 0.0]
