@@ -374,6 +374,12 @@ def run_batch(folders: Iterable[str], out_root: str, options: PipelineOptions | 
         unfinished folders as failed.
     OSError
         ``out_root`` cannot be created, or the scheduler cannot be reached.
+
+    Examples
+    --------
+    >>> summary = run_batch(["acq/mouse1", "acq/mouse2"], "out", workers=2)   # doctest: +SKIP
+    >>> summary["ok"], summary["failed"]                                      # doctest: +SKIP
+    (2, 0)
     """
     opts = options or PipelineOptions()
     out_root = os.path.abspath(os.fspath(out_root))

@@ -20,7 +20,8 @@ from .displacement import correct_shot_shifts, estimate_shot_shifts, kspace_shif
 from .optical_lockin import OpticalLockinResult, optical_lockin  # noqa: E402
 from .schemes import cancelled_drift_order, describe_scheme, drift_efficiency, polarization_scheme  # noqa: E402
 from .signflip import SignFlipResult, robust_noise_sigma, signflip_combine  # noqa: E402
-from .nufft import NUFFTPlan, apply_toeplitz, nufft, nufft_adjoint, toeplitz_kernel  # noqa: E402
+from .nufft import NUFFTPlan, nufft, nufft_adjoint  # noqa: E402
+from .toeplitz import apply_toeplitz, toeplitz_kernel  # noqa: E402
 from .metrics import optical_metrics, optical_panels, signflip_metrics, signflip_panels  # noqa: E402
 from .optics_prior import (  # noqa: E402
     choose_kspace_samples, choose_phase_encodes, condition_number, fourier_matrix, line_coords, support_lstsq,

@@ -145,6 +145,28 @@ def reconstruct_image(kspace: np.ndarray, *, window: str | None = None, zero_fil
         Apodisation (see :mod:`dualmode.recon.windows` for the resolution/SNR cost).
     zero_fill_to : sequence of int, optional
         Target matrix along ``axes`` (pair the result with :func:`zero_fill_affine`).
+    axes : tuple of int
+        Encoding axes (the others are batched).
+    workers : int
+        Threads of :mod:`scipy.fft` (-1: all cores).
+    **window_params
+        Passed to :func:`dualmode.recon.windows.apodize` (e.g. ``alpha`` of the Tukey window).
+
+    Returns
+    -------
+    ndarray
+        Complex image, array index ``N // 2`` at ``x = 0`` (:func:`dualmode.conventions.ifft_centered`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dualmode.conventions import fft_centered
+    >>> image = np.zeros((8, 8, 1))
+    >>> image[4, 4, 0] = 1.0
+    >>> bool(np.allclose(reconstruct_image(fft_centered(image)), image))
+    True
+    >>> reconstruct_image(fft_centered(image), zero_fill_to=(16, 16, 1)).shape
+    (16, 16, 1)
     """
     from .windows import apodize
 

@@ -146,8 +146,8 @@ class NUFFTOp(Linop):
         k-space coordinates in cycles per FOV.
     shape : sequence of int
         Image shape (2D images as ``(N_i, N_j, 1)`` are fine).
-    sens : (C, *shape) array, optional
-        Coil sensitivities; data then have a leading coil axis.
+    sens : array, optional
+        Coil sensitivities, shape ``(C, *shape)``; data then have a leading coil axis.
     toeplitz : bool
         Compute ``normal`` by Toeplitz embedding (one 2N-grid FFT pair, no gridding).
     eps : float, optional

@@ -13,16 +13,16 @@ The largest such ``P`` is the *cancelled drift order* (:func:`cancelled_drift_or
 -1 if the signs do not even sum to zero). Repeating a block keeps its order (a
 polynomial of a shifted time has the same degree). Blocks:
 
-=================  =====  ========================================================
-block              order  cancels
-=================  =====  ========================================================
-``+-``             0      constant background; a linear drift leaks half of its
-                          per-shot step into ``H`` at any number of repetitions
-``+-+-``           0      same as ``+-`` repeated twice
-``+--+``           1      constant + linear drift (ABBA)
-``+--+-++-``       2      constant + linear + quadratic (Thue-Morse, length 8)
-Thue-Morse 2^(P+1) P      polynomials up to degree ``P`` (Prouhet-Tarry-Escott)
-=================  =====  ========================================================
+==================  =====  ========================================================
+block               order  cancels
+==================  =====  ========================================================
+``+-``              0      constant background; a linear drift leaks half of its
+                           per-shot step into ``H`` at any number of repetitions
+``+-+-``            0      same as ``+-`` repeated twice
+``+--+``            1      constant + linear drift (ABBA)
+``+--+-++-``        2      constant + linear + quadratic (Thue-Morse, length 8)
+Thue-Morse 2^(P+1)  P      polynomials up to degree ``P`` (Prouhet-Tarry-Escott)
+==================  =====  ========================================================
 
 When the drift is instead *estimated* (regressed out with ``t^0..t^P`` as in
 :func:`dualmode.recon.signflip.signflip_combine`), every scheme gives an unbiased

@@ -80,7 +80,7 @@ class SignFlipResult:
     of H; ``signal_mask`` the voxels used to estimate ``c_k``; ``shifts`` the
     per-shot displacement (voxels) corrected before combining, if any. ``info``:
     ``per_shot_sigma`` (noise of each shot, from the residuals), ``residual_dof``,
-    ``sign_alignment`` (|cos| between the fitted ``P_T g`` and the scheme ``P_T s``),
+    ``sign_alignment`` (``|cos|`` between the fitted ``P_T g`` and the scheme ``P_T s``),
     ``tau`` (normalized shot times), ``drift_tests`` (automatic order selection).
     """
 
@@ -221,6 +221,12 @@ def signflip_combine(
 ) -> SignFlipResult:
     """Estimate ``H``, ``B``, drift and the per-shot polarization from sign-flipped shots.
 
+    Shot ``k`` with sign ``s_k`` is modelled as ``S_k = c_k H + B + drift_k + noise``, with
+    ``c_k`` the unknown complex polarization of the shot (``s_k`` times an amplitude and phase
+    that vary: asymmetry, decay); the mean-removed shots form the rank-one matrix
+    ``(c_k - mean c) H`` whose dominant singular vector gives the weights of ``H``, so every
+    sign-invariant background cancels. The method of Lv et al. [1]_.
+
     Parameters
     ----------
     images : complex ndarray, shape (n_shots, ...)
@@ -253,10 +259,39 @@ def signflip_combine(
     register : bool
         Estimate and correct per-shot translations first
         (:mod:`dualmode.recon.displacement`; ``register_kwargs`` passed on).
+    register_kwargs : dict, optional
+        Keyword arguments of :func:`dualmode.recon.displacement.estimate_shot_shifts`.
+    max_auto_order : int
+        Highest drift order ``drift_order="auto"`` may choose.
+    auto_z : float
+        Significance (z score of the residual energy removed) a further drift order needs.
+    min_efficiency : float
+        Lowest noise efficiency (:func:`dualmode.recon.schemes.drift_efficiency`) a further
+        drift order may cost.
 
     Returns
     -------
     SignFlipResult
+        ``signal`` (``H``), ``background`` (``B``), per-shot weights, noise map and SNR.
+
+    References
+    ----------
+    .. [1] X. Lv et al., "Background-free dual-mode optical and 13C magnetic resonance imaging
+       in diamond particles", PNAS 118(21), e2023579118 (2021).
+
+    Examples
+    --------
+    A point under a background ten times brighter, in eight shots (``+--+`` twice):
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> h = np.zeros((16, 16))
+    >>> h[8, 8] = 1.0
+    >>> s = np.array([1, -1, -1, 1, 1, -1, -1, 1])
+    >>> noise = rng.normal(size=(8, 16, 16)) + 1j * rng.normal(size=(8, 16, 16))
+    >>> lock = signflip_combine(s[:, None, None] * h + 10.0 + 0.01 * noise, s)
+    >>> bool(abs(abs(lock.signal[8, 8]) - 1) < 0.05), bool(abs(lock.signal[0, 0]) < 0.05)
+    (True, True)
     """
     from .displacement import correct_shot_shifts, estimate_shot_shifts
 

@@ -238,8 +238,8 @@ def register(
         (reported as ``scale``); ``"affine"``: similarity points, affine MI refinement.
     tol_mm : float or 3 floats, optional
         Match tolerance per MRI array axis; default ``max(0.6 voxel, 0.1 mm)`` per axis.
-    min_snr, depth_of_field_um, max_particles
-        Detection threshold; MRI slab for widefield MI (2 diameters); particles kept per side.
+    min_snr, depth_of_field_um, max_particles, accept_tol, max_scale_error
+        Detection threshold; widefield MI slab (2 diameters); particles per side; see refine, model.
 
     Returns
     -------

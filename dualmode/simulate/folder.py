@@ -86,6 +86,19 @@ def simulate_folder(out_dir: str | os.PathLike, cfg: SimulationConfig | None = N
 
     The folder name becomes the acquisition name. Existing files are overwritten.
 
+    Parameters
+    ----------
+    out_dir : path-like
+        The acquisition folder to write (``acquisition.json``, ``mri/``, ``optics/``, ``truth/``).
+    cfg : SimulationConfig, optional
+        Every knob of the simulation (default: ``SimulationConfig()``).
+
+    Returns
+    -------
+    dict
+        The truth (also written as ``truth.json``): particles with their MRI and optical
+        positions, the true optical-to-MRI transform, the noise level and per-shot weights.
+
     Examples
     --------
     >>> truth = simulate_folder("acq", SimulationConfig(seed=7))   # doctest: +SKIP
