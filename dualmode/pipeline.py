@@ -146,14 +146,19 @@ def reconstruct_planned_folder(acq, path: str, opts: PipelineOptions):
     lk = lockin_kspace(ksp.data, acq.polarization, coords, h.matrix)
     g = (planned_sample_weights(len(coords), h.flip_angle_deg, int(np.prod(h.matrix)), tr_ms=h.tr_ms or 0.0,
                                 t1_s=opts.t1_s) if opts.rf_correction and h.flip_angle_deg else None)
+    sup = plan["support"]
+    pos = np.asarray(sup["particles_voxel"], float).reshape(-1, 3)
+    particles = {"pos_vox": pos, "diam_mm": np.full(len(pos), sup["diameter_um"] / 1000.0),
+                 "voxel_mm": np.asarray(h.fov_mm, float) / np.asarray(h.matrix)} if len(pos) else None
     res = reconstruct_planned(lk.y_signal, coords, plan_support(plan), lk.sigma, sample_weights=g,
-                              fit=~np.asarray(plan["check"], bool), sigma_dof=lk.sigma_dof)
+                              fit=~np.asarray(plan["check"], bool), particles=particles, sigma_dof=lk.sigma_dof)
     lock = dataclasses.replace(lk.lockin, signal=res.image.astype(np.complex64), noise_sigma=res.noise_sigma_image,
                                noise_map=None)
     report = {"plan": os.path.relpath(path, acq.folder), "status": "flagged" if res.flagged else "ok", "flagged": res.flagged,
               "reasons": res.reasons, "fallback": res.fallback, "n_fit": plan["n_fit"], "n_check": plan["n_check"],
               "acceleration": plan["acceleration"], "kspace_noise_sigma": lk.sigma, "noise_dof": lk.sigma_dof,
-              "support_voxels": int(plan["support"]["n_voxels"]), "tests": res.stats,
+              "support_voxels": int(sup["n_voxels"]), "model": "particles" if particles else "voxels",
+              "tests": res.stats,
               "background_note": "background from the planned samples only (aliased): not resolved"}
     return lock, lk.shots, report, lk.lockin
 

@@ -156,23 +156,27 @@ def _f_sf(stat: float, dof: int, sigma_dof: int) -> float:
 
 
 @_single_thread_blas
-def consistency(y, coords, support, sigma: float, *, sample_weights=None, fit=None, sigma_dof: int = 10**6):
+def consistency(y, coords, support, sigma: float, *, sample_weights=None, fit=None, sigma_dof: int = 10**6,
+                columns=None, extra_dof: int = 0):
     """Support-constrained fit on the ``fit`` samples and both tests of the support.
 
     Returns ``(x_S, stats)``: ``x_S`` the amplitudes of the support voxels
-    (``np.argwhere(support)`` order) and ``stats`` with ``chi2_fit``, ``dof_fit``, ``p_fit``,
-    ``chi2_check``, ``dof_check``, ``p_check``, ``unexplained_fraction`` (excess residual
-    energy over the model energy) and ``condition_number``.
+    (``np.argwhere(support)`` order), or of ``columns`` (a model matrix ``(m, P)``, e.g.
+    :func:`dualmode.recon.particle_fit.particle_columns`, whose ``extra_dof`` nonlinear
+    parameters were fitted; ``support`` then only bounds the scan), and ``stats`` with
+    ``chi2_fit``, ``dof_fit``, ``p_fit``, ``chi2_check``, ``dof_check``, ``p_check``,
+    ``unexplained_fraction`` (excess residual energy over the model energy), the scan for a
+    point source outside the support and ``condition_number``.
     """
     y = np.asarray(y).ravel()
     g = np.ones(len(y)) if sample_weights is None else np.asarray(sample_weights, float).ravel()
     fit = np.ones(len(y), bool) if fit is None else np.asarray(fit, bool)
-    a = fourier_matrix(coords, support) * g[:, None]
+    a = (fourier_matrix(coords, support) if columns is None else np.asarray(columns)) * g[:, None]
     x, cov, cond = _weighted_lstsq(a[fit], y[fit])
     model = a @ x
     r_fit = y[fit] - model[fit]
     s = a.shape[1]
-    dof_fit = 2 * (int(fit.sum()) - s)
+    dof_fit = 2 * (int(fit.sum()) - s) - int(extra_dof)
     chi2_fit = float(np.sum(np.abs(r_fit) ** 2) / sigma**2)
     check = ~fit
     chi2_check, dof_check = 0.0, 0
@@ -284,8 +288,24 @@ def _verdict(stats: dict, alpha: float, min_fraction: float) -> list[str]:
     return reasons
 
 
+def _particle_model(y, coords, support, sigma, particles: dict, sample_weights, fit, sigma_dof):
+    """Parametric fit (:mod:`.particle_fit`), its tests, and the band-limited image of the fitted particles."""
+    from .particle_fit import fit_particles, particle_columns, render_particles
+
+    shape, vox = support.shape, particles["voxel_mm"]
+    amp, pos, diam = fit_particles(y, coords, shape, vox, particles["pos_vox"], particles["diam_mm"],
+                                   sample_weights=sample_weights, fit=fit)
+    cols = particle_columns(np.atleast_2d(coords), shape, vox, pos, diam)
+    nd = np.atleast_2d(coords).shape[1]
+    x, stats = consistency(y, coords, support, sigma, sample_weights=sample_weights, fit=fit, sigma_dof=sigma_dof,
+                           columns=cols, extra_dof=len(diam) * (nd + 1))
+    stats["particles"] = {"amplitude": np.abs(x).tolist(), "phase_deg": np.degrees(np.angle(x)).tolist(),
+                          "position_voxel": pos.tolist(), "diameter_mm": diam.tolist()}
+    return render_particles(x, shape, vox, pos, diam), stats
+
+
 def reconstruct_planned(y, coords, support: np.ndarray, sigma: float, *, sample_weights=None, fit=None,
-                        sigma_dof: int = 10**6, alpha: float = 1e-3, min_fraction: float = 0.002,
+                        particles: dict | None = None, sigma_dof: int = 10**6, alpha: float = 1e-3, min_fraction: float = 0.002,
                         fallback_dilation: float = 1.0) -> PlannedResult:
     """Support-constrained reconstruction of planned samples, tested, with a flagged fallback.
 
@@ -303,6 +323,10 @@ def reconstruct_planned(y, coords, support: np.ndarray, sigma: float, *, sample_
         Known signal weight ``g`` of every sample (RF depletion, flip-angle gain).
     fit : (m,) bool array, optional
         Samples used in the fit; the others are check samples (default: all fit).
+    particles : dict, optional
+        ``pos_vox``, ``diam_mm``, ``voxel_mm``: fit the parametric particle model
+        (:mod:`dualmode.recon.particle_fit`) instead of free voxel amplitudes; ``support``
+        then marks the particles' region (no point source is sought inside it).
     alpha : float
         False-alarm probability of the two tests together (Bonferroni).
     min_fraction : float
@@ -327,9 +351,12 @@ def reconstruct_planned(y, coords, support: np.ndarray, sigma: float, *, sample_
     (False, 1.0)
     """
     support = np.asarray(support, bool)
-    x, stats = consistency(y, coords, support, sigma, sample_weights=sample_weights, fit=fit, sigma_dof=sigma_dof)
-    image = np.zeros(support.shape, complex)
-    image[support] = x
+    if particles is None:
+        x, stats = consistency(y, coords, support, sigma, sample_weights=sample_weights, fit=fit, sigma_dof=sigma_dof)
+        image = np.zeros(support.shape, complex)
+        image[support] = x
+    else:
+        image, stats = _particle_model(y, coords, support, sigma, particles, sample_weights, fit, sigma_dof)
     reasons = _verdict(stats, alpha, min_fraction)
     result = PlannedResult(image, support, float(sigma * np.sqrt(stats["noise_var_voxel"])), bool(reasons),
                            reasons, False, stats)
