@@ -41,12 +41,12 @@ print(f"peak |H| {estimate.max():.2f} (truth {true_h.max():.2f}); peak |B| {np.a
       f"(truth {true_b.max():.1f}); correlation of |H| with the truth "
       f"{np.corrcoef(estimate.ravel(), true_h.ravel())[0, 1]:.3f}")
 
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), constrained_layout=True)
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.8), constrained_layout=True)
 panels = [(np.abs(shots[acq.polarization > 0].mean(0)), "mean of + shots"),
           (np.abs(shots[acq.polarization < 0].mean(0)), "mean of - shots"),
           (estimate, "lock-in |H|"), (true_h, "truth |H|")]
 for ax, (image, title) in zip(axes, panels):
     ax.imshow(image[:, :, 0].T, origin="lower", cmap="magma")
     ax.set_title(title)
-    ax.set_axis_off()
+    ax.set(xticks=[], yticks=[])
 plt.show()

@@ -50,5 +50,5 @@ for ax, (data, title) in zip(axes, ((original.data, "simulated k-space"), (ksp.d
     image = np.abs(ifft_centered(data[0, 0], axes=(0, 1, 2)))[:, :, 0]
     ax.imshow(image.T, origin="lower", cmap="gray")
     ax.set_title(title)
-    ax.set_axis_off()
+    ax.set(xticks=[], yticks=[])
 plt.show()

@@ -28,7 +28,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dualmode import SimulationConfig, process_folder, simulate_folder
-from dualmode.conventions import apply_affine
 from dualmode.view import result_layers
 
 work = Path(tempfile.mkdtemp(prefix="dualmode-view-"))
@@ -39,26 +38,38 @@ for data, kwargs, kind in layers:
     print(f"{kind:6s} {kwargs['name']!r:40s} shape {data.shape}")
 
 # %%
-# Draw the image layers in world coordinates (x right, y anterior) using their affines,
-# additively blended like napari, and the points on top.
+# napari orders world axes (S, A, R) (slowest first, like the arrays it shows), so each image
+# layer is ``data[k, j, i]`` with a 4 x 4 ``affine`` from array index to (S, A, R) mm, and points
+# are (S, A, R) rows. Draw the middle slice of every visible image layer in world coordinates
+# (R to the right, A up), blended additively with its colormap and contrast limits as napari
+# does, and the particles on top.
+from matplotlib.colors import to_rgb
+
 images = [(d, k) for d, k, kind in layers if kind == "image" and k.get("visible", True)]
 points = [(d, k) for d, k, kind in layers if kind == "points"]
-colours = {"magenta": (1, 0, 1), "green": (0, 1, 0), "gray": (1, 1, 1)}
 
-data0, kw0 = images[0]
-corner = apply_affine(kw0["affine"], np.array([[-0.5, -0.5, 0], [data0.shape[0] - 0.5, data0.shape[1] - 0.5, 0]]))
-rgb = np.zeros(data0.shape[:2] + (3,))
+
+def world_extent(shape, affine):
+    """(R_min, R_max, A_min, A_max) of the pixel edges of an axis-aligned layer."""
+    corners = np.array([[0, -0.5, -0.5, 1], [0, shape[1] - 0.5, shape[2] - 0.5, 1]]) @ np.asarray(affine).T
+    return corners[0, 2], corners[1, 2], corners[0, 1], corners[1, 1]
+
+
+rgb = None
 for data, kwargs in images:
     lo, hi = kwargs["contrast_limits"]
-    plane = np.clip((data[:, :, data.shape[2] // 2] - lo) / (hi - lo), 0, 1)
-    rgb += plane[..., None] * colours.get(kwargs["colormap"], (1, 1, 1))
+    plane = np.clip((data[data.shape[0] // 2] - lo) / (hi - lo), 0, 1) ** kwargs.get("gamma", 1.0)
+    layer_rgb = plane[..., None] * np.array(to_rgb(kwargs["colormap"]))
+    rgb = layer_rgb if rgb is None else rgb + layer_rgb
+    extent = world_extent(data.shape, kwargs["affine"])
 
 fig, ax = plt.subplots(figsize=(5.5, 5.5), constrained_layout=True)
-ax.imshow(np.clip(rgb, 0, 1).transpose(1, 0, 2), origin="lower",
-          extent=(corner[0, 0], corner[1, 0], corner[0, 1], corner[1, 1]))
+ax.imshow(np.clip(rgb, 0, 1), origin="lower", extent=extent)
 for data, kwargs in points:
-    ax.scatter(data[:, 0], data[:, 1], s=60, facecolors="none", edgecolors=kwargs["face_color"],
-               label=kwargs["name"])
-ax.set(xlabel="x (mm, R)", ylabel="y (mm, A)", title="napari layers of one result folder")
+    marker = "o" if kwargs.get("symbol") == "ring" else "x"
+    ax.scatter(data[:, 2], data[:, 1], s=70, marker=marker, label=kwargs["name"],
+               facecolors="none" if marker == "o" else kwargs["face_color"],
+               edgecolors=kwargs["face_color"] if marker == "o" else None)
+ax.set(xlabel="R (mm)", ylabel="A (mm)", title="napari layers of one result folder")
 ax.legend(loc="lower right", fontsize="small")
 plt.show()

@@ -107,7 +107,7 @@ def simulate_mri(cfg, rng, matrix, fov, aff, bodies: Bodies, polarization, n_par
     with ``h`` (truth image at unit mean polarization), ``b`` (``|B|``), ``sigma``, ``c``
     (shot weights), ``amplitude`` (integrated truth H per particle, voxel units),
     ``displacement_mm`` (per shot), ``scale`` (signal per voxel-unit volume). ``plan``: a
-    planned acquisition (:mod:`.planned`), single points in the plan's order.
+    planned acquisition (:mod:`dualmode.simulate.planned`), single points in the plan's order.
     """
     vox = np.array(fov) / np.array(matrix)
     two_d = cfg.ndim == 2
