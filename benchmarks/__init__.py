@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-SUITES = ("bench_cartesian", "bench_nufft", "bench_cs", "bench_registration", "bench_pipeline", "bench_import")
+SUITES = ("bench_cartesian", "bench_nufft", "bench_cs", "bench_registration", "bench_pipeline", "bench_import", "bench_cli")
 
 
 def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.05) -> tuple[float, object]:

@@ -226,8 +226,10 @@ def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, 
                 log.info("removed leftover of a killed run: %s", path)
             reset_peak_rss()
             report = process_folder(folder, out_root, opts).report
-            entry.update(status="ok", snr=report["signflip"]["snr"], matched=report["registration"]["matched"],
+            entry.update(status="ok", snr=report["signflip"]["snr"], matched=report["registration"].get("matched"),
                          peak_rss_mb=report.get("peak_rss_mb"))
+            if report.get("notes"):
+                entry["note"] = "; ".join(report["notes"])
         except Exception as err:  # fault isolation: record and go on
             known = isinstance(err, (InputError, RegistrationError))
             entry["error"] = str(err) if known else f"{type(err).__name__}: {err} (in {folder})"
@@ -246,12 +248,14 @@ def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, 
 def expand_folders(args: Iterable[str]) -> list[str]:
     """Expand ``*``, ``?`` and ``[...]`` patterns (for shells that do not) to sorted folders.
 
-    A pattern that matches no folder is kept as given, so that it is reported as failed.
+    A pattern that matches no folder is kept as given, so that it is reported as failed. A path
+    that exists is taken literally, never as a pattern (``scan[1]`` is not ``scan1``).
     """
     out = []
     for arg in args:
         arg = os.fspath(arg)
-        matches = sorted(p for p in glob.glob(arg) if os.path.isdir(p)) if glob.has_magic(arg) else []
+        pattern = glob.has_magic(arg) and not os.path.exists(arg)
+        matches = sorted(p for p in glob.glob(arg) if os.path.isdir(p)) if pattern else []
         out.extend(matches or [arg])
     return out
 

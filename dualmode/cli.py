@@ -1,9 +1,14 @@
-"""Command line: ``dualmode demo | simulate | run | info | convert | view | plan``."""
+"""Command line: ``dualmode demo | simulate | run | info | import | schema | convert | view | plan``.
+
+Usage errors (a bad flag value, a missing input folder, a malformed scheduler address)
+end with the subcommand's usage and exit code 2 before anything runs. ``-v``, ``-q`` and
+``--json`` work before or after the subcommand. Building the parser imports no science
+package (``dualmode --help`` is fast); each command imports what it needs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -11,47 +16,25 @@ import sys
 import time
 
 from . import __version__
-
-
-def _add_simulation_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per :class:`SimulationConfig` field (``--background-ratio`` etc.)."""
-    from .simulate import SimulationConfig
-
-    for f in dataclasses.fields(SimulationConfig):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        if isinstance(default, bool):
-            p.add_argument(flag, action="store_true", help=f"(default: off)")
-        elif isinstance(default, tuple):
-            p.add_argument(flag, type=float, nargs=len(default), metavar="V", help=f"(default: {default})")
-        else:
-            typ = type(default) if default is not None else float
-            p.add_argument(flag, type=typ, help=f"(default: {default})")
-
-
-def _simulation_config(args):
-    from .simulate import SimulationConfig
-
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SimulationConfig)
-             if f.name != "extra" and getattr(args, f.name, None) is not None
-             and getattr(args, f.name) is not False}  # 0 is a value (--particles-outside-optics 0)
-    if "diameter_um" in given:
-        given["diameter_um"] = tuple(given["diameter_um"])
-    return SimulationConfig(**given)
+from .cli_plan import add_plan_arguments, cmd_plan
+from .cli_types import (READER_NAMES, NumbersAction, add_simulation_flags, bounded, fused_grid,
+                        polarization_block, positive_float, positive_int, scheduler_address, sign_list,
+                        simulation_config)
 
 
 def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--out", default="dualmode-out", help="output root (default: %(default)s)")
-    p.add_argument("--optical-pixel-size", type=float, nargs="+", metavar="UM",
-                   help="optical pixel size in um (x y [z]) for files that carry none")
-    p.add_argument("--no-rf-correction", action="store_true", help="do not divide out RF depletion")
-    p.add_argument("--no-refine", action="store_true", help="skip SimpleITK mutual-information refinement")
-    p.add_argument("--no-mirror", action="store_true", help="do not test the mirrored hypothesis")
-    p.add_argument("--fused-grid", default="mri",
+    g = p.add_argument_group("pipeline options")
+    g.add_argument("--optical-pixel-size", action=NumbersAction, type=positive_float, metavar="UM",
+                   help="optical pixel size in µm, x y [z], for image files that carry none")
+    g.add_argument("--no-rf-correction", action="store_true", help="do not divide out the RF depletion (cos α "
+                                                                   "per excitation) of the 13C signal")
+    g.add_argument("--no-refine", action="store_true", help="skip the SimpleITK mutual-information refinement "
+                                                            "of the particle registration")
+    g.add_argument("--no-mirror", action="store_true", help="do not test the mirrored hypothesis (microscopes "
+                                                            "that never flip the image)")
+    g.add_argument("--fused-grid", type=fused_grid, default="mri", metavar="GRID",
                    help="grid of fused.nii.gz/.ome.tif: 'mri' (default), 'optical' (optical resolution over "
-                        "the MRI field) or a spacing in mm")
+                        "the MRI field) or a voxel spacing in mm")
 
 
 def _options(args):
@@ -62,26 +45,47 @@ def _options(args):
         refine=not args.no_refine,
         allow_mirror=not args.no_mirror,
         optical_pixel_size_um=tuple(args.optical_pixel_size) if args.optical_pixel_size else None,
-        fused_grid=args.fused_grid if args.fused_grid in ("mri", "optical") else float(args.fused_grid),
+        fused_grid=args.fused_grid,
     )
 
 
 def _print_progress(quiet: bool):
     def show(entry: dict, done: int, total: int) -> None:
-        if quiet:
+        if quiet and entry["status"] != "failed":
             return
         state = "ok" if entry["status"] == "ok" else f"FAILED: {entry['error']}"
-        print(f"[{done}/{total}] {entry['name']}: {state} ({entry['seconds']:.1f} s)", flush=True)
+        print(f"[{done}/{total}] {entry['name']}: {state} ({entry['seconds']:.1f} s)", flush=True,
+              file=sys.stderr if entry["status"] == "failed" else sys.stdout)
 
     return show
 
 
 def cmd_simulate(args) -> int:
+    """Simulate into a temporary folder beside the destination, then rename: all or nothing."""
+    import shutil
+    import tempfile
+
     from .simulate import simulate_folder
 
-    cfg = _simulation_config(args)
-    truth = simulate_folder(args.folder, cfg)
-    print(f"wrote {args.folder} ({len(truth['particles'])} particles, ndim {cfg.ndim}, seed {cfg.seed})")
+    cfg = simulation_config(args)
+    dest = os.path.abspath(args.folder)
+    parent, name = os.path.split(dest)
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
+    try:
+        truth = simulate_folder(os.path.join(work, name), cfg)
+        if os.path.isdir(dest):  # empty, or --force
+            os.rename(dest, os.path.join(work, "replaced"))
+        os.rename(os.path.join(work, name), dest)
+    except (OSError, ValueError) as err:
+        print(f"dualmode simulate: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"folder": dest, "particles": len(truth["particles"]), "config": truth["config"]}))
+    elif not args.quiet:
+        print(f"wrote {args.folder} ({len(truth['particles'])} particles, ndim {cfg.ndim}, seed {cfg.seed})")
     return 0
 
 
@@ -126,19 +130,23 @@ def cmd_demo(args) -> int:
 
     t0 = time.perf_counter()
     acq = os.path.join(args.out, "acquisitions", "demo")
-    print(f"simulating a 2D acquisition folder with ground truth in {acq} ...", flush=True)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    say(f"simulating a 2D acquisition folder with ground truth in {acq} ...")
     simulate_folder(acq, SimulationConfig(seed=args.seed, background_ratio=10.0, snr=20.0, rotation_deg=20.0))
-    summary = run_batch([acq], args.out, _options(args), progress=_print_progress(False))
+    summary = run_batch([acq], args.out, _options(args), progress=_print_progress(args.quiet))
     out = os.path.join(args.out, "demo")
     if summary["failed"]:
         return 1
     with open(os.path.join(out, "report.json")) as f:
         rep = json.load(f)
     sf, rg = rep["signflip"], rep["registration"]
-    print(f"13C SNR {sf['snr']:.1f}; background suppressed by {sf.get('background_suppression_db', float('nan')):.1f} dB, "
-          f"residual {sf.get('residual_background_sigma', float('nan')):+.2f} sigma; "
-          f"{rg['matched']} particles matched, LOO TRE {rg['tre_loo_mm'] * 1000:.0f} um")
-    print(f"outputs in {out} ({time.perf_counter() - t0:.1f} s): " + ", ".join(sorted(os.listdir(out))))
+    if args.json:
+        print(json.dumps({"out": out, "signflip": sf, "registration": rg}))
+        return 0
+    say(f"13C SNR {sf['snr']:.1f}; background suppressed by {sf.get('background_suppression_db', float('nan')):.1f} "
+        f"dB, residual {sf.get('residual_background_sigma', float('nan')):+.2f} sigma; "
+        f"{rg['matched']} particles matched, LOO TRE {rg['tre_loo_mm'] * 1000:.0f} um")
+    say(f"outputs in {out} ({time.perf_counter() - t0:.1f} s): " + ", ".join(sorted(os.listdir(out))))
     return 0
 
 
@@ -150,7 +158,7 @@ def cmd_info(args) -> int:
         try:
             acq = load_acquisition(folder, args.optical_pixel_size)
         except InputError as err:
-            print(f"{folder}: INVALID: {err}")
+            print(f"{folder}: INVALID: {err}", file=sys.stderr)
             status = 1
             continue
         desc = {
@@ -231,88 +239,191 @@ def cmd_view(args) -> int:
 def cmd_schema(args) -> int:
     from .io.schema import manifest_json_schema
 
-    print(json.dumps(manifest_json_schema(), indent=2))
+    print(json.dumps(manifest_json_schema(), indent=None if args.json else 2))
     return 0
 
 
+EXAMPLES = {
+    "demo": "example:\n  dualmode demo -o demo-out    # simulate one folder, process it, print what came out",
+    "simulate": "examples:\n  dualmode simulate acq/mouse-01 --seed 3 --rotation-deg 25 --mirror\n"
+                "  dualmode simulate acq/vol --ndim 3 --matrix 48 --trajectory radial --undersample 2\n"
+                "A destination that exists and is not empty is refused unless --force.",
+    "run": "examples:\n  dualmode run study/*/ -o results -j 4\n"
+           "  dualmode run scan01 scan02 -o results --resume -v\n"
+           "  dualmode run study/* -o results --scheduler tcp://10.0.0.5:8786 --json > progress.jsonl\n"
+           "exit code: 0 every folder ok or skipped, 1 some folder failed (see OUT/summary.json), "
+           "2 usage error or nothing could run, 130 interrupted",
+    "info": "example:\n  dualmode info scan01 scan02     # validate without processing; exit code 1 if any is invalid",
+    "schema": "example:\n  dualmode schema > acquisition.schema.json   # for your editor or jsonschema",
+    "convert": "examples:\n  dualmode convert /data/bruker/20240101/5 scan5.h5\n"
+               "  dualmode convert meas_MID42.dat scan42.h5 --format twix",
+    "view": "examples:\n  dualmode view results/mouse-01     # napari, RAS mm, 13C + fluorescence + particles\n"
+            "  dualmode view results/mouse-01 --screenshot mouse-01.png",
+    "import": "examples:\n  dualmode import /data/bruker/20240101/5 sample.ome.tif acq/mouse-01 --scheme +-\n"
+              "  dualmode import meas.dat stack.tif acq/m2 --polarization +--+ --copy --optical-pixel-size 5 5 20",
+    "plan": "examples:\n  dualmode plan acq/mouse-01 --acceleration 10 -o acq/mouse-01/plan\n"
+            "  dualmode plan optics.ome.tif --matrix 64 64 1 --fov-mm 12.8 12.8 1 --center-mm 0 0 0",
+}
+
+
+def _common_flags(p: argparse.ArgumentParser, suffix: str = "") -> None:
+    """``-v``/``-q``/``--json``, accepted before and after the subcommand (merged in :func:`main`)."""
+    g = p.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="count", default=0, dest="verbose" + suffix,
+                   help="log each stage of the dualmode pipeline (-vv: debug); other libraries stay quiet")
+    g.add_argument("-q", "--quiet", action="store_true", dest="quiet" + suffix,
+                   help="print only failures (always on stderr)")
+    g.add_argument("--json", action="store_true", dest="json" + suffix,
+                   help="machine-readable output: JSON lines on stdout")
+
+
+def _subparser(sub, name: str, help: str, func, **kw) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+    _common_flags(p, "_sub")
+    p.set_defaults(func=func, parser=p)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dualmode", description=__doc__)
+    """The ``dualmode`` parser (imports no science package)."""
+    parser = argparse.ArgumentParser(prog="dualmode", description=__doc__.split("\n\n")[0],
+                                     epilog="run 'dualmode COMMAND --help' for each command's options and examples",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"dualmode {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _common_flags(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="simulate a realistic acquisition folder and process it")
-    p.add_argument("--out", default="dualmode-demo", help="output root (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=7)
-    p.set_defaults(func=cmd_demo, optical_pixel_size=None, no_rf_correction=False, no_refine=False,
-                   no_mirror=False, fused_grid="mri")
+    p = _subparser(sub, "demo", "simulate a realistic acquisition folder and process it", cmd_demo)
+    p.add_argument("-o", "--out", default="dualmode-demo", help="output root (default: %(default)s)")
+    p.add_argument("--seed", type=bounded(int, "seed", ge=0), default=7, help="random seed of the simulation (default: 7)")
+    p.set_defaults(optical_pixel_size=None, no_rf_correction=False, no_refine=False, no_mirror=False,
+                   fused_grid="mri")
 
-    p = sub.add_parser("simulate", help="write a simulated acquisition folder with ground truth")
+    p = _subparser(sub, "simulate", "write a simulated acquisition folder with ground truth", cmd_simulate)
     p.add_argument("folder", help="folder to create (its name is the acquisition name)")
-    _add_simulation_flags(p)
-    p.set_defaults(func=cmd_simulate)
+    p.add_argument("--force", action="store_true", help="replace a destination that is not empty")
+    add_simulation_flags(p)
 
-    p = sub.add_parser("run", help="process acquisition folders into OUT/<folder name>/ (Dask)")
-    p.add_argument("folders", nargs="+", help="acquisition folders (each holds acquisition.json); "
-                                              "patterns with * ? [] are expanded")
+    p = _subparser(sub, "run", "process acquisition folders into OUT/<folder name>/ (Dask)", cmd_run)
+    p.add_argument("folders", nargs="+", metavar="FOLDER",
+                   help="acquisition folders (each holds acquisition.json); patterns with * ? [] are expanded "
+                        "unless a folder of that literal name exists")
+    p.add_argument("-o", "--out", default="dualmode-out", help="output root (default: %(default)s)")
     _add_pipeline_flags(p)
-    p.add_argument("-j", "--workers", type=int, metavar="N",
+    g = p.add_argument_group("execution")
+    g.add_argument("-j", "--workers", type=positive_int, metavar="N",
                    help="local worker processes (default: all cores; 1: in this process)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
+    g.add_argument("--scheduler", type=scheduler_address, metavar="ADDRESS",
                    help="run on an existing dask.distributed scheduler, e.g. tcp://host:8786")
-    p.add_argument("--resume", action="store_true",
+    g.add_argument("--resume", action="store_true",
                    help="skip folders whose outputs are complete and whose inputs are unchanged")
-    out_mode = p.add_mutually_exclusive_group()
-    out_mode.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    out_mode.add_argument("--json", action="store_true",
-                          help="one JSON line per finished folder, then the summary")
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("info", help="validate and describe acquisition folders")
-    p.add_argument("folders", nargs="+")
-    p.add_argument("--optical-pixel-size", type=float, nargs="+", metavar="UM")
-    p.set_defaults(func=cmd_info)
+    p = _subparser(sub, "info", "validate and describe acquisition folders", cmd_info)
+    p.add_argument("folders", nargs="+", metavar="FOLDER")
+    p.add_argument("--optical-pixel-size", action=NumbersAction, type=positive_float, metavar="UM",
+                   help="optical pixel size in µm, x y [z], for image files that carry none")
 
-    p = sub.add_parser("import", help="make an acquisition folder from a scanner experiment and a microscope image")
+    p = _subparser(sub, "import", "make an acquisition folder from a scanner experiment and a microscope image",
+                   cmd_import)
     p.add_argument("scanner", help="Bruker experiment folder, Varian .fid folder, twix .dat or ISMRMRD file")
     p.add_argument("optical", help="fluorescence TIFF/OME-TIFF")
     p.add_argument("dest", help="new acquisition folder")
     sign = p.add_mutually_exclusive_group(required=True)
-    sign.add_argument("--polarization", metavar="+-+-", help="sign of every repetition")
-    sign.add_argument("--scheme", metavar="+-", help="sign pattern repeated over the repetitions")
+    sign.add_argument("--polarization", type=sign_list, metavar="+-+-", help="sign of every repetition, in order")
+    sign.add_argument("--scheme", type=polarization_block, metavar="+-",
+                      help="sign pattern repeated over the repetitions (e.g. +-, +--+, abba)")
     p.add_argument("--copy", action="store_true", help="copy raw data and image instead of referencing them")
-    p.add_argument("--package", type=int, help="slice package of a multi-package scan (see dualmode info)")
-    p.add_argument("--format", help="raw format (guessed when absent)")
-    p.add_argument("--optical-pixel-size", type=float, nargs="+", metavar="UM")
+    p.add_argument("--package", type=bounded(int, "package", ge=0), metavar="K",
+                   help="slice package of a multi-package scan (see dualmode info)")
+    p.add_argument("--format", choices=READER_NAMES, help="raw format (default: guessed from the path)")
+    p.add_argument("--optical-pixel-size", action=NumbersAction, type=positive_float, metavar="UM",
+                   help="optical pixel size in µm, x y [z], for image files that carry none")
     p.add_argument("--thermal", action="store_true", help="thermal-equilibrium data: no RF-depletion model")
-    p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of acquisition.json")
-    p.set_defaults(func=cmd_schema)
+    _subparser(sub, "schema", "print the JSON Schema of acquisition.json", cmd_schema)
 
-    p = sub.add_parser("convert", help="convert raw k-space (Bruker, Varian, Siemens twix, npz) to ISMRMRD .h5")
+    p = _subparser(sub, "convert", "convert raw k-space (Bruker, Varian, Siemens twix, npz) to ISMRMRD .h5",
+                   cmd_convert)
     p.add_argument("src", help="Bruker experiment folder, Varian .fid folder, Siemens .dat, .npz or .h5")
     p.add_argument("dst", help="ISMRMRD HDF5 file to write (.h5)")
-    p.add_argument("--format", help="source format (bruker, varian, twix, npz, ismrmrd); default: guessed")
-    p.set_defaults(func=cmd_convert)
+    p.add_argument("--format", choices=READER_NAMES, help="source format (default: guessed from the path)")
 
-    p = sub.add_parser("view", help="open a result folder in napari (RAS mm; needs dualmode[view])")
+    p = _subparser(sub, "view", "open a result folder in napari (RAS mm; needs dualmode[view])", cmd_view)
     p.add_argument("result", help="result folder OUT/<name>/ written by dualmode run")
     p.add_argument("--screenshot", metavar="FILE.png", help="render headless to FILE.png and exit (servers)")
-    p.set_defaults(func=cmd_view)
 
-    from .plan import add_plan_parser
-
-    add_plan_parser(sub)
+    p = _subparser(sub, "plan", "choose the k-space samples of an optics-guided (accelerated) acquisition",
+                   cmd_plan)
+    add_plan_arguments(p)
     return parser
 
 
+def _merge_common(args) -> None:
+    """One value of ``-v``/``-q``/``--json`` whether given before or after the subcommand."""
+    args.verbose = args.verbose + getattr(args, "verbose_sub", 0)
+    args.quiet = args.quiet or getattr(args, "quiet_sub", False)
+    args.json = args.json or getattr(args, "json_sub", False)
+    if args.quiet and args.json:
+        args.parser.error("-q/--quiet and --json exclude each other")
+
+
+def _check_inputs(args) -> None:
+    """Usage errors found before anything runs: missing input folders, a simulate destination in use."""
+    p = args.parser
+    if args.command in ("run", "info"):
+        from .batch import expand_folders
+
+        args.folders = expand_folders(args.folders)
+        missing = [f for f in args.folders if not os.path.isdir(f)]
+        if missing:
+            what = "not a folder" if os.path.exists(missing[0]) else "no such folder"
+            p.error(f"{what}: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if args.command == "simulate" and os.path.lexists(args.folder):
+        if not os.path.isdir(args.folder):
+            p.error(f"{args.folder} exists and is not a folder")
+        if os.listdir(args.folder) and not args.force:
+            p.error(f"{args.folder} exists and is not empty; nothing was written (pass --force to replace it)")
+
+
+class _Only:
+    """Log filter of the root handler: ``dualmode`` records at the chosen level, others WARNING and up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "dualmode" or record.name.startswith("dualmode.") or record.levelno >= logging.WARNING
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """``dualmode`` logger at WARNING / INFO (-v) / DEBUG (-vv) / ERROR (-q); other libraries stay at WARNING."""
+    level = logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, "_dualmode_cli", False)]:
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._dualmode_cli = True
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Only())
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    logging.getLogger("dualmode").setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``dualmode``; returns the exit code (2: usage error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    try:
+        args = parser.parse_args(argv)
+        _merge_common(args)
+        _check_inputs(args)
+    except SystemExit as stop:  # --help, --version, usage errors (argparse already printed them)
+        return stop.code if isinstance(stop.code, int) else 2
+    configure_logging(args.verbose, args.quiet)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # e.g. dualmode schema | head
+        sys.stdout = open(os.devnull, "w")
+        return 1
 
 
 if __name__ == "__main__":

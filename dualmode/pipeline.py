@@ -282,7 +282,10 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
     result.registration, result.registration_error = register_optics(acq, c13, lock.noise_sigma, result.optics,
                                                                      opts)
     clock.lap("register")
-    if result.registration is None:
+    if result.optics is None:  # valid 13C result, nothing to fuse: ok with a note, not failed
+        report["registration"] = {"skipped": "no optics section in acquisition.json", "matched": None}
+        report["notes"] = report.get("notes", []) + ["no optics: 13C outputs only, nothing registered or fused"]
+    elif result.registration is None:
         report["registration"] = {"error": result.registration_error}
     else:
         result.fused, result.optical_on_mri, result.optical_native = fuse_volumes(
@@ -316,7 +319,8 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike | None
         Bad input (names file and field). Nothing is written for that folder.
     dualmode.registration.RegistrationError
         With ``out_root`` only: the optics could not be registered; the 13C outputs and
-        ``report.json`` (with the reason) are written first.
+        ``report.json`` (with the reason) are written first. A folder without optics is not
+        an error: its 13C outputs are written and ``report.json["notes"]`` says so.
 
     Examples
     --------
@@ -332,7 +336,10 @@ def process_folder(folder: str | os.PathLike, out_root: str | os.PathLike | None
     from .outputs import write_outputs
 
     write_outputs(result, os.path.join(os.fspath(out_root), result.name))
-    if result.registration is None:
+    if result.registration is None and result.optics is not None:
         raise RegistrationError(result.registration_error)
+    if result.registration is None:
+        log.info("%s: SNR %.1f; no optics, 13C outputs only", result.name, result.lockin.snr)
+        return result
     log.info("%s: SNR %.1f, %d particles matched", result.name, result.lockin.snr, result.registration.matched)
     return result

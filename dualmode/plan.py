@@ -315,22 +315,9 @@ def cmd_plan(args) -> int:
 
 
 def add_plan_parser(sub) -> None:
-    """The ``dualmode plan`` sub-command (one ``add_parser`` block)."""
+    """The ``dualmode plan`` sub-command on ``sub`` (the arguments live in :mod:`dualmode.cli_plan`)."""
+    from .cli_plan import add_plan_arguments
+
     p = sub.add_parser("plan", help="choose the k-space samples of an optics-guided (accelerated) acquisition")
-    p.add_argument("source", help="acquisition folder (optics + MRI geometry in acquisition.json) or an optical image")
-    p.add_argument("-o", "--out", help="output folder (default: SOURCE/plan for a folder, else ./plan)")
-    p.add_argument("--registration", help="registration.json or transform.tfm of an earlier full acquisition "
-                                          "(default: the stage placement, with its uncertainty added to the support)")
-    p.add_argument("--center-mm", type=float, nargs=3, help="placement of the optical field centre (RAS mm)")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--acceleration", type=float, help="samples = full grid / R (default 10)")
-    budget.add_argument("--samples", type=int, help="total number of samples (check samples included)")
-    p.add_argument("--max-noise-amplification", type=float,
-                   help="target accuracy: fewest samples whose noise amplification is at most this")
-    p.add_argument("--dilation", type=float, default=1.0, help="support margin around particles, voxels "
-                                                               "(default: %(default)s)")
-    p.add_argument("--diameter-um", type=float, help="particle diameter (default: the manifest's, else 200)")
-    p.add_argument("--matrix", type=int, nargs=3, help="MRI matrix (required for an optical image)")
-    p.add_argument("--fov-mm", type=float, nargs=3, help="MRI field of view (required for an optical image)")
-    p.add_argument("--tr-ms", type=float, default=10.0, help="repetition time (default: %(default)s)")
+    add_plan_arguments(p)
     p.set_defaults(func=cmd_plan)

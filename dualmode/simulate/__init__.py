@@ -13,13 +13,25 @@ depends on this package; it exists so that every stage can be checked against a 
   content and geometry.
 """
 
-from .accuracy import matching_precision_recall, true_tre
-from .config import SimulationConfig
-from .folder import simulate_folder
-from .phantom import SyntheticPair, make_pair, rotation_z
-from .vendor import write_bruker, write_twix, write_varian
+import importlib
 
-__all__ = [
-    "SimulationConfig", "SyntheticPair", "make_pair", "matching_precision_recall", "rotation_z",
-    "simulate_folder", "true_tre", "write_bruker", "write_twix", "write_varian",
-]
+#: public name -> submodule (imported on first use, so that ``dualmode.simulate.config`` is cheap
+#: for the command-line parser)
+_API = {
+    "SimulationConfig": "config", "simulate_folder": "folder", "matching_precision_recall": "accuracy",
+    "true_tre": "accuracy", "SyntheticPair": "phantom", "make_pair": "phantom", "rotation_z": "phantom",
+    "write_bruker": "vendor", "write_twix": "vendor", "write_varian": "vendor",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
