@@ -230,6 +230,8 @@ def run_one(folder: str, out_root: str, options: PipelineOptions | None = None, 
                          peak_rss_mb=report.get("peak_rss_mb"))
             if report.get("notes"):
                 entry["note"] = "; ".join(report["notes"])
+            if report.get("flags"):  # results the pipeline cannot fully vouch for, with the reason
+                entry["flags"] = report["flags"]
         except Exception as err:  # fault isolation: record and go on
             known = isinstance(err, (InputError, RegistrationError))
             entry["error"] = str(err) if known else f"{type(err).__name__}: {err} (in {folder})"

@@ -236,6 +236,18 @@ def registration_report(reg, c13: Volume) -> dict:
     }
 
 
+def _check_polarization(acq, lock, shots, affine, report: dict) -> None:
+    """Flag (``report["flags"]``, log) a polarization list that contradicts the shots (:mod:`.sanity`)."""
+    from .sanity import polarization_check
+
+    check = polarization_check(shots, acq.polarization, lock, affine)
+    if check is not None:
+        report["signflip"]["polarization_check"] = check
+        text = f"{os.path.join(acq.folder, 'acquisition.json')} [mri.polarization]: {check['message']}"
+        report.setdefault("flags", []).append(text)
+        log.warning("%s", text)
+
+
 def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = None) -> FolderResult:
     """Run every step on one acquisition folder and return the :class:`FolderResult` (writes nothing).
 
@@ -273,6 +285,7 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         report["signflip"].update(noise_sigma=lock.noise_sigma, snr=lock.snr)
         report["planned"] = planned
         report.setdefault("flags", []).extend(f"planned acquisition: {r}" for r in planned["reasons"])
+    _check_polarization(acq, lock, shots, affine, report)
     clock.lap("signflip")
     result = FolderResult(acquisition=acq, c13=c13, background=Volume(np.abs(lock.background), affine),
                           lockin=lock, shots=shots, report=report)

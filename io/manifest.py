@@ -109,7 +109,8 @@ def load_acquisition(folder: str | os.PathLike, optical_pixel_size_um=None) -> A
     raw, man = parse_manifest(folder)
     mpath = os.path.join(folder, MANIFEST)
     mri = man.mri
-    ksp = read_kspace(os.path.join(folder, mri.source.path), mri.source.format, mri.source.package)
+    ksp = read_kspace(_existing(folder, mri.source.path, mpath, "mri.source.path"), mri.source.format,
+                      mri.source.package)
     pol = np.asarray(mri.polarization, dtype=int)
     if pol.size != ksp.header.n_repetitions:
         raise InputError(mpath, f"lists {pol.size} polarization signs but {ksp.source} holds "
@@ -130,11 +131,19 @@ def load_acquisition(folder: str | os.PathLike, optical_pixel_size_um=None) -> A
         particle_diameter_um=200.0 if sec is None else sec.particle_diameter_um,
         manifest=raw,
         hyperpolarized=mri.hyperpolarized,
-        sampling=None if mri.sampling is None else os.path.join(folder, mri.sampling),
+        sampling=None if mri.sampling is None else _existing(folder, mri.sampling, mpath, "mri.sampling"),
         placement_orientation=None if place.orientation is None else np.asarray(place.orientation, dtype=float),
         placement_orientation_uncertainty_deg=place.orientation_uncertainty_deg,
         schema=man,
     )
+
+
+def _existing(folder: str, rel: str, mpath: str, field: str) -> str:
+    """``folder/rel``, or an error naming the manifest field that points at nothing."""
+    path = os.path.join(folder, rel)
+    if not os.path.exists(path):
+        raise InputError(mpath, f"{rel!r} not found in {folder}", field)
+    return path
 
 
 def _apply_overrides(ksp: KSpace, mri, mpath: str) -> KSpace:
@@ -180,10 +189,11 @@ def _check_header(ksp: KSpace, mri, mpath: str) -> None:
 def _read_optics(folder: str, sec, pixel_size_um, mpath: str) -> OpticalImage:
     """The fluorescence image (and modulated frames) named in the ``optics`` section."""
     size = pixel_size_um or sec.pixel_size_um
-    optics = read_optical(os.path.join(folder, sec.image), pixel_size_um=size)
+    optics = read_optical(_existing(folder, sec.image, mpath, "optics.image"), pixel_size_um=size)
     _check_image(optics)
     if sec.modulation is not None:
-        frames = read_optical(os.path.join(folder, sec.modulation.frames), pixel_size_um=size)
+        frames = read_optical(_existing(folder, sec.modulation.frames, mpath, "optics.modulation.frames"),
+                              pixel_size_um=size)
         states = np.asarray(sec.modulation.states, dtype=float)
         if frames.frames is None or states.size != frames.frames.shape[0]:
             n = 1 if frames.frames is None else frames.frames.shape[0]
