@@ -4,7 +4,7 @@ Cases
     ``--help`` and ``--version``: ``python -m dualmode ARG`` (``dualmode``) against a bare
     interpreter (``python -c pass``: the floor every Python CLI pays, including the site
     packages' ``.pth`` hooks) and two widely installed Python command lines as peers
-    (``python -m pip ARG``, ``python -m pytest ARG``). Times are wall times of a whole
+    (``python -m pip ARG``, ``python -m pytest ARG``, run outside any project). Times are wall times of a whole
     subprocess (medians of alternating rounds, :func:`benchmarks.interleaved_times`); the note
     of the dualmode row gives the in-process time of ``from dualmode.cli import main;
     main([ARG])`` alone, which is what the lazy imports control (the parser imports no
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def _case(arg: str, rounds: int) -> list[dict]:
 
     def runner(tool: str, cmd: list[str]):
         def run() -> None:
-            out = subprocess.run(cmd, capture_output=True, text=True)
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
             if tool == "dualmode":
                 inner.append(float(out.stdout.strip().splitlines()[-1]))
         return run
