@@ -1,13 +1,13 @@
 """Start-up time of the command line: ``dualmode --help`` and ``dualmode --version`` (target: < 0.3 s).
 
 Cases
-    ``--help`` and ``--version``: ``python -m dualmode ARG`` (``dualmode``) against a bare
-    interpreter (``python -c pass``: the floor every Python CLI pays, including the site
-    packages' ``.pth`` hooks) and two widely installed Python command lines as peers
-    (``python -m pip ARG``, ``python -m pytest ARG``, run outside any project). Times are wall times of a whole
-    subprocess (medians of alternating rounds, :func:`benchmarks.interleaved_times`); the note
-    of the dualmode row gives the in-process time of ``from dualmode.cli import main;
-    main([ARG])`` alone, which is what the lazy imports control (the parser imports no
+    ``--help`` and ``--version``: ``dualmode ARG`` (``dualmode``) against a bare interpreter
+    (``python -c pass``: the floor every Python CLI pays, including the site packages'
+    ``.pth`` hooks) and two widely installed Python command lines as peers (``python -m pip
+    ARG``, ``python -m pytest ARG``), all run outside any project. Times are wall times of a
+    whole subprocess (medians of alternating rounds, :func:`benchmarks.interleaved_times`);
+    the note of the dualmode row gives the in-process time of ``from dualmode.cli import
+    main; main([ARG])`` alone, which is what the lazy imports control (the parser imports no
     numpy, numba or scipy; ``tests/test_cli.py`` checks that).
 """
 
