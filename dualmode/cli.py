@@ -16,8 +16,9 @@ import sys
 import time
 
 from . import __version__
+from .cli_log import configure_logging
 from .cli_plan import add_plan_arguments, cmd_plan
-from .cli_types import (READER_NAMES, NumbersAction, add_simulation_flags, bounded, fused_grid,
+from .cli_types import (EXAMPLES, READER_NAMES, NumbersAction, add_simulation_flags, bounded, fused_grid,
                         polarization_block, positive_float, positive_int, scheduler_address, sign_list,
                         simulation_config)
 
@@ -243,29 +244,6 @@ def cmd_schema(args) -> int:
     return 0
 
 
-EXAMPLES = {
-    "demo": "example:\n  dualmode demo -o demo-out    # simulate one folder, process it, print what came out",
-    "simulate": "examples:\n  dualmode simulate acq/mouse-01 --seed 3 --rotation-deg 25 --mirror\n"
-                "  dualmode simulate acq/vol --ndim 3 --matrix 48 --trajectory radial --undersample 2\n"
-                "A destination that exists and is not empty is refused unless --force.",
-    "run": "examples:\n  dualmode run study/*/ -o results -j 4\n"
-           "  dualmode run scan01 scan02 -o results --resume -v\n"
-           "  dualmode run study/* -o results --scheduler tcp://10.0.0.5:8786 --json > progress.jsonl\n"
-           "exit code: 0 every folder ok or skipped, 1 some folder failed (see OUT/summary.json), "
-           "2 usage error or nothing could run, 130 interrupted",
-    "info": "example:\n  dualmode info scan01 scan02     # validate without processing; exit code 1 if any is invalid",
-    "schema": "example:\n  dualmode schema > acquisition.schema.json   # for your editor or jsonschema",
-    "convert": "examples:\n  dualmode convert /data/bruker/20240101/5 scan5.h5\n"
-               "  dualmode convert meas_MID42.dat scan42.h5 --format twix",
-    "view": "examples:\n  dualmode view results/mouse-01     # napari, RAS mm, 13C + fluorescence + particles\n"
-            "  dualmode view results/mouse-01 --screenshot mouse-01.png",
-    "import": "examples:\n  dualmode import /data/bruker/20240101/5 sample.ome.tif acq/mouse-01 --scheme +-\n"
-              "  dualmode import meas.dat stack.tif acq/m2 --polarization +--+ --copy --optical-pixel-size 5 5 20",
-    "plan": "examples:\n  dualmode plan acq/mouse-01 --acceleration 10 -o acq/mouse-01/plan\n"
-            "  dualmode plan optics.ome.tif --matrix 64 64 1 --fov-mm 12.8 12.8 1 --center-mm 0 0 0",
-}
-
-
 def _common_flags(p: argparse.ArgumentParser, suffix: str = "") -> None:
     """``-v``/``-q``/``--json``, accepted before and after the subcommand (merged in :func:`main`)."""
     g = p.add_argument_group("output")
@@ -384,29 +362,6 @@ def _check_inputs(args) -> None:
             p.error(f"{args.folder} exists and is not a folder")
         if os.listdir(args.folder) and not args.force:
             p.error(f"{args.folder} exists and is not empty; nothing was written (pass --force to replace it)")
-
-
-class _Only:
-    """Log filter of the root handler: ``dualmode`` records at the chosen level, others WARNING and up."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name == "dualmode" or record.name.startswith("dualmode.") or record.levelno >= logging.WARNING
-
-
-def configure_logging(verbose: int, quiet: bool) -> None:
-    """``dualmode`` logger at WARNING / INFO (-v) / DEBUG (-vv) / ERROR (-q); other libraries stay at WARNING."""
-    level = logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, "_dualmode_cli", False)]:
-        root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._dualmode_cli = True
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_Only())
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.WARNING:
-        root.setLevel(logging.WARNING)
-    logging.getLogger("dualmode").setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:

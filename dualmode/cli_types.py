@@ -13,6 +13,29 @@ import re
 READER_NAMES = ("bruker", "ismrmrd", "npz", "twix", "varian")
 SCHEDULER_PROTOCOLS = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
 
+#: the example epilog of each command's ``--help``
+EXAMPLES = {
+    "demo": "example:\n  dualmode demo -o demo-out    # simulate one folder, process it, print what came out",
+    "simulate": "examples:\n  dualmode simulate acq/mouse-01 --seed 3 --rotation-deg 25 --mirror\n"
+                "  dualmode simulate acq/vol --ndim 3 --matrix 48 --trajectory radial --undersample 2\n"
+                "A destination that exists and is not empty is refused unless --force.",
+    "run": "examples:\n  dualmode run study/*/ -o results -j 4\n"
+           "  dualmode run scan01 scan02 -o results --resume -v\n"
+           "  dualmode run study/* -o results --scheduler tcp://10.0.0.5:8786 --json > progress.jsonl\n"
+           "exit code: 0 every folder ok or skipped, 1 some folder failed (see OUT/summary.json), "
+           "2 usage error or nothing could run, 130 interrupted",
+    "info": "example:\n  dualmode info scan01 scan02     # validate without processing; exit code 1 if any is invalid",
+    "schema": "example:\n  dualmode schema > acquisition.schema.json   # for your editor or jsonschema",
+    "convert": "examples:\n  dualmode convert /data/bruker/20240101/5 scan5.h5\n"
+               "  dualmode convert meas_MID42.dat scan42.h5 --format twix",
+    "view": "examples:\n  dualmode view results/mouse-01     # napari, RAS mm, 13C + fluorescence + particles\n"
+            "  dualmode view results/mouse-01 --screenshot mouse-01.png",
+    "import": "examples:\n  dualmode import /data/bruker/20240101/5 sample.ome.tif acq/mouse-01 --scheme +-\n"
+              "  dualmode import meas.dat stack.tif acq/m2 --polarization +--+ --copy --optical-pixel-size 5 5 20",
+    "plan": "examples:\n  dualmode plan acq/mouse-01 --acceleration 10 -o acq/mouse-01/plan\n"
+            "  dualmode plan optics.ome.tif --matrix 64 64 1 --fov-mm 12.8 12.8 1 --center-mm 0 0 0",
+}
+
 
 def bounded(kind: type, name: str = "value", *, gt=None, ge=None, lt=None, le=None):
     """An argparse type: ``kind`` (int or float) within the bounds; the error names the bound."""

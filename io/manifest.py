@@ -18,7 +18,7 @@ from dualmode.errors import InputError
 from dualmode.kspace import KSpace
 from .optics import OpticalImage, read_optical
 from .readers import read_kspace
-from .schema import FORMAT, MANIFEST, Manifest, Placement, validate_manifest
+from .schema import FORMAT, MANIFEST, Manifest, Placement, validate_manifest  # noqa: F401 (FORMAT re-exported)
 
 @dataclass(repr=False)
 class Acquisition:

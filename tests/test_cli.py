@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from dualmode.batch import expand_folders
-from dualmode.cli import EXAMPLES, build_parser, main
-from dualmode.cli_types import READER_NAMES
+from dualmode.cli import build_parser, main
+from dualmode.cli_types import EXAMPLES, READER_NAMES
 
 USAGE_ERRORS = [  # (argv, words in the one-line error)
     (["simulate", "x", "--trajectory", "spirall"], "invalid choice: 'spirall'"),
