@@ -24,6 +24,8 @@ also how non-Cartesian k-space is corrected (:func:`kspace_shift_phase`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.fft
 import scipy.ndimage
@@ -185,3 +187,49 @@ def shift_report(shifts: np.ndarray, voxel_size=None, threshold_voxels: float = 
         vs = np.asarray(voxel_size, dtype=float)[: shifts.shape[1]]
         report["max_shift_mm"] = float(np.linalg.norm(shifts * vs, axis=1).max()) if norm.size else 0.0
     return report
+
+
+@dataclass
+class MotionCorrection:
+    """Result of :func:`correct_motion`: the (corrected) ``images``, the estimated ``shifts``
+    (voxels, to apply to each shot), whether they were ``corrected`` and a JSON ``report``."""
+
+    images: np.ndarray
+    shifts: np.ndarray
+    corrected: bool
+    report: dict
+
+
+def correct_motion(images: np.ndarray, polarization=None, *, threshold_voxels: float = 0.1,
+                   voxel_size=None, **estimate_kwargs) -> MotionCorrection:
+    """Estimate shot-to-shot translations and correct them when significant (a pipeline step).
+
+    Parameters
+    ----------
+    images : ndarray, shape (n_shots, ...)
+        Per-shot images (complex).
+    polarization : sequence of +1/-1, optional
+        Passed to :func:`estimate_shot_shifts`.
+    threshold_voxels : float
+        Correct only when some shot moved more than this (the estimate's precision is
+        0.02-0.06 voxel, see the module docstring); 0 always corrects.
+    voxel_size : sequence of float, optional
+        For the report in mm.
+    **estimate_kwargs
+        Passed to :func:`estimate_shot_shifts` (``mode``, ``reference``, ...).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> img = rng.normal(size=(32, 32)) + 0j
+    >>> moved = correct_shot_shifts(np.stack([img, img]), np.array([[0, 0], [1.5, 0]]))
+    >>> out = correct_motion(moved)
+    >>> out.corrected, np.round(out.shifts[1], 2).tolist()
+    (True, [-1.5, 0.0])
+    """
+    images = np.asarray(images)
+    shifts = estimate_shot_shifts(images, polarization, **estimate_kwargs)
+    report = shift_report(shifts, voxel_size, threshold_voxels=max(threshold_voxels, 1e-9))
+    moved = report["max_shift_voxels"] > threshold_voxels
+    report.update({"corrected": bool(moved), "threshold_voxels": threshold_voxels})
+    return MotionCorrection(correct_shot_shifts(images, shifts) if moved else images, shifts, bool(moved), report)

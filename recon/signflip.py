@@ -258,7 +258,8 @@ def signflip_combine(
         Box size (voxels) smoothing the per-voxel noise map.
     register : bool
         Estimate and correct per-shot translations first
-        (:mod:`dualmode.recon.displacement`; ``register_kwargs`` passed on).
+        (:func:`dualmode.recon.displacement.correct_motion`, its own step; ``register_kwargs``
+        passed on). The pipeline calls that step itself before the lock-in.
     register_kwargs : dict, optional
         Keyword arguments of :func:`dualmode.recon.displacement.estimate_shot_shifts`.
     max_auto_order : int
@@ -293,13 +294,29 @@ def signflip_combine(
     >>> bool(abs(abs(lock.signal[8, 8]) - 1) < 0.05), bool(abs(lock.signal[0, 0]) < 0.05)
     (True, True)
     """
-    from .displacement import correct_shot_shifts, estimate_shot_shifts
+    s, order, auto = _check_inputs(images, polarization, drift_order, shot_times)
+    images = np.asarray(images)
+    shifts = None
+    if register:
+        images, shifts = _register_shots(images, s, register_kwargs)
+    n, shape = s.size, images.shape[1:]
+    m = images.reshape(n, -1)
+    fit_args = (mask, robust, n_iter, huber_k, detect_alpha)
+    d = _shot_whitening(m, s, order, shot_times, shot_noise, fit_args)
+    fit = _fit(m, s, drift_basis(n, order, shot_times), d, *fit_args)
+    drift_tests = []
+    if auto:
+        fit, order, drift_tests = _raise_drift_order(m, s, d, fit, order, shot_times, fit_args,
+                                                     max_auto_order, auto_z, min_efficiency)
+    return _result(fit, s, d, order, shape, shot_times, noise_window, shifts, drift_tests)
 
+
+def _check_inputs(images, polarization, drift_order, shot_times) -> tuple[np.ndarray, int, bool]:
+    """Validated signs ``s``, the starting drift order and whether it is chosen automatically."""
     s = np.asarray(polarization, dtype=float).ravel()
     n = s.size
-    images = np.asarray(images)
-    if images.shape[0] != n:
-        raise ValueError(f"{images.shape[0]} shots but {n} polarization signs")
+    if np.shape(images)[0] != n:
+        raise ValueError(f"{np.shape(images)[0]} shots but {n} polarization signs")
     if not np.all(np.abs(s) == 1):
         raise ValueError("polarization signs must be +1 or -1")
     if not (np.any(s > 0) and np.any(s < 0)):
@@ -314,39 +331,50 @@ def signflip_combine(
         raise ValueError(f"drift_order {order} needs at least {order + 2} shots, got {n}")
     if drift_efficiency(s, order, shot_times) < 1e-6:
         raise ValueError(f"scheme {scheme_string(s)} cannot separate H from a degree-{order} drift")
-    shifts = None
-    if register:
-        shifts = estimate_shot_shifts(images, s, **(register_kwargs or {}))
-        images = correct_shot_shifts(images, shifts)
+    return s, order, auto
 
-    shape = images.shape[1:]
-    m = images.reshape(n, -1)
-    basis = drift_basis(n, order, shot_times)
+
+def _register_shots(images, s, register_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Motion correction as a step of its own (:func:`dualmode.recon.displacement.correct_motion`)."""
+    from .displacement import correct_motion
+
+    motion = correct_motion(images, s, threshold_voxels=0.0, **(register_kwargs or {}))
+    return motion.images, motion.shifts
+
+
+def _shot_whitening(m, s, order, shot_times, shot_noise, fit_args) -> np.ndarray:
+    """``d = 1 / sigma_k``: ones, given per-shot noise, or estimated from a first pass."""
+    n = s.size
     if isinstance(shot_noise, str) and shot_noise == "estimate":
         if n < order + 3:
             raise ValueError("shot_noise='estimate' needs n_shots >= drift_order + 3")
-        first = _fit(m, s, basis, np.ones(n), mask, robust, n_iter, huber_k, detect_alpha)
-        d = 1.0 / np.maximum(first["per_shot_sigma"], 1e-30)
-    elif shot_noise is None:
-        d = np.ones(n)
-    else:
-        sig = np.asarray(shot_noise, dtype=float).ravel()
-        if sig.shape != (n,) or np.any(~np.isfinite(sig)) or np.any(sig <= 0):
-            raise ValueError("shot_noise must be n_shots positive numbers")
-        d = 1.0 / sig
-    fit = _fit(m, s, basis, d, mask, robust, n_iter, huber_k, detect_alpha)
-    drift_tests = []
-    while auto and order < max_auto_order and n - order - 3 >= 1 \
+        first = _fit(m, s, drift_basis(n, order, shot_times), np.ones(n), *fit_args)
+        return 1.0 / np.maximum(first["per_shot_sigma"], 1e-30)
+    if shot_noise is None:
+        return np.ones(n)
+    sig = np.asarray(shot_noise, dtype=float).ravel()
+    if sig.shape != (n,) or np.any(~np.isfinite(sig)) or np.any(sig <= 0):
+        raise ValueError("shot_noise must be n_shots positive numbers")
+    return 1.0 / sig
+
+
+def _raise_drift_order(m, s, d, fit, order, shot_times, fit_args, max_auto_order, auto_z, min_efficiency):
+    """Add drift orders while the next one removes significant residual energy (module docstring)."""
+    n, tests = s.size, []
+    while order < max_auto_order and n - order - 3 >= 1 \
             and drift_efficiency(s, order + 1, shot_times) >= min_efficiency:
-        cand_basis = drift_basis(n, order + 1, shot_times)
-        cand = _fit(m, s, cand_basis, d, mask, robust, n_iter, huber_k, detect_alpha)
+        cand = _fit(m, s, drift_basis(n, order + 1, shot_times), d, *fit_args)
         z = _drift_significance(fit, cand, n - order - 3)
-        drift_tests.append({"order": order + 1, "z": z})
+        tests.append({"order": order + 1, "z": z})
         if z < auto_z:
             break
-        order, basis, fit = order + 1, cand_basis, cand
-    efficiency = drift_efficiency(s, order, shot_times)
+        order, fit = order + 1, cand
+    return fit, order, tests
 
+
+def _result(fit, s, d, order, shape, shot_times, noise_window, shifts, drift_tests) -> SignFlipResult:
+    """Step 4 (noise) and the :class:`SignFlipResult` of the final fit."""
+    n = s.size
     coef, cov, dof_r = fit["coef"], fit["cov"], n - order - 2
     signal = coef[0].reshape(shape)
     if dof_r >= 1:
@@ -373,7 +401,7 @@ def signflip_combine(
         noise_map=noise_map.astype(np.float32),
         signal_mask=fit["mask"].reshape(shape),
         polarization=s,
-        efficiency=efficiency,
+        efficiency=drift_efficiency(s, order, shot_times),
         shifts=shifts,
         info={"per_shot_sigma": fit["per_shot_sigma"].tolist() if dof_r >= 1 else None,
               "residual_dof": dof_r, "sign_alignment": fit["sign_alignment"],

@@ -1,0 +1,200 @@
+"""Quantitative 13C: the phase-corrected real part of H, particle detection, per-particle amplitudes.
+
+``|H|`` (``c13.nii.gz``) has a Rician noise floor that biases every sparse-particle
+measure. The lock-in keeps ``H`` complex with one global phase (the receiver phase and
+the off-resonance phase at the echo), so ``Re(H e^{-i phi})`` (:func:`phased_real`) is
+signed, unbiased and Gaussian with the per-component noise ``sigma`` of ``H``.
+
+Particle model. A particle of signal density ``rho`` seen by a fully sampled Cartesian
+acquisition of ``N`` points is ``A m(x - x_0)`` with ``A = int rho`` (the integrated
+signal, in voxel units: the sum of the image over the particle) and
+
+.. math::
+
+    m(x) = \\frac{1}{N} \\sum_k f(\\pi d |k| / \\mathrm{FOV})\\, e^{2\\pi i k x / N},
+    \\qquad f(u) = \\frac{3(\\sin u - u\\cos u)}{u^3},
+
+the Dirichlet point-spread function of the grid blurred by a sphere of diameter ``d``
+(``sum_x m = 1``). :func:`fit_amplitudes` fits ``(A, x_0, d)`` by non-linear least squares
+on a window around each detected position (neighbours' fitted models subtracted),
+and reports ``sigma_A`` from the covariance ``sigma^2 (J^T J)^{-1}`` of the fit (so the
+uncertainty of position and size is included).
+
+Detection. The phased image is correlated with the model of a particle of the nominal
+diameter (a matched filter), ``T(x) = (m * P)(x) / (sigma ||m||)`` is standard normal
+where there is no particle. The strongest peak above ``t`` is a detection, its fitted
+model is subtracted and the search repeats (CLEAN, Hogbom 1974); with
+``t = Phi^{-1}(1 - r / V)`` over ``V`` voxels the expected number of false detections per
+image is at most ``r`` (each false one needs a voxel above ``t``; Bonferroni).
+The per-particle SNR ``A ||m|| / sigma`` is the expected ``T`` at a particle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage
+import scipy.optimize
+import scipy.stats
+
+from dualmode.conventions import fft_centered, ifft_centered
+
+
+def phased_real(signal: np.ndarray) -> tuple[np.ndarray, float]:
+    """``Re(H e^{-i phi})`` with the global phase ``phi = angle(sum H |H|)``; returns ``(image, phi)``.
+
+    Examples
+    --------
+    >>> h = np.exp(0.7j) * np.array([0.0, 1.0, 2.0])
+    >>> img, phi = phased_real(h)
+    >>> np.round(img, 6).tolist(), round(phi, 6)
+    ([0.0, 1.0, 2.0], 0.7)
+    """
+    h = np.asarray(signal)
+    phi = float(np.angle(np.sum(h * np.abs(h))))
+    return (h * np.exp(-1j * phi)).real.astype(np.float32), phi
+
+
+def _form_factor(u: np.ndarray) -> np.ndarray:
+    us = np.where(np.abs(u) < 1e-3, 1.0, u)
+    return np.where(np.abs(u) < 1e-3, 1.0 - u**2 / 10, 3.0 * (np.sin(us) - us * np.cos(us)) / us**3)
+
+
+def particle_model(shape, voxel_mm, centre_vox, diameter_mm: float) -> np.ndarray:
+    """``m(x - x_0)`` on the grid (``sum = 1``): a sphere of ``diameter_mm`` at ``centre_vox`` (centred index).
+
+    Examples
+    --------
+    >>> m = particle_model((32, 32, 1), (0.2, 0.2, 1.0), (0.3, -1.0, 0.0), 0.2)
+    >>> round(float(m.sum()), 6)
+    1.0
+    """
+    shape = tuple(int(n) for n in shape)
+    k = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
+    kmm2 = sum((kk / (n * v)) ** 2 for kk, n, v in zip(k, shape, voxel_mm))
+    phase = sum(kk * c / n for kk, c, n in zip(k, centre_vox, shape))
+    spec = _form_factor(np.pi * diameter_mm * np.sqrt(kmm2)) * np.exp(-2j * np.pi * phase)
+    return ifft_centered(spec).real
+
+
+def detection_threshold(n_voxels: int, false_alarms_per_image: float) -> float:
+    """Matched-filter threshold ``t`` with at most ``false_alarms_per_image`` expected false detections."""
+    if not 0 < false_alarms_per_image < n_voxels:
+        raise ValueError(f"false_alarms_per_image must be in (0, {n_voxels}), got {false_alarms_per_image}")
+    return float(scipy.stats.norm.isf(false_alarms_per_image / n_voxels))
+
+
+def matched_filter(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float) -> np.ndarray:
+    """``T = (m * P) / (sigma ||m||)``: standard normal where there is no particle (circular correlation)."""
+    m = particle_model(phased.shape, voxel_mm, np.zeros(3), diameter_mm)
+    corr = ifft_centered(fft_centered(phased) * np.conj(fft_centered(m))).real
+    return corr / (sigma * np.linalg.norm(m))
+
+
+def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
+           false_alarms_per_image: float = 0.1, max_particles: int = 1000) -> tuple[np.ndarray, np.ndarray, float]:
+    """Particles one by one (CLEAN): the strongest matched-filter peak above the threshold, its
+    fitted model subtracted, until no peak is left above the threshold of the stated false-alarm rate.
+
+    Subtracting each detected particle removes its Gibbs side lobes (the Dirichlet kernel's
+    second lobe is +13 % of the peak, 2.5 voxels away), which a plain local-maximum search
+    would report as particles next to every bright one.
+
+    Returns ``(positions (P, 3) centred voxel index, statistic (P,), threshold)``, strongest first.
+    """
+    resid = np.array(phased, dtype=float)
+    thr = detection_threshold(resid.size, false_alarms_per_image)
+    vox = np.asarray(voxel_mm, float)
+    free = [d for d in range(3) if resid.shape[d] > 1]
+    centre = np.array([n // 2 for n in resid.shape])
+    dmax = 3.0 * float(vox[:2].mean())
+    positions, stats = [], []
+    for _ in range(max_particles):
+        t_img = matched_filter(resid, sigma, vox, diameter_mm)
+        peak = np.unravel_index(np.argmax(t_img), t_img.shape)
+        if t_img[peak] < thr:
+            break
+        pos0 = np.array(peak, float) - centre
+        sl = _window(pos0, resid.shape, 3)
+        _, x0, _, _, model = _fit_one(resid[sl], sl, resid.shape, vox, pos0, diameter_mm, free, sigma, dmax)
+        resid -= model
+        positions.append(x0)
+        stats.append(float(t_img[peak]))
+    return np.array(positions, float).reshape(-1, 3), np.array(stats), thr
+
+
+@dataclass
+class Amplitudes:
+    """Per-particle fit: ``amplitude`` (integrated H, voxel units) and its ``sigma``; ``position``
+    (centred voxel index) and ``diameter_mm`` fitted; ``snr = amplitude / sigma``."""
+
+    amplitude: np.ndarray
+    sigma: np.ndarray
+    position: np.ndarray
+    diameter_mm: np.ndarray
+
+    @property
+    def snr(self) -> np.ndarray:
+        return self.amplitude / np.maximum(self.sigma, 1e-30)
+
+
+def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diameter_mm: float, *,
+                   window: int = 3, max_diameter_mm: float | None = None, sweeps: int = 2) -> Amplitudes:
+    """Fit ``(A, x_0, d)`` of every particle at its detected position (see module docstring).
+
+    Parameters
+    ----------
+    phased : real image (the output of :func:`phased_real`)
+    sigma : noise sigma per voxel of ``phased``
+    positions : (P, 3) centred voxel indices (start values; length-1 axes are not fitted)
+    voxel_mm : voxel size along each axis
+    diameter_mm : start value of the diameter (the nominal particle size)
+    window : half-width (voxels) of the fitted window around each particle
+    sweeps : passes over the particles, each with the neighbours' latest models subtracted
+    """
+    phased = np.asarray(phased, float)
+    pos = np.array(positions, float).reshape(-1, 3)
+    n = len(pos)
+    vox = np.asarray(voxel_mm, float)
+    dmax = max_diameter_mm if max_diameter_mm is not None else 3.0 * float(vox[:2].mean())
+    free = [d for d in range(3) if phased.shape[d] > 1]
+    amp, sig = np.zeros(n), np.full(n, np.inf)
+    diam = np.full(n, float(diameter_mm))
+    models = np.zeros((n, *phased.shape))
+    for _ in range(max(sweeps, 1)):
+        for p in range(n):
+            others = models.sum(axis=0) - models[p]
+            sl = _window(pos[p], phased.shape, window)
+            data = (phased - others)[sl]
+            amp[p], pos[p], diam[p], sig[p], models[p] = _fit_one(
+                data, sl, phased.shape, vox, pos[p], diam[p], free, sigma, dmax)
+    return Amplitudes(amp, sig, pos, diam)
+
+
+def _window(centre_vox, shape, half: int) -> tuple:
+    idx = np.rint(np.asarray(centre_vox)).astype(int) + np.array([n // 2 for n in shape])
+    return tuple(slice(max(i - half, 0), min(i + half + 1, n)) if n > 1 else slice(0, 1)
+                 for i, n in zip(idx, shape))
+
+
+def _fit_one(data, sl, shape, vox, pos0, d0, free, sigma, dmax):
+    """Non-linear least squares of one particle on its window; returns ``(A, x0, d, sigma_A, model)``."""
+    def unpack(theta):
+        x0 = pos0.copy()
+        x0[free] = theta[1:1 + len(free)]
+        return theta[0], x0, theta[-1]
+
+    def residual(theta):
+        a, x0, d = unpack(theta)
+        return (a * particle_model(shape, vox, x0, d)[sl] - data).ravel() / sigma
+
+    m0 = particle_model(shape, vox, pos0, d0)
+    a0 = float(np.sum(m0[sl] * data) / max(np.sum(m0[sl] ** 2), 1e-30))
+    theta0 = np.r_[a0, pos0[free], np.clip(d0, 1e-3, dmax)]
+    lo = np.r_[-np.inf, pos0[free] - 1.0, 1e-3]
+    hi = np.r_[np.inf, pos0[free] + 1.0, dmax]
+    fit = scipy.optimize.least_squares(residual, theta0, bounds=(lo, hi), x_scale="jac")
+    a, x0, d = unpack(fit.x)
+    cov = np.linalg.pinv(fit.jac.T @ fit.jac)
+    return a, x0, d, float(np.sqrt(max(cov[0, 0], 0.0))), a * particle_model(shape, vox, x0, d)
