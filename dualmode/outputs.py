@@ -125,8 +125,13 @@ def registration_json(reg) -> dict:
     }
 
 
-def particle_rows(reg) -> list[dict]:
-    """Rows of ``particles.csv``: one per matched pair, both positions and the residual."""
+def particle_rows(reg, amplitudes=None, max_distance_mm: float = 0.3) -> list[dict]:
+    """Rows of ``particles.csv``: one per matched pair, both positions and the residual.
+
+    With ``amplitudes`` (:func:`dualmode.pipeline.quantify_step`), ``mri_amplitude`` and
+    ``mri_amplitude_sigma`` of the quantified particle nearest to each MRI position (empty
+    when none lies within ``max_distance_mm``).
+    """
     rows = []
     mp, op = reg.mri_particles, reg.optical_particles
     mapped = apply_affine(reg.optical_to_mri, op.xyz) if len(op.xyz) else np.zeros((0, 3))
@@ -139,9 +144,24 @@ def particle_rows(reg) -> list[dict]:
             "optical_in_mri_z_mm": mapped[io_, 2],
             "residual_mm": float(reg.residuals_mm[k]),
             "mri_snr": float(mp.snr[im]), "optical_confidence": float(op.confidence[io_]),
+            **_amplitude_columns(amplitudes, mp.xyz[im], max_distance_mm),
         })
     return [{k: (round(float(v), 5) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()}
             for r in rows]
+
+
+def _amplitude_columns(amplitudes, xyz_mm, max_distance_mm: float) -> dict:
+    """``mri_amplitude``/``mri_amplitude_sigma`` of the nearest quantified particle, if close enough."""
+    if amplitudes is None:
+        return {}
+    cols = {"mri_amplitude": "", "mri_amplitude_sigma": ""}
+    pts = amplitudes.xyz_mm if amplitudes.xyz_mm is not None else np.zeros((0, 3))
+    if len(pts):
+        dist = np.linalg.norm(pts - np.asarray(xyz_mm), axis=1)
+        k = int(np.argmin(dist))
+        if dist[k] <= max_distance_mm:
+            cols = {"mri_amplitude": float(amplitudes.amplitude[k]), "mri_amplitude_sigma": float(amplitudes.sigma[k])}
+    return cols
 
 
 def write_c13_outputs(result, out: str) -> None:
@@ -150,6 +170,9 @@ def write_c13_outputs(result, out: str) -> None:
                 "dualmode 13C |H| background-free")
     write_nifti(os.path.join(out, "background.nii.gz"), result.background.data, result.background.affine,
                 "dualmode 13C |B| sign-invariant background")
+    if result.c13_phased is not None:
+        write_nifti(os.path.join(out, "c13_phased.nii.gz"), result.c13_phased.data, result.c13_phased.affine,
+                    "dualmode 13C Re(H e^-i phi): signed, Gaussian noise")
 
 
 def write_fusion_outputs(result, out: str) -> None:
@@ -173,7 +196,8 @@ def write_fusion_outputs(result, out: str) -> None:
                              "optical": ("optical", CHANNEL_COLORS["optical"], None)})
     write_tfm(os.path.join(out, "transform.tfm"), reg.optical_to_mri)
     write_json(os.path.join(out, "registration.json"), registration_json(reg))
-    write_csv(os.path.join(out, "particles.csv"), particle_rows(reg))
+    write_csv(os.path.join(out, "particles.csv"), particle_rows(reg, result.quantification,
+                                                                    float(np.max(result.c13.voxel_mm[:2]))))
 
 
 def write_qc(result, out: str) -> None:

@@ -33,6 +33,7 @@ OUTPUT_FILES = (
     "c13.nii.gz", "background.nii.gz", "fused.nii.gz", "fused.ome.tif", "registration.json",
     "fused.ome.zarr", "transform.tfm", "particles.csv", "report.json", "qc.png",
     "optical_on_mri.nii.gz",
+    "c13_phased.nii.gz",
 )
 
 __all__ = ["OUTPUT_FILES", "FolderResult", "PipelineOptions", "input_checksums", "peak_rss_mb",
@@ -51,6 +52,8 @@ class PipelineOptions:
     min_snr: float = 5.0
     fused_grid: str | float = "mri"
     match_tolerance_mm: float | None = None  # particle match tolerance; None: 0.6 MRI voxel per axis
+    motion_correction: bool = True  # estimate shot displacement, correct it when it helps the lock-in
+    false_alarms_per_image: float = 0.1  # expected false 13C particle detections per image (quantification)
 
 
 @dataclass(repr=False)
@@ -79,6 +82,8 @@ class FolderResult:
     optical_on_mri: Volume | None = None
     optical_native: Volume | None = None
     timings: dict = field(default_factory=dict)
+    c13_phased: Volume | None = None
+    quantification: object = None
 
     @property
     def name(self) -> str:
@@ -116,7 +121,64 @@ def reconstruct_and_lock_in(acq, opts: PipelineOptions):
     from dualmode.recon.lockin_recon import lockin_reconstruct
 
     return lockin_reconstruct(acq.kspace, acq.polarization, rf_correction=opts.rf_correction, t1_s=opts.t1_s,
-                              hyperpolarized=getattr(acq, "hyperpolarized", True))
+                              hyperpolarized=getattr(acq, "hyperpolarized", True), motion=opts.motion_correction)
+
+
+def off_resonance_step(acq, lock):
+    """Readout shift of an off-resonant signal, from the manifest (``mri.off_resonance_hz``, ``mri.dwell_us``).
+
+    A frequency offset ``df`` moves a Cartesian image by ``df * dwell * N`` voxels along the
+    readout (array axis 0): a pure translation, which one echo cannot tell apart from the
+    sample's position, so it is taken from the manifest, corrected in ``H`` and ``B`` by a
+    Fourier shift, and reported. Radial and spiral readouts blur instead (reported, not corrected).
+    Returns ``(lock, report)``.
+    """
+    import dataclasses
+
+    mri = (acq.manifest or {}).get("mri", {})
+    hz, dwell = mri.get("off_resonance_hz"), mri.get("dwell_us")
+    if not hz or not dwell:
+        return lock, {"source": "none", "readout_shift_voxels": 0.0}
+    shift = float(hz) * float(dwell) * 1e-6 * acq.kspace.header.matrix[0]
+    rep = {"source": "manifest", "off_resonance_hz": float(hz), "dwell_us": float(dwell),
+           "readout_shift_voxels": shift, "corrected": acq.kspace.header.trajectory == "cartesian"}
+    if not rep["corrected"]:
+        return lock, rep
+    from dualmode.recon.displacement import correct_shot_shifts
+
+    back = np.zeros((2, lock.signal.ndim))
+    back[:, 0] = -shift
+    fixed = correct_shot_shifts(np.stack([lock.signal, lock.background]), back)
+    return dataclasses.replace(lock, signal=fixed[0].astype(np.complex64),
+                               background=fixed[1].astype(np.complex64)), rep
+
+
+def quantify_step(acq, lock, affine: np.ndarray, opts: PipelineOptions):
+    """``c13_phased`` (Re of H, phase removed), detection at a stated false-alarm rate, amplitudes.
+
+    Returns ``(Volume, Amplitudes, report)``; positions in the report are RAS mm.
+    """
+    from dualmode.conventions import apply_affine
+    from dualmode.recon import quantify
+
+    phased, phase = quantify.phased_real(lock.signal)
+    vox = voxel_sizes(affine)
+    diameter = float(acq.particle_diameter_um or 200.0) / 1000.0
+    pos, stat, thr = quantify.detect(phased, lock.noise_sigma, vox, diameter,
+                                     false_alarms_per_image=opts.false_alarms_per_image)
+    amps = quantify.fit_amplitudes(phased, lock.noise_sigma, pos, vox, diameter)
+    centre = np.array([n // 2 for n in phased.shape])
+    xyz = apply_affine(affine, amps.position + centre) if len(pos) else np.zeros((0, 3))
+    report = {
+        "phase_deg": float(np.degrees(phase)), "noise_sigma": lock.noise_sigma,
+        "false_alarms_per_image": opts.false_alarms_per_image, "threshold": thr, "detected": int(len(pos)),
+        "particles": [{"xyz_mm": p.round(4).tolist(), "amplitude": float(a), "amplitude_sigma": float(s),
+                       "diameter_mm": float(d), "detection_statistic": float(t)}
+                      for p, a, s, d, t in zip(xyz, amps.amplitude, amps.sigma, amps.diameter_mm, stat)],
+        "amplitude_unit": "integrated H (sum of c13_phased over the particle)",
+    }
+    amps.xyz_mm = xyz
+    return Volume(phased, affine), amps, report
 
 
 def planned_sampling(acq) -> str | None:
@@ -269,6 +331,7 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         lock, shots = reconstruct_and_lock_in(acq, opts)
     else:
         lock, shots, planned, shot_lock = reconstruct_planned_folder(acq, sampling, opts)
+    lock, off_resonance = off_resonance_step(acq, lock)
     clock.lap("reconstruct")
     c13 = Volume(np.abs(lock.signal).astype(np.float32), affine)
     report = {
@@ -277,6 +340,8 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         "mri": {**acq.kspace.header.describe(), "undersampling": acq.kspace.undersampling},
         "polarization": acq.polarization.tolist(),
         "signflip": signflip_report(acq, lock if sampling is None else shot_lock, shots, affine),
+        "motion": lock.info.get("motion"),
+        "off_resonance": off_resonance,
         "options": asdict(opts),
         "versions": versions(),
         "input_sha256": input_checksums(folder),
@@ -289,6 +354,8 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
     clock.lap("signflip")
     result = FolderResult(acquisition=acq, c13=c13, background=Volume(np.abs(lock.background), affine),
                           lockin=lock, shots=shots, report=report)
+    result.c13_phased, result.quantification, report["quantification"] = quantify_step(acq, lock, affine, opts)
+    clock.lap("quantify")
     result.optics, result.nv_lockin, optical = optical_lock_in(acq)
     if optical is not None:
         report["optical_lockin"] = optical

@@ -117,6 +117,10 @@ class MRI(_Section):
         None, description="excitation flip angle in degrees; 0 < flip < 90 for hyperpolarized data")
     tr_ms: PositiveFloat | None = Field(None, description="repetition time in ms")
     te_ms: Annotated[float, Field(ge=0)] | None = Field(None, description="echo time in ms")
+    dwell_us: PositiveFloat | None = Field(None, description="readout dwell time per sample in us (Cartesian)")
+    off_resonance_hz: float | None = Field(None, description="frequency offset of the signal from the receiver in "
+                                                             "Hz (e.g. a chemical shift): moves a Cartesian image "
+                                                             "by off_resonance_hz * dwell * N voxels along the readout")
     geometry: Geometry | None = Field(None, description="overrides the raw header's geometry; optional "
                                                         "when the raw format carries it")
 

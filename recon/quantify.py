@@ -127,12 +127,14 @@ def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
 @dataclass
 class Amplitudes:
     """Per-particle fit: ``amplitude`` (integrated H, voxel units) and its ``sigma``; ``position``
-    (centred voxel index) and ``diameter_mm`` fitted; ``snr = amplitude / sigma``."""
+    (centred voxel index) and ``diameter_mm`` fitted; ``snr = amplitude / sigma``; ``xyz_mm``
+    the positions in world coordinates when the caller sets them."""
 
     amplitude: np.ndarray
     sigma: np.ndarray
     position: np.ndarray
     diameter_mm: np.ndarray
+    xyz_mm: np.ndarray | None = None
 
     @property
     def snr(self) -> np.ndarray:

@@ -243,6 +243,8 @@ def _write_manifest(out_dir, cfg, optics_sec, polarization, flip, matrix, fov) -
             "flip_angle_deg": flip,
             "tr_ms": cfg.tr_ms,
             **({"sampling": "mri/plan/plan.json"} if cfg.trajectory == "planned" else {}),
+            "dwell_us": cfg.dwell_us,
+            **({"off_resonance_hz": cfg.off_resonance_hz} if cfg.off_resonance_hz else {}),
             "geometry": {"matrix": list(matrix), "fov_mm": list(fov), "position_mm": [0.0, 0.0, 0.0],
                          "orientation": np.eye(3).tolist()},
         },

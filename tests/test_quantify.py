@@ -1,0 +1,138 @@
+"""Quantitative 13C on analytic data: c13_phased, detection at a stated false-alarm rate, amplitudes.
+
+The truth comes from :mod:`dualmode.simulate.analytic` (closed-form sphere transforms, numpy's
+FFT for the band-limited truth image), never from :mod:`dualmode.recon.quantify`.
+"""
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dualmode.recon import quantify
+from dualmode.simulate.analytic import make_bodies
+from dualmode.simulate.mri import bandlimited_image
+
+SHAPE = (48, 48, 1)
+VOX = np.array([0.2, 0.2, 1.0])
+AFF = np.diag([*VOX, 1.0])
+AFF[:3, 3] = -VOX * (np.array(SHAPE) // 2)
+
+
+def _scene(rng, n=6, diam_range=(120.0, 300.0), density=10.0):
+    """Well-separated spheres in a 2D slice and their noise-free image (integrated signal = density volume / voxel)."""
+    pts = []
+    while len(pts) < n:
+        p = rng.uniform(-3.6, 3.6, 2)
+        if all(np.linalg.norm(p - q) > 1.2 for q in pts):
+            pts.append(p)
+    centres = np.c_[np.array(pts), np.zeros(n)]
+    diam = rng.uniform(*diam_range, n)
+    bodies = make_bodies(rng, centres, diam, np.full(n, density))
+    image = bandlimited_image(bodies, AFF, SHAPE)
+    amplitude = bodies.particle_volume(n) / np.prod(VOX)
+    centre_vox = (centres - AFF[:3, 3]) / VOX - np.array(SHAPE) // 2
+    return image, amplitude, centre_vox, diam
+
+
+def test_particle_model_is_the_analytic_sphere_image():
+    rng = np.random.default_rng(1)
+    image, amplitude, centre_vox, diam = _scene(rng, n=1)
+    model = quantify.particle_model(SHAPE, VOX, centre_vox[0], diam[0] / 1000)
+    np.testing.assert_allclose(amplitude[0] * model, image, atol=1e-6 * image.max())
+    assert model.sum() == pytest.approx(1.0)
+
+
+def test_phased_real_part_is_unbiased_gaussian():
+    rng = np.random.default_rng(2)
+    image, *_ = _scene(rng)
+    sigma = 0.05
+    h = (image + sigma * (rng.normal(size=SHAPE) + 1j * rng.normal(size=SHAPE))) * np.exp(1.1j)
+    phased, phase = quantify.phased_real(h)
+    assert phase == pytest.approx(1.1, abs=0.02)
+    resid = phased - image
+    assert abs(resid.mean()) < 3 * sigma / np.sqrt(resid.size)
+    assert resid.std() == pytest.approx(sigma, rel=0.05)
+    empty = image < 1e-3 * image.max()
+    assert abs(np.abs(h)[empty].mean() / sigma - np.sqrt(np.pi / 2)) < 0.1  # the Rician floor |H| has
+
+
+def test_false_detections_on_noise_stay_below_the_stated_rate():
+    rng = np.random.default_rng(3)
+    rate, n_images = 0.5, 60
+    false = sum(len(quantify.detect(rng.normal(size=SHAPE), 1.0, VOX, 0.2, false_alarms_per_image=rate)[0])
+                for _ in range(n_images))
+    assert false / n_images <= rate
+
+
+def test_recall_and_amplitudes_with_calibrated_sigma():
+    """20 noise realisations of analytic scenes: recall at SNR >= 5, amplitude error, z-score spread."""
+    rng = np.random.default_rng(4)
+    z, rel, hits, false, strong = [], [], [], 0, []
+    for _ in range(20):
+        image, amp, centre_vox, _ = _scene(rng, diam_range=(100.0, 300.0))
+        sigma = rng.uniform(0.01, 0.06)
+        noisy = image + rng.normal(0, sigma, SHAPE)
+        pos, _, _ = quantify.detect(noisy, sigma, VOX, 0.2)
+        dist = np.linalg.norm(pos[:, None, :] - centre_vox[None], axis=2) if len(pos) else np.zeros((0, 6))
+        snr = amp * np.array([np.linalg.norm(quantify.particle_model(SHAPE, VOX, c, 0.2)) for c in centre_vox]) / sigma
+        hits += list(zip(snr, dist.min(axis=0) < 1.5 if len(pos) else np.zeros(6, bool)))
+        false += int(np.sum(dist.min(axis=1) >= 1.5)) if len(pos) else 0
+        fit = quantify.fit_amplitudes(noisy, sigma, centre_vox, VOX, 0.2)
+        z += list((fit.amplitude - amp) / fit.sigma)
+        rel += list((fit.amplitude - amp) / amp)
+        strong += list(fit.snr >= 10)
+    hits = np.array(hits)
+    recall = hits[hits[:, 0] >= 5, 1].mean()
+    assert recall >= 0.9 and false / 20 <= 1
+    assert np.median(np.abs(np.array(rel)[np.array(strong)])) <= 0.10
+    assert 0.8 <= np.std(z) <= 1.25
+
+
+@pytest.fixture(scope="module")
+def analysed(sim2d):
+    from dualmode.pipeline import process_folder
+
+    return process_folder(sim2d)
+
+
+def test_c13_phased_error_is_the_noise_floor_and_background_is_gone(sim2d, analysed):
+    """The issue's folder (seed 7, background 10x, SNR 20), analytic k-space.
+
+    Against the object at the acquisition's resolution (truth/c13_bandlimited) the error of
+    ``c13_phased`` in the particle region is only noise: ``sigma_H sqrt(n) / ||truth||``
+    (0.17 here; the issue's 0.15 is below this floor for any unbiased image, and the
+    voxel-average truth/c13 differs from every band-limited image by 0.31 without noise).
+    """
+    th = nib.load(os.path.join(sim2d, "truth", "c13_bandlimited.nii.gz")).get_fdata()
+    tb = nib.load(os.path.join(sim2d, "truth", "background.nii.gz")).get_fdata()
+    ph = analysed.c13_phased.data
+    sigma = analysed.lockin.noise_sigma
+    region = ndimage.binary_dilation(th > 0.05 * th.max(), iterations=1)
+    nrmse = np.linalg.norm((ph - th)[region]) / np.linalg.norm(th[region])
+    floor = sigma * np.sqrt(region.sum()) / np.linalg.norm(th[region])
+    assert nrmse <= 1.1 * floor
+    mag = np.abs(analysed.lockin.signal)
+    assert np.linalg.norm((mag - th)[region]) / np.linalg.norm(th[region]) > 2 * nrmse  # the Rician bias
+    far = ~ndimage.binary_dilation(th > 0.01 * th.max(), iterations=2)
+    assert abs(ph[(tb > 0.5 * tb.max()) & far].mean()) / sigma * np.sqrt(((tb > 0.5 * tb.max()) & far).sum()) < 4
+    assert analysed.report["signflip"]["residual_background_sigma"] <= 1.5
+
+
+def test_pipeline_amplitudes_match_the_truth(sim2d, analysed):
+    with open(os.path.join(sim2d, "truth.json")) as f:
+        truth = json.load(f)
+    q = analysed.quantification
+    true_xyz = np.array([p["mri_xyz_mm"] for p in truth["particles"]])
+    true_amp = np.array([p["amplitude"] for p in truth["particles"]])
+    dist = np.linalg.norm(q.xyz_mm[:, None, :] - true_xyz[None], axis=2)
+    nearest = dist.argmin(axis=1)
+    assert np.all(dist.min(axis=1) < 0.3)  # no false detection
+    assert len(q.xyz_mm) >= 0.75 * len(true_xyz)
+    z = (q.amplitude - true_amp[nearest]) / q.sigma
+    assert np.all(np.abs(z) < 4)
+    rel = np.abs(q.amplitude / true_amp[nearest] - 1)
+    assert np.median(rel[q.snr >= 10]) <= 0.10
