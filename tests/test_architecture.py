@@ -60,8 +60,6 @@ LONG_ALLOWED = {
                                       "splitting it would put the JIT-specialised inner loops out of reach",
     "dualmode/batch.py": SPLITTING + ", H1",
     "dualmode/batch.py:run_batch": SPLITTING + ", H1",
-    "recon/signflip.py:signflip_combine": SPLITTING + ", H6",
-    "recon/signflip.py": SPLITTING + ", H6 (the flat-API docstring of signflip_combine took it past 400)",
 }
 
 FLAT_API = ("load_acquisition", "process_folder", "run_batch", "simulate_folder", "signflip_combine",

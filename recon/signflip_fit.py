@@ -1,0 +1,102 @@
+"""Estimation kernels of the sign-flip lock-in (steps 1-4 of :mod:`dualmode.recon.signflip`).
+
+The rank-one direction of the projected shots on high-signal voxels (Huber re-weighted)
+and one whitened least-squares pass; chunked over voxels to bound memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+
+
+def _chi2_scale(energy: np.ndarray, dof: int) -> float:
+    """Per-component sigma^2 from per-voxel energies ``~ sigma^2 chi2(2 dof)`` (median)."""
+    return float(np.median(energy) / scipy.stats.chi2.ppf(0.5, 2 * dof))
+
+
+_CHUNK = 1 << 18  # voxels per block: bounds the float64 temporaries for large volumes
+
+
+def _chunks(n_vox: int):
+    for start in range(0, n_vox, _CHUNK):
+        yield slice(start, min(start + _CHUNK, n_vox))
+
+
+def _rank_one_direction(m, s, d, q, mask, robust: bool, n_iter: int, huber_k: float,
+                        alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dominant left singular vector of the projected whitened data on high-signal voxels.
+
+    ``m (n, V)`` shots, ``s`` signs, ``d`` whitening, ``q`` orthonormal drift basis
+    (whitened).
+    Returns ``u`` and the boolean voxel selection.
+    """
+    n, n_vox = m.shape
+    dof_p = n - q.shape[1]
+
+    def project(block):
+        yw = block.astype(np.complex128) * d[:, None]
+        return yw - q @ (q.T @ yw)
+
+    energy = np.empty(n_vox)
+    for sl in _chunks(n_vox):
+        energy[sl] = np.sum(np.abs(project(m[:, sl])) ** 2, axis=0)
+    sigma2 = _chi2_scale(energy, dof_p)
+    if mask is None:
+        keep = energy > sigma2 * scipy.stats.chi2.isf(alpha, 2 * dof_p)
+        if keep.sum() < 8:  # no clear signal: strongest voxels, else all
+            keep = energy >= np.sort(energy)[-min(n_vox, max(8, n_vox // 100))]
+    else:
+        keep = np.ravel(np.asarray(mask, dtype=bool))
+        if keep.size != n_vox or not keep.any():
+            raise ValueError("mask must have the image shape and select at least one voxel")
+    ym = project(m[:, keep])
+    u = project(s[:, None].astype(complex))[:, 0]  # prior: c_k = 1
+    u /= np.linalg.norm(u)
+    dof_r = dof_p - 1
+    if not (robust and dof_r >= 1):
+        return np.linalg.eigh(ym @ ym.conj().T)[1][:, -1], keep
+    for _ in range(n_iter):
+        # Huber weights on the rank-one residual, starting from the scheme prior, so that
+        # voxels that do not follow one polarization pattern (flow, motion) lose influence
+        resid = np.sum(np.abs(ym - np.outer(u, u.conj() @ ym)) ** 2, axis=0)
+        rho = np.sqrt(resid / (sigma2 * 2 * dof_r))
+        w = np.minimum(1.0, huber_k / np.maximum(rho, 1e-12))
+        u = np.linalg.eigh((ym * w) @ ym.conj().T)[1][:, -1]
+    return u, keep
+
+
+def _fit(m, s, basis, d, mask, robust, n_iter, huber_k, alpha) -> dict:
+    """One whitened pass of steps 1-4 (see module docstring); ``d = 1 / sigma_k``."""
+    n, n_vox = m.shape
+    q, _ = np.linalg.qr(basis * d[:, None])
+    u, keep = _rank_one_direction(m, s, d, q, mask, robust, n_iter, huber_k, alpha)
+    y_s = s * d - q @ (q.T @ (s * d))  # whitened, projected sign vector
+    # g = alpha u / d + T beta with c = s g closest to 1
+    design = np.concatenate([(s * u / d)[:, None], (s[:, None] * basis).astype(complex)], axis=1)
+    params, *_ = np.linalg.lstsq(design, np.ones(n, complex), rcond=None)
+    g = params[0] * u / d + basis @ params[1:]
+    x = np.concatenate([g[:, None], basis.astype(complex)], axis=1) * d[:, None]
+    pinv = np.linalg.pinv(x)
+    hat = np.real(np.diag(x @ pinv))
+    coef = np.empty((x.shape[1], n_vox), np.complex64)
+    resid_energy = np.empty(n_vox)
+    resid_shot = np.empty((n, n_vox), np.float32)
+    for sl in _chunks(n_vox):
+        mw = m[:, sl].astype(np.complex128) * d[:, None]
+        c = pinv @ mw
+        r = np.abs(mw - x @ c) ** 2
+        coef[:, sl] = c
+        resid_energy[sl] = r.sum(axis=0)
+        resid_shot[:, sl] = r
+    per_shot = np.sqrt(np.median(resid_shot, axis=1) / (2 * np.log(2) * np.maximum(1 - hat, 1e-12)))
+    return {
+        "g": g,
+        "coef": coef,
+        "cov": np.real(np.linalg.inv(x.conj().T @ x)),
+        "weights": pinv * d[None, :],
+        "resid_energy": resid_energy,
+        "per_shot_sigma": per_shot / d,
+        "mask": keep,
+        "sign_alignment": float(abs(np.vdot(u, y_s)) / max(np.linalg.norm(y_s), 1e-30)),
+    }
