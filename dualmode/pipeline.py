@@ -135,6 +135,8 @@ def off_resonance_step(acq, lock):
     """
     import dataclasses
 
+    from dualmode.recon.displacement import correct_shot_shifts
+
     mri = (acq.manifest or {}).get("mri", {})
     hz, dwell = mri.get("off_resonance_hz"), mri.get("dwell_us")
     if not hz or not dwell:
@@ -144,8 +146,6 @@ def off_resonance_step(acq, lock):
            "readout_shift_voxels": shift, "corrected": acq.kspace.header.trajectory == "cartesian"}
     if not rep["corrected"]:
         return lock, rep
-    from dualmode.recon.displacement import correct_shot_shifts
-
     back = np.zeros((2, lock.signal.ndim))
     back[:, 0] = -shift
     fixed = correct_shot_shifts(np.stack([lock.signal, lock.background]), back)
@@ -154,30 +154,15 @@ def off_resonance_step(acq, lock):
 
 
 def quantify_step(acq, lock, affine: np.ndarray, opts: PipelineOptions):
-    """``c13_phased`` (Re of H, phase removed), detection at a stated false-alarm rate, amplitudes.
+    """``c13_phased``, detection at a stated false-alarm rate, amplitudes (:mod:`dualmode.recon.quantify`).
 
     Returns ``(Volume, Amplitudes, report)``; positions in the report are RAS mm.
     """
-    from dualmode.conventions import apply_affine
-    from dualmode.recon import quantify
+    from dualmode.recon.quantify import quantify_image
 
-    phased, phase = quantify.phased_real(lock.signal)
-    vox = voxel_sizes(affine)
-    diameter = float(acq.particle_diameter_um or 200.0) / 1000.0
-    pos, stat, thr = quantify.detect(phased, lock.noise_sigma, vox, diameter,
-                                     false_alarms_per_image=opts.false_alarms_per_image)
-    amps = quantify.fit_amplitudes(phased, lock.noise_sigma, pos, vox, diameter)
-    centre = np.array([n // 2 for n in phased.shape])
-    xyz = apply_affine(affine, amps.position + centre) if len(pos) else np.zeros((0, 3))
-    report = {
-        "phase_deg": float(np.degrees(phase)), "noise_sigma": lock.noise_sigma,
-        "false_alarms_per_image": opts.false_alarms_per_image, "threshold": thr, "detected": int(len(pos)),
-        "particles": [{"xyz_mm": p.round(4).tolist(), "amplitude": float(a), "amplitude_sigma": float(s),
-                       "diameter_mm": float(d), "detection_statistic": float(t)}
-                      for p, a, s, d, t in zip(xyz, amps.amplitude, amps.sigma, amps.diameter_mm, stat)],
-        "amplitude_unit": "integrated H (sum of c13_phased over the particle)",
-    }
-    amps.xyz_mm = xyz
+    phased, amps, report = quantify_image(lock.signal, lock.noise_sigma, affine,
+                                          float(acq.particle_diameter_um or 200.0) / 1000.0,
+                                          false_alarms_per_image=opts.false_alarms_per_image)
     return Volume(phased, affine), amps, report
 
 
