@@ -78,6 +78,7 @@ class FolderResult:
     nv_lockin: object = None
     registration: object = None
     registration_error: str | None = None
+    registration_best: dict | None = None  # best rejected hypothesis (RegistrationError.best), for qc.png
     fused: Volume | None = None
     optical_on_mri: Volume | None = None
     optical_native: Volume | None = None
@@ -236,11 +237,11 @@ def optical_lock_in(acq):
 
 
 def register_optics(acq, c13: Volume, sigma: float, optics, opts: PipelineOptions):
-    """Register the optics to the 13C image; returns ``(registration, None)`` or ``(None, reason)``."""
+    """Register the optics to the 13C image: ``(registration, None, None)`` or ``(None, reason, best rejected)``."""
     from dualmode import registration as reg_mod
 
     if optics is None:
-        return None, f"{acq.folder}: manifest has no optics section: nothing to fuse"
+        return None, f"{acq.folder}: manifest has no optics section: nothing to fuse", None
     try:
         reg = reg_mod.register(
             c13.data, c13.affine, sigma, optics,
@@ -251,8 +252,8 @@ def register_optics(acq, c13: Volume, sigma: float, optics, opts: PipelineOption
             tol_mm=opts.match_tolerance_mm,
         )
     except reg_mod.RegistrationError as err:
-        return None, str(err)
-    return reg, None
+        return None, str(err), getattr(err, "best", None)
+    return reg, None, None
 
 
 def fuse_volumes(c13: Volume, optics, reg, grid) -> tuple[Volume, Volume, Volume]:
@@ -344,8 +345,8 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
     result.optics, result.nv_lockin, optical = optical_lock_in(acq)
     if optical is not None:
         report["optical_lockin"] = optical
-    result.registration, result.registration_error = register_optics(acq, c13, lock.noise_sigma, result.optics,
-                                                                     opts)
+    result.registration, result.registration_error, result.registration_best = register_optics(
+        acq, c13, lock.noise_sigma, result.optics, opts)
     clock.lap("register")
     if result.optics is None:  # valid 13C result, nothing to fuse: ok with a note, not failed
         report["registration"] = {"skipped": "no optics section in acquisition.json", "matched": None}

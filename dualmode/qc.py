@@ -243,7 +243,8 @@ def _failure_panels(page, result, failure: dict, h, ext) -> None:
                  label=f"13C detections ({len(mri_xyz)})")
     if hyp is not None and opt_xyz is not None and len(opt_xyz):
         page.markers(panel, apply_affine(np.asarray(hyp, float), opt_xyz), s=50, marker="+", c="lime",
-                     linewidths=0.8, label="optical under the best rejected hypothesis")
+                     linewidths=0.8, label=f"optical under the best rejected hypothesis ({failure.get('label')}, "
+                                           f"{failure.get('matched')} pairs)")
     if page.overlay.get_legend_handles_labels()[0]:
         page.overlay.legend(loc="upper left", fontsize=6.5, frameon=False,
                             bbox_to_anchor=(_COLS[2] / WIDTH, (_ROWS[1] + _BOX) / HEIGHT))
@@ -255,48 +256,49 @@ def _failure_panels(page, result, failure: dict, h, ext) -> None:
               color="firebrick")
 
 
-def failure_details(result, error: BaseException | None = None) -> dict:
-    """Detections of both modes (and the best rejected hypothesis, if the error carries one).
+def failure_details(result) -> dict:
+    """What a failed registration had to work with: detections of both modes, the best rejected hypothesis.
 
-    Runs the registration's own detectors with its defaults on the 13C and optical images, so
-    the picture shows what the registration had to work with.
+    From ``result.registration_best`` (:class:`dualmode.registration.RegistrationError` ``.best``)
+    when the registration got as far as a hypothesis; otherwise the registration's own
+    detectors are run with their defaults on the 13C and optical images.
     """
+    best = getattr(result, "registration_best", None) or {}
+    details = {"error": result.registration_error, "hypothesis": best.get("optical_to_mri"),
+               "label": best.get("label"), "matched": best.get("matched"),
+               "mri_xyz": np.asarray(best.get("mri_xyz_mm", np.zeros((0, 3))), float).reshape(-1, 3),
+               "optical_xyz": (np.asarray(best["optical_xyz_um"], float).reshape(-1, 3)
+                               if "optical_xyz_um" in best else None)}
+    if best:
+        return details
     from dualmode.registration import detect_mri_particles, detect_optical_particles
 
-    acq = result.acquisition
-    details = {"error": result.registration_error, "mri_xyz": np.zeros((0, 3)), "optical_xyz": None}
     try:
         details["mri_xyz"] = detect_mri_particles(result.c13.data, result.c13.affine, result.lockin.noise_sigma).xyz
         if result.optics is not None:
             details["optical_xyz"] = detect_optical_particles(
-                result.optics.data, result.optics.spacing_um, diameter_um=acq.particle_diameter_um).xyz
+                result.optics.data, result.optics.spacing_um,
+                diameter_um=result.acquisition.particle_diameter_um).xyz
     except (ValueError, RuntimeError):  # a degenerate image: the picture still shows the 13C row
         pass
-    for name in ("hypothesis", "mri_particles", "optical_particles"):
-        value = getattr(error, name, None)
-        if value is not None:
-            key = {"mri_particles": "mri_xyz", "optical_particles": "optical_xyz"}.get(name, name)
-            details[key] = getattr(value, "xyz", value)
     return details
 
 
-def write_qc_png(path: str | os.PathLike, result, error: BaseException | None = None) -> None:
+def write_qc_png(path: str | os.PathLike, result) -> None:
     """Render the QC page of ``result`` to ``path`` (PNG, 150 dpi, written atomically).
 
     Parameters
     ----------
     path : path-like
     result : dualmode.pipeline.FolderResult
-        Registered or not: a folder whose registration failed gets the failure layout.
-    error : Exception, optional
-        The registration error, when the caller has it (its particles and best hypothesis
-        are drawn when it exposes them).
+        Registered or not: a folder whose registration failed gets the failure layout
+        (13C row, detections of both modes, the best rejected hypothesis, the error).
 
     Examples
     --------
     >>> write_qc_png("out/demo/qc.png", process_folder("demo"))  # doctest: +SKIP
     """
-    failure = None if result.registration is not None else failure_details(result, error)
+    failure = None if result.registration is not None else failure_details(result)
     page = render_qc(result, failure)
     with atomic_path(path) as tmp:
         page.save(tmp)

@@ -227,6 +227,57 @@ def acquisition_layers(folder: str | os.PathLike) -> list[LayerData]:
     return layers
 
 
+def _colormap(label: str, color: str):
+    """A napari colormap from black to ``color`` (``"RRGGBB"``), named after the channel."""
+    from napari.utils.colormaps import Colormap
+
+    rgb = [int(color[i:i + 2], 16) / 255.0 for i in (0, 2, 4)]
+    return Colormap([[0.0, 0.0, 0.0, 1.0], [*rgb, 1.0]], name=f"{label} {color}")
+
+
+def ome_zarr_layers(path: str | os.PathLike) -> list[LayerData]:
+    """Layers of ``fused.ome.zarr`` (or one of its images): every image in one world frame (mm).
+
+    Reads the NGFF metadata with ome-zarr-py: each image's level-0 ``scale`` and
+    ``translation`` become the layer's ``scale`` and ``translate`` (so the MRI and the
+    registered optics overlay), the pyramid is a multiscale layer, and the ``omero`` block
+    gives the channel name, colour and window.
+    """
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    path = os.fspath(path)
+    images = [path]
+    series_file = os.path.join(path, "OME", "zarr.json")
+    if os.path.isfile(series_file):
+        with open(series_file) as f:
+            images = [os.path.join(path, s) for s in json.load(f)["attributes"]["ome"]["series"]]
+    layers = []
+    for image in images:
+        node = list(Reader(parse_url(image))())[0]
+        meta = node.metadata
+        level0 = meta["coordinateTransformations"][0]
+        scale = next(t["scale"] for t in level0 if t["type"] == "scale")
+        translate = next((t["translation"] for t in level0 if t["type"] == "translation"), [0.0] * len(scale))
+        channel = meta.get("channel_names", [meta.get("name", "image")])[0]
+        kwargs = {"name": channel, "scale": scale, "translate": translate, "multiscale": len(node.data) > 1,
+                  "blending": "additive", "axis_labels": AXIS_LABELS, "units": "mm"}
+        omero = _omero_channel(image)
+        if omero:
+            kwargs["colormap"] = _colormap(omero["label"], omero["color"])
+            kwargs["contrast_limits"] = (omero["window"]["start"], omero["window"]["end"])
+        layers.append((list(node.data) if len(node.data) > 1 else node.data[0], kwargs, "image"))
+    return layers
+
+
+def _omero_channel(image: str) -> dict | None:
+    try:
+        with open(os.path.join(image, "zarr.json")) as f:
+            return json.load(f)["attributes"]["ome"]["omero"]["channels"][0]
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+
+
 def orient(viewer) -> None:
     """Axis labels, anterior up and right to the right (napari's vertical axis points up)."""
     viewer.dims.axis_labels = AXIS_LABELS

@@ -5,19 +5,21 @@ from __future__ import annotations
 import functools
 import os
 
-KINDS = ("result", "acquisition", "nifti")
+KINDS = ("result", "acquisition", "nifti", "ome-zarr")
 
 
 def path_kind(path: str | os.PathLike) -> str | None:
-    """``"result"``, ``"acquisition"`` or ``"nifti"`` for a path dualmode can open, else ``None``.
+    """``"result"``, ``"acquisition"``, ``"nifti"`` or ``"ome-zarr"`` for a path dualmode can open, else ``None``.
 
     Examples
     --------
     >>> path_kind("out/demo")  # doctest: +SKIP
     'result'
     """
-    path = os.fspath(path)
+    path = os.fspath(path).rstrip("/")
     if os.path.isdir(path):
+        if path.endswith(".ome.zarr") and os.path.isfile(os.path.join(path, "zarr.json")):
+            return "ome-zarr"
         if os.path.isfile(os.path.join(path, "c13.nii.gz")) and os.path.isfile(os.path.join(path, "report.json")):
             return "result"
         if os.path.isfile(os.path.join(path, "acquisition.json")):
@@ -65,6 +67,6 @@ def read(path, kind: str | None = None) -> list[tuple]:
     if kind not in KINDS:
         raise ValueError(f"{path}: not a dualmode result folder, acquisition folder or NIfTI file")
     layers = {"result": view.result_layers, "acquisition": view.acquisition_layers,
-              "nifti": view.nifti_layers}[kind](path)
+              "nifti": view.nifti_layers, "ome-zarr": view.ome_zarr_layers}[kind](path)
     _orient_current_viewer()
     return layers
