@@ -133,7 +133,8 @@ def cmd_demo(args) -> int:
     acq = os.path.join(args.out, "acquisitions", "demo")
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(f"simulating a 2D acquisition folder with ground truth in {acq} ...")
-    simulate_folder(acq, SimulationConfig(seed=args.seed, background_ratio=10.0, snr=20.0, rotation_deg=20.0))
+    simulate_folder(acq, SimulationConfig(seed=args.seed, background_ratio=10.0, snr=20.0, rotation_deg=20.0,
+                                          optical_frames=8))  # modulated optics: the NV lock-in image is fused
     summary = run_batch([acq], args.out, _options(args), progress=_print_progress(args.quiet))
     out = os.path.join(args.out, "demo")
     if summary["failed"]:
