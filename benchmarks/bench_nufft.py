@@ -1,4 +1,4 @@
-"""NUFFT: dualmode's numba NUFFT vs FINUFFT, SigPy and BART on golden-angle radial data.
+"""NUFFT: dualmode's numba NUFFT vs FINUFFT, ducc0, mri-nufft, SigPy and BART on golden-angle radial data.
 
 Cases: 2D 256^2 image, 403 spokes x 512 samples; 3D 128^3, 8008 spokes x 256 samples
 (2.05 M points); forward (type 2) and adjoint (type 1), complex64 data, 2 threads for every
@@ -6,6 +6,10 @@ tool. ``rel_error`` is the relative l2 error against FINUFFT at ``eps = 1e-12`` 
 Peers are mapped to dualmode's convention (``dualmode.recon.nufft``): FINUFFT with
 ``x = 2 pi k / N``, ``isign = -1`` (forward), ``modeord = 0``; SigPy and BART have the same
 sign and centring but unitary scaling, so their outputs are multiplied by ``sqrt(prod N)``.
+ducc0 (``ducc0.nufft.u2nu``/``nu2u``) takes the same ``x = 2 pi k / N`` with
+``fft_order=False`` (centred grid) and ``forward`` = exponent -1; mri-nufft (its ``finufft``
+backend, the operator MRI users call) takes ``k / N`` in [-0.5, 0.5) and divides by its documented
+``norm_factor = sqrt(prod N 2^d)``, which is multiplied back here.
 ``dualmode`` times the one-shot call (sorting included, as FINUFFT's simple interface);
 ``dualmode plan`` the execution of a precomputed :class:`~dualmode.recon.nufft.NUFFTPlan`.
 BART's time includes its process start and .cfl file I/O (inputs written before timing).
@@ -17,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import numba
 import numpy as np
@@ -49,6 +54,51 @@ def _finufft(kind: str, coords, shape, data, eps: float):
                                                  nthreads=THREADS)
     return getattr(finufft, f"nufft{d}d1")(*x, data.ravel(), tuple(shape), eps=eps, isign=1,
                                              modeord=0, nthreads=THREADS)
+
+
+def _ducc0(kind: str, coords, shape, data, eps: float):
+    import ducc0.nufft
+
+    real = np.float32 if data.dtype == np.complex64 else np.float64
+    x = (2 * np.pi * coords.reshape(-1, len(shape)) / np.asarray(shape)).astype(real)
+    if kind == "forward":
+        return ducc0.nufft.u2nu(grid=data, coord=x, forward=True, epsilon=eps, nthreads=THREADS)
+    return ducc0.nufft.nu2u(points=data.ravel(), coord=x, forward=False, epsilon=eps, nthreads=THREADS,
+                            out=np.empty(shape, data.dtype))
+
+
+def _mrinufft_runner(kind: str, coords, shape, eps: float):
+    """mri-nufft's finufft-backed operator (built once, as a user would), its documented scale undone."""
+    import warnings
+
+    from mrinufft import get_operator
+
+    with warnings.catch_warnings():  # "samples will be rescaled to [-pi, pi)": expected
+        warnings.simplefilter("ignore")
+        op = get_operator("finufft")(coords.reshape(-1, len(shape)) / np.asarray(shape), tuple(shape),
+                                     n_coils=1, squeeze_dims=True, eps=eps, nthreads=THREADS)
+    if kind == "forward":
+        return lambda data: op.op(data) * op.norm_factor
+    return lambda data: op.adj_op(data.ravel()) * op.norm_factor
+
+
+def _optional_peers(kind: str, coords, shape, data) -> tuple[dict, list]:
+    """ducc0 and mri-nufft at eps 1e-3 (complex64) and 1e-6 (complex128); missing ones as notes."""
+    peers, absent = {}, []
+    for eps, dtype in [(1e-3, np.complex64), (1e-6, np.complex128)]:
+        cast = data.astype(dtype)
+        try:
+            import ducc0.nufft  # noqa: F401
+
+            peers[f"ducc0 eps={eps:g}"] = lambda cast=cast, eps=eps: _ducc0(kind, coords, shape, cast, eps)
+        except ImportError as e:
+            absent.append((f"ducc0 eps={eps:g}", e))
+        try:
+            run_op = _mrinufft_runner(kind, coords, shape, eps)
+            peers[f"mri-nufft eps={eps:g}"] = lambda cast=cast, run_op=run_op: run_op(cast)
+        except ImportError as e:
+            absent.append((f"mri-nufft eps={eps:g}", e))
+    return peers, absent
 
 
 def _sigpy(kind: str, coords, shape, data):
@@ -133,6 +183,8 @@ def _bench_case(case: str, shape, coords, kind: str, quick: bool) -> list[dict]:
         cast = data.astype(dtype)
         peers[f"finufft eps={eps:g}"] = (
             lambda cast=cast, eps=eps: _finufft(kind, coords, shape, cast, eps))
+    extra, absent = _optional_peers(kind, coords, shape, data)
+    peers.update(extra)
     best, median, outs = interleaved_times(peers, rounds=3 if quick else 7)
     rows.append(row(SUITE, name, "dualmode", best["dualmode"], rel_error=err(outs["dualmode"]),
                     note=f"eps=1e-3, sigma={plan.upsampling:g}, w={plan.width}, one-shot"))
@@ -144,6 +196,11 @@ def _bench_case(case: str, shape, coords, kind: str, quick: bool) -> list[dict]:
         rows.append(row(SUITE, name, tool, best[tool], rel_error=err(outs[tool]),
                         note=f"{np.dtype(dtype).name}, nthreads={THREADS}; dualmode / finufft "
                              f"median over alternating rounds {1 / median[tool]:.2f}"))
+    for tool in extra:
+        rows.append(row(SUITE, name, tool, best[tool], rel_error=err(outs[tool]),
+                        note=f"nthreads={THREADS}; dualmode / {tool.split()[0]} median over alternating "
+                             f"rounds {1 / median[tool]:.2f}"))
+    rows += [missing(SUITE, name, tool, e) for tool, e in absent]
 
     try:
         import sigpy  # noqa: F401
@@ -169,6 +226,45 @@ def _bench_case(case: str, shape, coords, kind: str, quick: bool) -> list[dict]:
     return rows
 
 
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _contention_rows(case: str, shape, coords, quick: bool) -> list[dict]:
+    """dualmode vs FINUFFT (eps 1e-3) forward while two other processes keep both cores busy.
+
+    The ratio dualmode / FINUFFT under load, next to the idle one, shows whether numba's
+    parallel kernels degrade more than FINUFFT's OpenMP ones when the cores are oversubscribed.
+    """
+    import multiprocessing as mp
+
+    name = f"{case} forward, 2 busy processes"
+    rng = np.random.default_rng(1)
+    data = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    peers = {"dualmode": lambda: nufft(data, coords, threads=THREADS),
+             "finufft eps=0.001": lambda: _finufft("forward", coords, shape, data, 1e-3)}
+    try:
+        import finufft  # noqa: F401
+    except ImportError as e:
+        return [missing(SUITE, name, "finufft eps=0.001", e)]
+    busy = [mp.get_context("spawn").Process(target=_spin, args=(60.0,), daemon=True) for _ in range(2)]
+    for p in busy:
+        p.start()
+    try:
+        time.sleep(1.0)  # let the spinners start
+        best, median, _ = interleaved_times(peers, rounds=3 if quick else 7)
+    finally:
+        for p in busy:
+            p.terminate()
+            p.join()
+    return [row(SUITE, name, "dualmode", best["dualmode"], note="one-shot, cores shared with 2 spinning processes"),
+            row(SUITE, name, "finufft eps=0.001", best["finufft eps=0.001"],
+                note=f"dualmode / finufft median over alternating rounds under load "
+                     f"{1 / median['finufft eps=0.001']:.2f}")]
+
+
 def run(quick: bool = False) -> list[dict]:
     """Rows ``{"suite", "case", "tool", "time_s", "rel_error", "note"}`` for all cases."""
     numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
@@ -176,6 +272,7 @@ def run(quick: bool = False) -> list[dict]:
     for case, shape, coords in _cases(quick):
         for kind in ("forward", "adjoint"):
             rows += _bench_case(case, shape, coords, kind, quick)
+        rows += _contention_rows(case, shape, coords, quick)
     return rows
 
 
