@@ -17,25 +17,9 @@ import time
 
 from . import __version__
 from .cli_log import configure_logging
+from . import cli_args
 from .cli_plan import add_plan_arguments, cmd_plan
-from .cli_types import (EXAMPLES, READER_NAMES, NumbersAction, add_simulation_flags, bounded, fused_grid,
-                        polarization_block, positive_float, positive_int, scheduler_address, sign_list,
-                        simulation_config)
-
-
-def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("pipeline options")
-    g.add_argument("--optical-pixel-size", action=NumbersAction, type=positive_float, metavar="UM",
-                   help="optical pixel size in µm, x y [z], for image files that carry none")
-    g.add_argument("--no-rf-correction", action="store_true", help="do not divide out the RF depletion (cos α "
-                                                                   "per excitation) of the 13C signal")
-    g.add_argument("--no-refine", action="store_true", help="skip the SimpleITK mutual-information refinement "
-                                                            "of the particle registration")
-    g.add_argument("--no-mirror", action="store_true", help="do not test the mirrored hypothesis (microscopes "
-                                                            "that never flip the image)")
-    g.add_argument("--fused-grid", type=fused_grid, default="mri", metavar="GRID",
-                   help="grid of fused.nii.gz/.ome.tif: 'mri' (default), 'optical' (optical resolution over "
-                        "the MRI field) or a voxel spacing in mm")
+from .cli_types import EXAMPLES, simulation_config
 
 
 def _options(args):
@@ -264,77 +248,40 @@ def _subparser(sub, name: str, help: str, func, **kw) -> argparse.ArgumentParser
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``dualmode`` parser (imports no science package)."""
+#: command -> (one-line help, function, its arguments); the arguments of a command are only added when it is
+#: the one being parsed, so that ``dualmode --help`` builds (and imports) as little as possible
+COMMANDS = {
+    "demo": ("simulate a realistic acquisition folder and process it", cmd_demo, cli_args.demo),
+    "simulate": ("write a simulated acquisition folder with ground truth", cmd_simulate, cli_args.simulate),
+    "run": ("process acquisition folders into OUT/<folder name>/ (Dask)", cmd_run, cli_args.run),
+    "info": ("validate and describe acquisition folders", cmd_info, cli_args.info),
+    "import": ("make an acquisition folder from a scanner experiment and a microscope image", cmd_import,
+               cli_args.import_),
+    "schema": ("print the JSON Schema of acquisition.json", cmd_schema, None),
+    "convert": ("convert raw k-space (Bruker, Varian, Siemens twix, npz) to ISMRMRD .h5", cmd_convert,
+                cli_args.convert),
+    "view": ("open a result folder in napari (RAS mm; needs dualmode[view])", cmd_view, cli_args.view),
+    "plan": ("choose the k-space samples of an optics-guided (accelerated) acquisition", cmd_plan,
+             add_plan_arguments),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``dualmode`` parser (imports no science package).
+
+    With ``argv``, only the arguments of the command named in it are added (all of them otherwise).
+    """
     parser = argparse.ArgumentParser(prog="dualmode", description=__doc__.split("\n\n")[0],
                                      epilog="run 'dualmode COMMAND --help' for each command's options and examples",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"dualmode {__version__}")
     _common_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = _subparser(sub, "demo", "simulate a realistic acquisition folder and process it", cmd_demo)
-    p.add_argument("-o", "--out", default="dualmode-demo", help="output root (default: %(default)s)")
-    p.add_argument("--seed", type=bounded(int, "seed", ge=0), default=7, help="random seed of the simulation (default: 7)")
-    p.set_defaults(optical_pixel_size=None, no_rf_correction=False, no_refine=False, no_mirror=False,
-                   fused_grid="mri")
-
-    p = _subparser(sub, "simulate", "write a simulated acquisition folder with ground truth", cmd_simulate)
-    p.add_argument("folder", help="folder to create (its name is the acquisition name)")
-    p.add_argument("--force", action="store_true", help="replace a destination that is not empty")
-    add_simulation_flags(p)
-
-    p = _subparser(sub, "run", "process acquisition folders into OUT/<folder name>/ (Dask)", cmd_run)
-    p.add_argument("folders", nargs="+", metavar="FOLDER",
-                   help="acquisition folders (each holds acquisition.json); patterns with * ? [] are expanded "
-                        "unless a folder of that literal name exists")
-    p.add_argument("-o", "--out", default="dualmode-out", help="output root (default: %(default)s)")
-    _add_pipeline_flags(p)
-    g = p.add_argument_group("execution")
-    g.add_argument("-j", "--workers", type=positive_int, metavar="N",
-                   help="local worker processes (default: all cores; 1: in this process)")
-    g.add_argument("--scheduler", type=scheduler_address, metavar="ADDRESS",
-                   help="run on an existing dask.distributed scheduler, e.g. tcp://host:8786")
-    g.add_argument("--resume", action="store_true",
-                   help="skip folders whose outputs are complete and whose inputs are unchanged")
-
-    p = _subparser(sub, "info", "validate and describe acquisition folders", cmd_info)
-    p.add_argument("folders", nargs="+", metavar="FOLDER")
-    p.add_argument("--optical-pixel-size", action=NumbersAction, type=positive_float, metavar="UM",
-                   help="optical pixel size in µm, x y [z], for image files that carry none")
-
-    p = _subparser(sub, "import", "make an acquisition folder from a scanner experiment and a microscope image",
-                   cmd_import)
-    p.add_argument("scanner", help="Bruker experiment folder, Varian .fid folder, twix .dat or ISMRMRD file")
-    p.add_argument("optical", help="fluorescence TIFF/OME-TIFF")
-    p.add_argument("dest", help="new acquisition folder")
-    sign = p.add_mutually_exclusive_group(required=True)
-    sign.add_argument("--polarization", type=sign_list, metavar="+-+-", help="sign of every repetition, in order")
-    sign.add_argument("--scheme", type=polarization_block, metavar="+-",
-                      help="sign pattern repeated over the repetitions (e.g. +-, +--+, abba)")
-    p.add_argument("--copy", action="store_true", help="copy raw data and image instead of referencing them")
-    p.add_argument("--package", type=bounded(int, "package", ge=0), metavar="K",
-                   help="slice package of a multi-package scan (see dualmode info)")
-    p.add_argument("--format", choices=READER_NAMES, help="raw format (default: guessed from the path)")
-    p.add_argument("--optical-pixel-size", action=NumbersAction, type=positive_float, metavar="UM",
-                   help="optical pixel size in µm, x y [z], for image files that carry none")
-    p.add_argument("--thermal", action="store_true", help="thermal-equilibrium data: no RF-depletion model")
-
-    _subparser(sub, "schema", "print the JSON Schema of acquisition.json", cmd_schema)
-
-    p = _subparser(sub, "convert", "convert raw k-space (Bruker, Varian, Siemens twix, npz) to ISMRMRD .h5",
-                   cmd_convert)
-    p.add_argument("src", help="Bruker experiment folder, Varian .fid folder, Siemens .dat, .npz or .h5")
-    p.add_argument("dst", help="ISMRMRD HDF5 file to write (.h5)")
-    p.add_argument("--format", choices=READER_NAMES, help="source format (default: guessed from the path)")
-
-    p = _subparser(sub, "view", "open a result folder in napari (RAS mm; needs dualmode[view])", cmd_view)
-    p.add_argument("result", help="result folder OUT/<name>/ written by dualmode run")
-    p.add_argument("--screenshot", metavar="FILE.png", help="render headless to FILE.png and exit (servers)")
-
-    p = _subparser(sub, "plan", "choose the k-space samples of an optics-guided (accelerated) acquisition",
-                   cmd_plan)
-    add_plan_arguments(p)
+    wanted = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    for name, (text, func, add_arguments) in COMMANDS.items():
+        p = _subparser(sub, name, text, func)
+        if add_arguments is not None and wanted in (None, name):
+            add_arguments(p)
     return parser
 
 
@@ -367,7 +314,8 @@ def _check_inputs(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``dualmode``; returns the exit code (2: usage error)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
         _merge_common(args)
