@@ -26,6 +26,7 @@ from dualmode.conventions import voxel_sizes
 from dualmode.volume import Volume
 
 from .provenance import input_checksums, peak_rss_mb, versions
+from .quantitative import off_resonance_step, quantify_step
 
 log = logging.getLogger("dualmode")
 
@@ -123,48 +124,6 @@ def reconstruct_and_lock_in(acq, opts: PipelineOptions):
 
     return lockin_reconstruct(acq.kspace, acq.polarization, rf_correction=opts.rf_correction, t1_s=opts.t1_s,
                               hyperpolarized=getattr(acq, "hyperpolarized", True), motion=opts.motion_correction)
-
-
-def off_resonance_step(acq, lock):
-    """Readout shift of an off-resonant signal, from the manifest (``mri.off_resonance_hz``, ``mri.dwell_us``).
-
-    A frequency offset ``df`` moves a Cartesian image by ``df * dwell * N`` voxels along the
-    readout (array axis 0): a pure translation, which one echo cannot tell apart from the
-    sample's position, so it is taken from the manifest, corrected in ``H`` and ``B`` by a
-    Fourier shift, and reported. Radial and spiral readouts blur instead (reported, not corrected).
-    Returns ``(lock, report)``.
-    """
-    import dataclasses
-
-    from dualmode.recon.displacement import correct_shot_shifts
-
-    mri = (acq.manifest or {}).get("mri", {})
-    hz, dwell = mri.get("off_resonance_hz"), mri.get("dwell_us")
-    if not hz or not dwell:
-        return lock, {"source": "none", "readout_shift_voxels": 0.0}
-    shift = float(hz) * float(dwell) * 1e-6 * acq.kspace.header.matrix[0]
-    rep = {"source": "manifest", "off_resonance_hz": float(hz), "dwell_us": float(dwell),
-           "readout_shift_voxels": shift, "corrected": acq.kspace.header.trajectory == "cartesian"}
-    if not rep["corrected"]:
-        return lock, rep
-    back = np.zeros((2, lock.signal.ndim))
-    back[:, 0] = -shift
-    fixed = correct_shot_shifts(np.stack([lock.signal, lock.background]), back)
-    return dataclasses.replace(lock, signal=fixed[0].astype(np.complex64),
-                               background=fixed[1].astype(np.complex64)), rep
-
-
-def quantify_step(acq, lock, affine: np.ndarray, opts: PipelineOptions):
-    """``c13_phased``, detection at a stated false-alarm rate, amplitudes (:mod:`dualmode.recon.quantify`).
-
-    Returns ``(Volume, Amplitudes, report)``; positions in the report are RAS mm.
-    """
-    from dualmode.recon.quantify import quantify_image
-
-    phased, amps, report = quantify_image(lock.signal, lock.noise_sigma, affine,
-                                          float(acq.particle_diameter_um or 200.0) / 1000.0,
-                                          false_alarms_per_image=opts.false_alarms_per_image)
-    return Volume(phased, affine), amps, report
 
 
 def planned_sampling(acq) -> str | None:

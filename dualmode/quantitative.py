@@ -1,0 +1,53 @@
+"""Pipeline steps of quantitative 13C: the off-resonance readout shift and the per-particle amplitudes.
+
+Steps of :func:`dualmode.pipeline.analyse_folder` (kept here so that the pipeline module
+stays short); see :mod:`dualmode.recon.quantify` for the methods.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dualmode.volume import Volume
+
+
+def off_resonance_step(acq, lock):
+    """Readout shift of an off-resonant signal, from the manifest (``mri.off_resonance_hz``, ``mri.dwell_us``).
+
+    A frequency offset ``df`` moves a Cartesian image by ``df * dwell * N`` voxels along the
+    readout (array axis 0): a pure translation, which one echo cannot tell apart from the
+    sample's position, so it is taken from the manifest, corrected in ``H`` and ``B`` by a
+    Fourier shift, and reported. Radial and spiral readouts blur instead (reported, not corrected).
+    Returns ``(lock, report)``.
+    """
+    import dataclasses
+
+    from dualmode.recon.displacement import correct_shot_shifts
+
+    mri = (acq.manifest or {}).get("mri", {})
+    hz, dwell = mri.get("off_resonance_hz"), mri.get("dwell_us")
+    if not hz or not dwell:
+        return lock, {"source": "none", "readout_shift_voxels": 0.0}
+    shift = float(hz) * float(dwell) * 1e-6 * acq.kspace.header.matrix[0]
+    rep = {"source": "manifest", "off_resonance_hz": float(hz), "dwell_us": float(dwell),
+           "readout_shift_voxels": shift, "corrected": acq.kspace.header.trajectory == "cartesian"}
+    if not rep["corrected"]:
+        return lock, rep
+    back = np.zeros((2, lock.signal.ndim))
+    back[:, 0] = -shift
+    fixed = correct_shot_shifts(np.stack([lock.signal, lock.background]), back)
+    return dataclasses.replace(lock, signal=fixed[0].astype(np.complex64),
+                               background=fixed[1].astype(np.complex64)), rep
+
+
+def quantify_step(acq, lock, affine: np.ndarray, opts):
+    """``c13_phased``, detection at a stated false-alarm rate, amplitudes (:mod:`dualmode.recon.quantify`).
+
+    Returns ``(Volume, Amplitudes, report)``; positions in the report are RAS mm.
+    """
+    from dualmode.recon.quantify import quantify_image
+
+    phased, amps, report = quantify_image(lock.signal, lock.noise_sigma, affine,
+                                          float(acq.particle_diameter_um or 200.0) / 1000.0,
+                                          false_alarms_per_image=opts.false_alarms_per_image)
+    return Volume(phased, affine), amps, report
