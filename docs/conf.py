@@ -13,6 +13,8 @@ import re
 
 import dualmode
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 project = "dualmode"
 author = "the dualmode developers"
 copyright = "2026, the dualmode developers"
@@ -70,12 +72,27 @@ def setup(app):
     app.connect("source-read", _repo_links_as_text)
 
 
+
+
+def _write_module_list() -> None:
+    """``api/modules.rst``: an autosummary of every module of ``dualmode/`` (found on disk, so a
+    new module appears in the reference without an edit here), in the toctree of ``api/index.rst``."""
+    folder = os.path.dirname(dualmode.__file__)
+    names = sorted(n[:-3] for n in os.listdir(folder) if n.endswith(".py") and not n.startswith("_"))
+    names += sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n, "__init__.py")))
+    lines = ["All modules", "===========", "", ".. autosummary::", "   :toctree: generated", "   :recursive:", ""]
+    lines += [f"   dualmode.{name}" for name in ("recon", "registration", "io", *names)]
+    with open(os.path.join(HERE, "api", "modules.rst"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+_write_module_list()
+
 # -- MyST (the Markdown pages) -----------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
 
 # -- gallery -----------------------------------------------------------------------------------
-HERE = os.path.dirname(os.path.abspath(__file__))
 sphinx_gallery_conf = {
     "examples_dirs": os.path.join(HERE, "..", "examples"),
     "gallery_dirs": "auto_examples",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: the lock-in's |cos| between fitted shot weights and the listed signs below which the list is checked
+#: the lock-in's ``|cos|`` between fitted shot weights and the listed signs below which the list is checked
 ALIGNMENT_OK = 0.8
 #: warn when the data's own signs suppress the background at least this much better (dB)
 GAIN_DB = 3.0

@@ -236,7 +236,7 @@ def optical_lockin(
     ----------
     .. [1] R. Igarashi et al., "Real-time background-free selective imaging of fluorescent
        nanodiamonds in vivo", Nano Lett. 12(11), 5726-5732 (2012).
-    .. [2] J. C. Hui et al. (Sci. Adv. 5, eaau0936, 2019), modulated NV fluorescence in tissue.
+    .. [2] Hui et al., Sci. Adv. 5, eaau0936 (2019): modulated NV fluorescence in tissue.
 
     Examples
     --------
