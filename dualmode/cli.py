@@ -153,15 +153,20 @@ def cmd_info(args) -> int:
             "raw": acq.kspace.source,
             "mri": acq.kspace.header.describe(),
             "polarization": acq.polarization.tolist(),
+            "hyperpolarized": acq.hyperpolarized,
+            "sampling": acq.sampling,
             "optics": None if acq.optics is None else {
                 "image": acq.optics.source, "shape_xyz": list(acq.optics.data.shape),
                 "pixel_size_um": list(acq.optics.spacing_um),
                 "modulated_frames": 0 if acq.optics.frames is None else int(acq.optics.frames.shape[0]),
                 "placement_center_mm": None if acq.placement_center_mm is None else acq.placement_center_mm.tolist(),
+                "placement_orientation": None if acq.placement_orientation is None
+                else acq.placement_orientation.tolist(),
+                "placement_orientation_uncertainty_deg": acq.placement_orientation_uncertainty_deg,
             },
         }
         desc.update(_info_sources(acq))
-        print(json.dumps(desc, indent=2))
+        print(json.dumps(desc, indent=None if args.json else 2))
     return status
 
 
