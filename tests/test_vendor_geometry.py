@@ -169,3 +169,13 @@ def test_twix_oblique_round_trip_affine(tmp_path):
     got = read_kspace(tmp_path / "meas.dat")
     np.testing.assert_allclose(got.header.affine(), ksp.header.affine(), atol=1e-4)
     assert got.header.extra["geometry_source"].startswith("MDH SliceData")
+
+
+@needs_tripilot
+def test_tripilot_packages_listed_for_dualmode_info():
+    from dualmode.importer import describe_packages
+
+    pkgs = describe_packages(TRIPILOT)
+    assert [p["slices"] for p in pkgs] == [1, 1, 1]
+    normals = np.abs(np.array([p["normal_ras"] for p in pkgs]))
+    np.testing.assert_allclose(normals, [[0, 0, 1], [1, 0, 0], [0, 1, 0]])  # axial, sagittal, coronal
