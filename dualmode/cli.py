@@ -324,10 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _merge_common(args)
+        configure_logging(args.verbose, args.quiet)
         _check_inputs(args)
     except SystemExit as stop:  # --help, --version, usage errors (argparse already printed them)
         return stop.code if isinstance(stop.code, int) else 2
-    configure_logging(args.verbose, args.quiet)
     try:
         return args.func(args)
     except BrokenPipeError:  # e.g. dualmode schema | head

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 
@@ -27,3 +28,4 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)
     logging.getLogger("dualmode").setLevel(level)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # distributed's own handler says INFO otherwise
