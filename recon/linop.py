@@ -157,9 +157,11 @@ class NUFFTOp(Linop):
 
     def __init__(self, coords, shape, sens=None, *, toeplitz: bool = True, eps: float | None = None,
                  threads: int | None = None):
-        from .nufft import DEFAULT_EPS, NUFFTPlan
+        from .nufft import DEFAULT_EPS
+        from .trajectory_cache import cached_plan
 
-        self.plan = NUFFTPlan(coords, shape, eps=DEFAULT_EPS if eps is None else eps, threads=threads)
+        # one plan (and Toeplitz kernel) per trajectory, shared by every operator on it
+        self.plan = cached_plan(coords, shape, eps=DEFAULT_EPS if eps is None else eps, threads=threads)
         self.sens = None if sens is None else np.asarray(sens)
         self.ishape = tuple(shape)
         pts = tuple(np.shape(coords)[:-1])

@@ -76,10 +76,11 @@ def shot_images(ksp: KSpace, data: np.ndarray, *, dcf: np.ndarray | None = None)
         if ksp.mask is not None:
             images = images / ksp.mask.mean()
     else:
-        from .nufft import nufft_adjoint
+        from .trajectory_cache import cached_plan
 
         weighted = data / np.prod(shape) if dcf is None else data * dcf
-        images = nufft_adjoint(weighted, _noncartesian_coords(ksp), shape).reshape(*data.shape[:2], *shape)
+        plan = cached_plan(_noncartesian_coords(ksp), shape)
+        images = plan.adjoint(weighted.reshape(-1, weighted.shape[-1])).reshape(*data.shape[:2], *shape)
     return svd_combine(images, coil_axis=1).astype(np.complex64)
 
 
@@ -163,9 +164,9 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
     data = _prepared_kspace(ksp, rf_correction, t1_s, hyperpolarized)
     dcf = None
     if h.trajectory != "cartesian":
-        from .dcf import pipe_menon_dcf
+        from .trajectory_cache import cached_dcf
 
-        dcf = pipe_menon_dcf(_noncartesian_coords(ksp), _image_shape(ksp))
+        dcf = cached_dcf(_noncartesian_coords(ksp), _image_shape(ksp))
     shots = shot_images(ksp, data, dcf=dcf)
     moved, motion_info = _motion(shots, polarization, motion)
     if moved is not None:  # correct the k-space itself: H and B are reconstructed from it

@@ -37,7 +37,13 @@ def toeplitz_kernel(plan: NUFFTPlan, weights=None) -> np.ndarray:
 
 
 def apply_toeplitz(kernel: np.ndarray, image, shape, *, threads: int | None = None) -> np.ndarray:
-    """Apply ``A^H W A`` to ``image (..., *shape)`` given :func:`toeplitz_kernel`'s output."""
+    """Apply ``A^H W A`` to ``image (..., *shape)`` given :func:`toeplitz_kernel`'s output.
+
+    The kernel is the FFT of the circularly arranged ``h`` (``h(z)`` at index ``z mod 2N``), so
+    the image is zero-padded at the end (index ``i`` holds pixel ``i``), multiplied in Fourier
+    space and cropped to ``[0, N)``: ``y_i = sum_j h(i - j) x_j`` with ``i - j in (-N, N)``,
+    the linear convolution, with no centring shifts (two whole-grid copies saved per call).
+    """
     x = np.asarray(image)
     ndim = kernel.ndim
     grid = tuple(int(s) for s in shape[:ndim])
@@ -47,12 +53,8 @@ def apply_toeplitz(kernel: np.ndarray, image, shape, *, threads: int | None = No
     x = x.reshape(*batch, *grid)
     workers = resolve_threads(threads)
     axes = tuple(range(-ndim, 0))
-    pad = [(0, 0)] * len(batch) + [(m - m // 2, m // 2) for m in grid]
-    xp = np.pad(x, pad)  # x = 0 lands at index N of the 2N grid
-    big = scipy.fft.fftn(scipy.fft.ifftshift(xp, axes=axes), axes=axes, workers=workers)
+    big = scipy.fft.fftn(x, s=kernel.shape, axes=axes, workers=workers)  # zero-padded at the end
     big *= kernel.astype(big.dtype, copy=False)
-    out = scipy.fft.fftshift(scipy.fft.ifftn(big, axes=axes, workers=workers,
-                                             overwrite_x=True), axes=axes)
-    sl = tuple(slice(m - m // 2, m - m // 2 + m) for m in grid)
-    out = out[(...,) + sl]
+    out = scipy.fft.ifftn(big, axes=axes, workers=workers, overwrite_x=True)
+    out = out[(...,) + tuple(slice(0, m) for m in grid)]
     return out.reshape(*batch, *shape)
