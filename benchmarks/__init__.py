@@ -19,7 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-SUITES = ("bench_cartesian", "bench_nufft", "bench_cs", "bench_registration", "bench_pipeline", "bench_import", "bench_cli")
+SUITES = ("bench_cartesian", "bench_nufft", "bench_cs", "bench_registration", "bench_pipeline", "bench_import", "bench_cli",
+          "bench_qc")
 
 
 def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.05) -> tuple[float, object]:

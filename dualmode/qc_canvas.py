@@ -17,6 +17,10 @@ def _rgb(color: str) -> np.ndarray:
     return np.array([int(color.lstrip("#")[i:i + 2], 16) / 255.0 for i in (0, 2, 4)])
 
 
+def _to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def colorize(a: np.ndarray, cmap: str, lo: float, hi: float, gamma: float = 1.0) -> np.ndarray:
     """``a`` scaled to ``[lo, hi]`` (power ``gamma``) through a matplotlib colormap: RGB floats."""
     from matplotlib import colormaps
@@ -60,7 +64,7 @@ class Page:
         from matplotlib.figure import Figure
 
         self.width, self.height, self.dpi = width, height, dpi
-        self.canvas = np.ones((height, width, 3), np.float32)
+        self.canvas = np.full((height, width, 3), 255, np.uint8)
         self.fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
         self.overlay = self.fig.add_axes((0, 0, 1, 1), zorder=1)
         self.overlay.set_xlim(0, width)
@@ -86,13 +90,13 @@ class Page:
         ix = ((np.arange(w) + 0.5) * rgb.shape[0] / w).astype(int)
         iy = ((np.arange(h) + 0.5) * rgb.shape[1] / h).astype(int)[::-1]  # page rows run downwards
         top = self.height - (py + h)
-        self.canvas[top:top + h, px:px + w] = np.transpose(rgb[ix][:, iy], (1, 0, 2))
+        self.canvas[top:top + h, px:px + w] = _to_uint8(np.transpose(rgb[ix][:, iy], (1, 0, 2)))
         return Panel(px, py, w, h, (x0w, x1w, y0w, y1w))
 
     def frame(self, panel: Panel, color: str = "#444444") -> None:
         """A 1-pixel frame around a panel."""
         top = self.height - (panel.y0 + panel.h)
-        c = _rgb(color)
+        c = _to_uint8(_rgb(color))
         self.canvas[top - 1, panel.x0 - 1:panel.x0 + panel.w + 1] = c
         self.canvas[top + panel.h, panel.x0 - 1:panel.x0 + panel.w + 1] = c
         self.canvas[top - 1:top + panel.h + 1, panel.x0 - 1] = c
@@ -104,7 +108,7 @@ class Page:
         strip = colorize(ramp, cmap, 0.0, 1.0, gamma)
         top = self.height - (panel.y0 + panel.h)
         x = panel.x0 + panel.w + 3
-        self.canvas[top:top + panel.h, x:x + 12] = strip[:, None, :]
+        self.canvas[top:top + panel.h, x:x + 12] = _to_uint8(strip)[:, None, :]
         kw = {"fontsize": 6.5, "va": "center", "ha": "left"}
         for value, y in ((hi, panel.y0 + panel.h - 4), (lo, panel.y0 + 4)):
             self.text(x + 15, y, f"{value:.3g}", **kw)
@@ -126,7 +130,7 @@ class Page:
         px = length / span * panel.w
         x, y = panel.x0 + 8, panel.y0 + 8
         top = self.height - y
-        self.canvas[top - 2:top + 1, int(x):int(x + px)] = 1.0
+        self.canvas[top - 2:top + 1, int(x):int(x + px)] = 255
         box = {"facecolor": "black", "alpha": 0.45, "pad": 1.0, "linewidth": 0}
         self.text(x + px / 2, y + 5, f"{length:g} {unit}", ha="center", va="bottom", fontsize=6.5, color="white",
                   bbox=box)
@@ -145,7 +149,7 @@ class Page:
                   & (p[:, 1] >= panel.y0) & (p[:, 1] <= panel.y0 + panel.h))
         self.overlay.scatter(p[inside, 0], p[inside, 1], **kw)
 
-    def save(self, path, compress_level: int = 3) -> None:
+    def save(self, path, compress_level: int = 1) -> None:
         """Draw the text and markers once (Agg, transparent), lay them over the canvas, write PNG.
 
         The page array never goes through matplotlib's image resampling: it is composited
@@ -157,8 +161,10 @@ class Page:
         self.fig.patch.set_alpha(0.0)
         agg = FigureCanvasAgg(self.fig)
         agg.draw()
-        over = np.asarray(agg.buffer_rgba())[: self.height, : self.width].astype(np.float32) / 255.0
-        alpha = over[..., 3:]
-        out = over[..., :3] * alpha + np.clip(self.canvas, 0, 1) * (1.0 - alpha)  # straight alpha (Agg)
-        image = Image.fromarray(np.round(out * 255).astype(np.uint8))
+        over = np.asarray(agg.buffer_rgba())[: self.height, : self.width]
+        drawn = over[..., 3] > 0  # text and markers cover a few % of the page: blend only there
+        alpha = over[drawn, 3:].astype(np.float32) / 255.0
+        out = self.canvas.copy()
+        out[drawn] = np.round(over[drawn, :3] * alpha + out[drawn] * (1.0 - alpha))  # straight alpha (Agg)
+        image = Image.fromarray(out)
         image.save(path, format="PNG", compress_level=compress_level, dpi=(self.dpi, self.dpi))
