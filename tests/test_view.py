@@ -102,3 +102,12 @@ def test_bad_folder_names_the_missing_file(tmp_path, capsys):
 def test_view_without_napari_says_how_to_install(result, capsys):
     assert main(["view", result, "--screenshot", "x.png"]) == 2
     assert "pip install 'dualmode[view]'" in capsys.readouterr().err
+
+
+def test_view_without_a_display_says_to_use_screenshot(result, monkeypatch, capsys):
+    if not os.sys.platform.startswith("linux"):
+        pytest.skip("the display check is for Linux servers")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["view", result]) == 2  # a clear message instead of Qt's abort (rc 134)
+    assert "--screenshot" in capsys.readouterr().err
