@@ -358,10 +358,11 @@ def detect_optical_particles(
         merge_um = 1.25e3 * float(np.median(np.asarray(mri_voxel_mm, float)))
         xyz, amp, conf, label = merge_clusters(xyz, amp, conf, merge_um)
         members = np.bincount(label, minlength=len(xyz))
-        blur_g, edge_g = np.zeros(len(xyz)), np.zeros(len(xyz), bool)
+        blur_g, edge_g, elong_g = np.zeros(len(xyz)), np.zeros(len(xyz), bool), np.zeros(len(xyz))
         np.maximum.at(blur_g, label, blur)
         np.logical_or.at(edge_g, label, edge)
-        blur, edge = blur_g, edge_g
+        np.maximum.at(elong_g, label, elongation)
+        blur, edge, elongation = blur_g, edge_g, elong_g
     snr = amp / noise
     return Particles(xyz, amp, snr, conf, {"blur": blur, "edge": edge, "members": members,
                                            "elongation": elongation, "noise": np.full(len(xyz), noise)})

@@ -2,7 +2,9 @@
 
 The three side lengths of a triangle are invariant under every rotation and reflection,
 so a triangle of optical particles can only correspond to an MRI triangle with the same
-sides (within the tolerance). For a few dozen well-conditioned optical *base* triangles
+sides (within the tolerance), and a fourth particle must sit at the right distances from
+all three (a congruent tetrahedron, as in 4-points congruent sets, Aiger et al., SIGGRAPH
+2008). For a few dozen well-conditioned optical *base* triangles
 (drawn from the most confident particles, weighted by confidence), the congruent MRI
 triangles are found from the MRI distance matrix: ordered MRI pairs ``(p, q)`` with
 ``|pq| ~ |ab|`` (sorted distances, binary search), then the third vertices ``r`` with
@@ -56,25 +58,53 @@ def base_triangles(o_mm: np.ndarray, wo: np.ndarray, tol: float, *, n_bases: int
     return tri[rng.choice(len(tri), n_bases, replace=False, p=w / w.sum())]
 
 
-def congruent_triangles(o_mm: np.ndarray, m: np.ndarray, bases: np.ndarray, tol: float,
+def _fourth_points(o_mm, wo, bases, k=2):
+    """For each base, the ``k`` most confident other optical particles (tetrahedron checks)."""
+    order = np.argsort(-wo, kind="stable")
+    out = np.zeros((len(bases), k), int)
+    for n, tri in enumerate(bases):
+        out[n] = [i for i in order if i not in tri][:k]
+    return out
+
+
+def congruent_triangles(o_mm: np.ndarray, m: np.ndarray, bases: np.ndarray, tol, fourth=None,
                         max_per_base: int = 20000) -> tuple[np.ndarray, np.ndarray]:
     """All MRI vertex triples ``(p, q, r)`` congruent to each base ``(a, b, c)`` within ``tol``.
 
-    Returns ``base_index (H,)`` and ``mri (H, 3)``.
+    ``tol`` is per axis of the MRI frame (3,) or one number: the tolerance of a distance
+    is that of its direction, ``sqrt(sum_i (u_i tol_i)^2)`` for the unit vector ``u``
+    between the two MRI particles (anisotropic voxels).
+
+    With ``fourth`` (``(B, k)`` optical indices per base), a triple is kept only if some MRI
+    particle has the right distances to ``p, q, r`` for at least one of them (a congruent
+    tetrahedron): random triangles rarely pass, true ones do unless all ``k`` points are
+    missing from the MRI. Returns ``base_index (H,)`` and ``mri (H, 3)``.
     """
-    dist = np.linalg.norm(m[:, None] - m[None], axis=2)
+    diff = m[:, None] - m[None]
+    dist = np.linalg.norm(diff, axis=2)
+    tol3 = np.broadcast_to(np.asarray(tol, float), (3,))
+    tdir = np.sqrt(((diff / np.maximum(dist, 1e-12)[..., None]) ** 2) @ tol3**2)
     iu, ju = np.triu_indices(len(m), 1)
     d = dist[iu, ju]
     order = np.argsort(d)
     iu, ju, d = iu[order], ju[order], d[order]
+    tmax = float(tol3.max())
     out_b, out_m = [], []
     for n, (a, b, c) in enumerate(bases):
         dab, dac, dbc = (np.linalg.norm(o_mm[x] - o_mm[y]) for x, y in ((a, b), (a, c), (b, c)))
-        lo, hi = np.searchsorted(d, [dab - tol, dab + tol])
+        lo, hi = np.searchsorted(d, [dab - tmax, dab + tmax])
         P = np.r_[iu[lo:hi], ju[lo:hi]]
         Q = np.r_[ju[lo:hi], iu[lo:hi]]
-        ok = (np.abs(dist[P] - dac) <= tol) & (np.abs(dist[Q] - dbc) <= tol)
-        i, r = np.nonzero(ok)
+        ok = np.abs(dist[P, Q] - dab) <= tdir[P, Q]
+        P, Q = P[ok], Q[ok]
+        i, r = np.nonzero((np.abs(dist[P] - dac) <= tdir[P]) & (np.abs(dist[Q] - dbc) <= tdir[Q]))
+        if fourth is not None and len(i):
+            keep = np.zeros(len(i), bool)
+            for f in fourth[n]:
+                da, db, dc = (np.linalg.norm(o_mm[f] - o_mm[x]) for x in (a, b, c))
+                keep |= ((np.abs(dist[P[i]] - da) <= tdir[P[i]]) & (np.abs(dist[Q[i]] - db) <= tdir[Q[i]])
+                         & (np.abs(dist[r] - dc) <= tdir[r])).any(1)
+            i, r = i[keep], r[keep]
         if len(i) > max_per_base:
             i, r = i[:max_per_base], r[:max_per_base]
         out_b.append(np.full(len(i), n))
@@ -116,7 +146,7 @@ def match_particles_3d(
     mirrors: tuple = (False, True),
     n_bases: int = 60,
     n_refine: int = 12,
-    max_verify: int = 6000,
+    max_verify: int = 3000,
 ) -> dict[bool, Match | None]:
     """Best 3D match for each handedness over all rotations (and rotoreflections).
 
@@ -161,7 +191,8 @@ def match_particles_3d(
     tol = float(space.tol.max())
     o_mm = o * space.scale
     bases = base_triangles(o_mm, wo, tol, n_bases=n_bases)
-    bi, mt = congruent_triangles(o_mm, m, bases, tol)
+    fourth = _fourth_points(o_mm, wo, bases) if len(o) >= 6 else None
+    bi, mt = congruent_triangles(o_mm, m, bases, space.tol, fourth)
     for mirror in mirrors:
         rot, trans = kabsch_batch(o[bases[bi]], m[mt], space.scale, -1.0 if mirror else 1.0)
         ok = admissible(rot, trans, space)

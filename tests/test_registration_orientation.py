@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dualmode.conventions import voxel_sizes
+from dualmode.conventions import apply_affine, voxel_sizes
 from dualmode.registration import RegistrationError, register
 from dualmode.registration.hypotheses import SearchSpace
 from dualmode.registration.triplets import match_particles_3d
@@ -78,3 +78,79 @@ def test_failure_exposes_the_best_rejected_hypothesis():
     assert best is not None and np.asarray(best["optical_to_mri"]).shape == (4, 4)
     assert best["matched"] < best["decoy_matches"] + 3
     assert len(best["mri_xyz_mm"]) > 0 and len(best["optical_xyz_um"]) > 0
+
+
+WIDEFIELD = dict(mri_matrix=(48, 48, 48), mri_fov_mm=(12.0, 12.0, 12.0), optical_shape=(400, 400, 1),
+                 optical_spacing_um=(12.0, 12.0, 50.0), n_particles=150, slab_mm=0.6, shift_mm=(1.0, 1.0, 0.5))
+
+
+@pytest.mark.parametrize("axes", [[[0, 0, 1], [1, 0, 0], [0, 1, 0]], [[1, 0, 0], [0, 0, -1], [0, 1, 0]]])
+def test_widefield_with_the_optical_axis_along_another_mri_axis(axes):
+    rot = np.array(axes, float)  # optical axis along MRI x, then along -y
+    pair = make_pair(8, rotation=rot, **WIDEFIELD)
+    reg = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical)
+    o = pair.optical_xyz_um.copy()
+    o[:, 2] = 0.0
+    err = apply_affine(reg.optical_to_mri, o) - apply_affine(pair.optical_to_mri, o)
+    axis = rot[:, 2]
+    in_plane = np.linalg.norm(err - np.outer(err @ axis, axis), axis=1)
+    assert np.median(in_plane) / 0.25 <= 0.25
+    assert abs(np.median(err @ axis)) < 0.25  # the focal plane's depth from the matched MRI particles
+    assert reg.details["mode"] == "widefield" and "MRI array axes" in reg.details["searched"]
+    # (handedness is not observable for one plane: the sign of its normal is a convention)
+
+
+def test_pixel_size_three_percent_off_is_reported_and_warned():
+    pair = make_pair(60, angle_deg=40.0, shift_mm=(1.0, 1.0, 0.0), n_particles=120)
+    optical = pair.optical
+    optical.spacing_um = tuple(s / 1.03 for s in pair.spacing_um)  # declared 3 % small
+    reg = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, optical, center_mm=pair.center_mm,
+                   refine=False)
+    assert reg.scale == pytest.approx(1.03, abs=0.005)
+    assert reg.warnings and "pixel size" in reg.warnings[0]
+    o = pair.optical_xyz_um / 1.03
+    o[:, 2] = 0.0
+    tre = true_tre(reg.optical_to_mri, pair.optical_to_mri @ np.diag([1.03, 1.03, 1.03, 1.0]), o, planar=True)
+    assert np.median(tre) / voxel_sizes(pair.mri_affine)[0] <= 0.25
+    # the right pixel size: scale 1 within 1 %, no warning
+    ok = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical, center_mm=pair.center_mm,
+                  refine=False)
+    assert abs(ok.scale - 1) < 0.01 and not ok.warnings
+
+
+def test_anisotropic_oblique_mri_with_per_axis_tolerance():
+    from benchmarks.registration_sweep import _oblique_affine
+
+    rot = Rotation.random(random_state=2001).as_matrix()
+    pair = make_pair(2001, **dict(STACK, rotation=rot, mri_matrix=(48, 48, 24), mri_affine_override=_oblique_affine()))
+    reg = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical, refine=False)
+    assert reg.details["tol_mm"] == pytest.approx([0.12, 0.12, 0.24])
+    assert _tre_vox(pair, reg) <= 0.25  # in units of the 0.2 mm voxel
+    with pytest.raises(ValueError, match="tol_mm"):
+        register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical, tol_mm=-1.0)
+
+
+def test_touching_particles_are_weighted_down():
+    pair = make_pair(3, n_particles=170, min_separation_mm=0.7, shift_mm=(0.0, 0.0, 0.0), n_clusters=8,
+                     outlier_fraction=0.0, angle_deg=30.0)
+    reg = register(pair.mri_image, pair.mri_affine, 1.0, pair.optical, center_mm=pair.center_mm, refine=False)
+    tre = true_tre(reg.optical_to_mri, pair.optical_to_mri, pair.optical_xyz_um, planar=True)
+    assert np.median(tre) / voxel_sizes(pair.mri_affine)[0] <= 0.15
+    elongated = reg.optical_particles.extra["elongation"] > 1.4
+    assert 3 <= elongated.sum() <= 12  # the clusters, not the singles
+    assert np.all(reg.optical_particles.confidence[elongated] < 0.35)
+
+
+def test_simulated_folder_with_a_rotated_stack_recorded_out_of_the_sample(tmp_path):
+    from dualmode.pipeline import analyse_folder
+    from dualmode.simulate import SimulationConfig, simulate_folder
+
+    truth = simulate_folder(tmp_path / "acq", SimulationConfig(seed=5, ndim=3, matrix=48, n_particles=16,
+                                                               optical_rotation="90,0,0", stack_direction="out"))
+    result = analyse_folder(tmp_path / "acq")
+    assert result.registration is not None, result.registration_error
+    seen = [p for p in truth["particles"] if p["in_optical_field"] and p["in_optics"] and p["in_mri"]]
+    err = apply_affine(result.registration.optical_to_mri, [p["optical_xyz_um"] for p in seen]) - [
+        p["mri_xyz_mm"] for p in seen]
+    assert np.median(np.linalg.norm(err, axis=1)) / np.mean(truth["mri_voxel_mm"]) <= 0.25
+    assert result.registration.mirrored  # a reversed stack is a reflection of the data frame

@@ -123,15 +123,20 @@ def _place_world(rng, affine, shape, n_particles, min_separation_mm, slab_mm, sl
     three_d = shape[2] > 1
     lo = apply_affine(affine, [1.5, 1.5, 0.0 if not three_d else 1.5])
     hi = apply_affine(affine, [shape[0] - 2.5, shape[1] - 2.5, 0.0 if not three_d else shape[2] - 2.5])
-    along_z = abs(axis[2]) > np.cos(np.deg2rad(10.0))  # slab in world z (mid-field + the shift's z)
+    along_z = abs(axis[2]) > np.cos(np.deg2rad(10.0))
+    oblique = bool(np.any(np.abs(affine[:3, :3] - np.diag(np.diag(affine[:3, :3]))) > 1e-9))
+    ijk_lo = np.array([1.5, 1.5, 0.0 if not three_d else 1.5])
+    ijk_hi = np.array([shape[0] - 2.5, shape[1] - 2.5, 0.0 if not three_d else shape[2] - 2.5])  # slab in world z (mid-field + the shift's z)
     pts: list = []
     tries = 0
     while len(pts) < n_particles and tries < 400 * n_particles:
         tries += 1
         p = lo + rng.random(3) * (hi - lo)
+        if oblique:  # uniform inside the (rotated) grid, not in a world box
+            p = apply_affine(affine, ijk_lo + (p - lo) / np.where(hi != lo, hi - lo, 1) * (ijk_hi - ijk_lo))
         if not three_d:
             p[2] = affine[2, 3] + rng.uniform(-0.2, 0.2) * vox[2]
-        elif slab_mm is not None and along_z:
+        elif slab_mm is not None and along_z and not oblique:
             p[2] = 0.5 * (lo[2] + hi[2]) + dz + rng.uniform(-0.5, 0.5) * slab_mm
         elif slab_mm is not None and abs(np.dot(p - slab_centre, axis)) > slab_mm / 2:
             continue
