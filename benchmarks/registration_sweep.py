@@ -44,14 +44,10 @@ AXES = {"+x": [[0, 0, 1], [1, 0, 0], [0, 1, 0]], "-x": [[0, 0, -1], [0, 1, 0], [
         "+z": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "-z": [[0, 1, 0], [1, 0, 0], [0, 0, -1]]}
 
 
-def _oblique_affine(matrix=(48, 48, 24), vox=(0.2, 0.2, 0.4)):
-    from scipy.spatial.transform import Rotation
+def _oblique_affine():
+    from dualmode.simulate.phantom import oblique_affine
 
-    rot = Rotation.from_euler("xz", [25, 15], degrees=True).as_matrix()
-    aff = np.eye(4)
-    aff[:3, :3] = rot * np.asarray(vox)
-    aff[:3, 3] = -aff[:3, :3] @ ((np.asarray(matrix) - 1) / 2)
-    return aff
+    return oblique_affine()
 
 
 def cases(quick: bool = False):
@@ -148,11 +144,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    print(table(run(quick="--quick" in sys.argv)))
-    print(f"\nsearch cost, 30 particles per side (median of 5): {search_cost()}")
-
-
 def search_cost(n: int = 30, rounds: int = 5) -> dict:
     """Median time of the correspondence-free 3D search alone for ``n`` particles per side
     (20 % on each side without a partner, any rotation, both handednesses)."""
@@ -175,3 +166,8 @@ def search_cost(n: int = 30, rounds: int = 5) -> dict:
         best = max((c for c in res.values() if c), key=lambda c: len(c.pairs))
         ok.append(np.abs(best.transform[:3, :3] - 1e-3 * rot).max() < 1e-4)
     return {"n": n, "time_s": float(np.median(times)), "correct": float(np.mean(ok))}
+
+
+if __name__ == "__main__":
+    print(table(run(quick="--quick" in sys.argv)))
+    print(f"\nsearch cost, 30 particles per side (median of 5): {search_cost()}")

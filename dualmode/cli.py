@@ -31,6 +31,7 @@ def _options(args):
         allow_mirror=not args.no_mirror,
         optical_pixel_size_um=tuple(args.optical_pixel_size) if args.optical_pixel_size else None,
         fused_grid=args.fused_grid,
+        match_tolerance_mm=args.match_tolerance_mm,
     )
 
 

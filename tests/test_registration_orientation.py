@@ -119,10 +119,10 @@ def test_pixel_size_three_percent_off_is_reported_and_warned():
 
 
 def test_anisotropic_oblique_mri_with_per_axis_tolerance():
-    from benchmarks.registration_sweep import _oblique_affine
+    from dualmode.simulate.phantom import oblique_affine
 
     rot = Rotation.random(random_state=2001).as_matrix()
-    pair = make_pair(2001, **dict(STACK, rotation=rot, mri_matrix=(48, 48, 24), mri_affine_override=_oblique_affine()))
+    pair = make_pair(2001, **dict(STACK, rotation=rot, mri_matrix=(48, 48, 24), mri_affine_override=oblique_affine()))
     reg = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical, refine=False)
     assert reg.details["tol_mm"] == pytest.approx([0.12, 0.12, 0.24])
     assert _tre_vox(pair, reg) <= 0.25  # in units of the 0.2 mm voxel

@@ -195,6 +195,17 @@ def _mri_image(rng, world, amps, affine, shape, diameter_um, snr):
     return np.abs(gain * clean + noise[0] + 1j * noise[1]).astype(np.float32)
 
 
+def oblique_affine(matrix=(48, 48, 24), voxel_mm=(0.2, 0.2, 0.4), euler_xz_deg=(25.0, 15.0)) -> np.ndarray:
+    """An oblique, anisotropic MRI affine (rotated by x then z Euler angles), centred on the origin."""
+    from scipy.spatial.transform import Rotation
+
+    rot = Rotation.from_euler("xz", euler_xz_deg, degrees=True).as_matrix()
+    aff = np.eye(4)
+    aff[:3, :3] = rot * np.asarray(voxel_mm, float)
+    aff[:3, 3] = -aff[:3, :3] @ ((np.asarray(matrix) - 1) / 2)
+    return aff
+
+
 def make_pair(
     rng: np.random.Generator | int = 0,
     *,
