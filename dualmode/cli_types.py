@@ -145,6 +145,8 @@ def add_simulation_flags(p: argparse.ArgumentParser) -> None:
             kw.update(choices=meta["choices"], metavar=None, type=type(default))
         elif f.name == "scheme":
             kw["type"] = polarization_block
+        elif isinstance(default, str):  # free-form text (e.g. optical_rotation: 'a,b,c' or 'random')
+            kw.update(type=str, metavar="TEXT")
         else:
             kind = int if type(default) is int else float
             kw["type"] = bounded(kind, f.name, **{k: meta.get(k) for k in ("gt", "ge", "lt", "le")})

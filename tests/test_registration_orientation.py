@@ -154,3 +154,16 @@ def test_simulated_folder_with_a_rotated_stack_recorded_out_of_the_sample(tmp_pa
         p["mri_xyz_mm"] for p in seen]
     assert np.median(np.linalg.norm(err, axis=1)) / np.mean(truth["mri_voxel_mm"]) <= 0.25
     assert result.registration.mirrored  # a reversed stack is a reflection of the data frame
+
+
+def test_cli_flags_reach_the_options_and_the_simulator():
+    from dualmode.cli import _options, build_parser
+    from dualmode.cli_types import simulation_config
+
+    args = build_parser().parse_args(["run", "acq", "--match-tolerance-mm", "0.2"])
+    assert _options(args).match_tolerance_mm == 0.2
+    cfg = simulation_config(build_parser().parse_args(
+        ["simulate", "acq", "--optical-rotation", "30,0,90", "--stack-direction", "out"]))
+    assert (cfg.optical_rotation, cfg.stack_direction) == ("30,0,90", "out")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["simulate", "acq", "--stack-direction", "sideways"])
