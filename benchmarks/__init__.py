@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 SUITES = ("bench_cartesian", "bench_nufft", "bench_cs", "bench_registration", "bench_pipeline", "bench_import", "bench_cli",
-          "bench_qc")
+          "bench_qc", "bench_quantitative")
 
 
 def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.05) -> tuple[float, object]:
