@@ -312,12 +312,3 @@ def cmd_plan(args) -> int:
           f"transform: {how}); cond(A_S) = {d['condition_number']:.1f}, noise amplification "
           f"{d['noise_amplification']:.2f}; wrote " + ", ".join(paths.values()))
     return 0
-
-
-def add_plan_parser(sub) -> None:
-    """The ``dualmode plan`` sub-command on ``sub`` (the arguments live in :mod:`dualmode.cli_plan`)."""
-    from .cli_plan import add_plan_arguments
-
-    p = sub.add_parser("plan", help="choose the k-space samples of an optics-guided (accelerated) acquisition")
-    add_plan_arguments(p)
-    p.set_defaults(func=cmd_plan)
