@@ -175,7 +175,8 @@ def simulation_config(args):
     from .simulate.config import SimulationConfig
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SimulationConfig)
-             if f.name != "extra" and getattr(args, f.name, None) not in (None, False)}
+             if f.name != "extra" and getattr(args, f.name, None) is not None
+             and getattr(args, f.name) is not False}  # 0 is a value (--particles-outside-optics 0)
     if "diameter_um" in given:
         given["diameter_um"] = tuple(given["diameter_um"])
     return SimulationConfig(**given)

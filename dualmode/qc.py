@@ -222,8 +222,11 @@ def render_qc(result, failure: dict | None = None):
     else:
         _failure_panels(page, result, failure, h, ext)
     ok = reg is not None
-    page.text(WIDTH / 2, HEIGHT - 8, f"{result.name}: " + ("registered and fused" if ok else "REGISTRATION FAILED"),
-              ha="center", va="top", fontsize=11, color="black" if ok else "firebrick")
+    flags = (result.report or {}).get("flags") or []  # e.g. a planned acquisition the optics cannot explain
+    status = ("registered and fused" if ok else "REGISTRATION FAILED") + (
+        f"; FLAGGED ({len(flags)}, see report.json): {flags[0][:60]}..." if flags else "")
+    page.text(WIDTH / 2, HEIGHT - 8, f"{result.name}: " + status,
+              ha="center", va="top", fontsize=11, color="black" if ok and not flags else "firebrick")
     return page
 
 
