@@ -186,9 +186,11 @@ def signflip_metrics(images: np.ndarray, polarization, result, k: float = 5.0, m
         None if e_before is None or not e_after else float(10 * np.log10(e_before / e_after)))
     out["noise_limited"] = None if out["residual_background_sigma"] is None else bool(
         out["residual_background_sigma"] < 2.0)
-    if sig.any() and bg.any():
-        out["cnr_before"] = (_mean(naive, sig) - _mean(naive, bg)) / float(np.std(naive[bg]))
-        out["cnr_after"] = (_mean(h, sig) - mh_bg) / float(np.std(h[bg]))
+    sd_naive = float(np.std(naive[bg])) if bg.any() else 0.0
+    sd_h = float(np.std(h[bg])) if bg.any() else 0.0
+    if sig.any() and bg.any() and sd_naive > 0 and sd_h > 0 and e_before and e_after:  # a 1-voxel region has no spread
+        out["cnr_before"] = (_mean(naive, sig) - _mean(naive, bg)) / sd_naive
+        out["cnr_after"] = (_mean(h, sig) - mh_bg) / sd_h
         out["signal_to_background_before"] = _mean(naive, sig) / np.sqrt(e_before)
         out["signal_to_background_after"] = _mean(h, sig) / np.sqrt(e_after)
     else:
