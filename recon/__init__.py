@@ -1,31 +1,84 @@
-"""k-space reconstruction and sign-flip background removal."""
+"""k-space reconstruction and sign-flip background removal.
 
-# reconstruction beyond the basic FFT (Cartesian extras, partial Fourier, iterative, coils)
-from .cartesian import reconstruct_image, zero_fill, zero_fill_affine  # noqa: E402
-from .coils import noise_covariance, rss, svd_combine, walsh_combine, walsh_sensitivities, whiten  # noqa: E402
-from .hyperpolarized import (  # noqa: E402
-    constant_signal_flip_angles, correct_rf_depletion, excitation_weights, kspace_weighting,
-    line_order_centre_out, line_order_linear, psf_metrics, psf_of_weighting,
-)
-from .iterative import (  # noqa: E402
-    admm_tv, cg, fista, l1_wavelet_recon, least_squares, soft_threshold, tv_objective, tv_prox, tv_recon,
-    wavelet_prox,
-)
-from .linop import FFTOp, Linop, MatrixOp, NUFFTOp, RestrictOp, SenseOp  # noqa: E402
-from .partial_fourier import homodyne, low_resolution_phase, pocs  # noqa: E402
-from .windows import apodize, kspace_window, psf_fwhm, psf_of_window, window_1d, window_tradeoff  # noqa: E402
+The public names are imported on first use (PEP 562): ``from dualmode.recon import nufft``
+imports the NUFFT only, not every reconstruction module.
+"""
 
-# sign-flip lock-in (MRI) and modulated-fluorescence lock-in (optics), with QC metrics
-from .displacement import correct_shot_shifts, estimate_shot_shifts, kspace_shift_phase, shift_report  # noqa: E402
-from .optical_lockin import OpticalLockinResult, optical_lockin  # noqa: E402
-from .schemes import cancelled_drift_order, describe_scheme, drift_efficiency, polarization_scheme  # noqa: E402
-from .signflip import SignFlipResult, robust_noise_sigma, signflip_combine  # noqa: E402
-from .nufft import NUFFTPlan, nufft, nufft_adjoint  # noqa: E402
-from .toeplitz import apply_toeplitz, toeplitz_kernel  # noqa: E402
-from .metrics import optical_metrics, optical_panels, signflip_metrics, signflip_panels  # noqa: E402
-from .optics_prior import (  # noqa: E402
-    choose_kspace_samples, choose_phase_encodes, condition_number, fourier_matrix, line_coords, support_lstsq,
-    support_mask,
-)
-from .dcf import pipe_menon_dcf, ramp_dcf  # noqa: E402
-from .trajectory import golden_angle_radial, mask_coords, poisson_disc_mask, radial_3d, variable_density_spiral  # noqa: E402
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what static tools and readers see; imported lazily below
+    # reconstruction beyond the basic FFT (Cartesian extras, partial Fourier, iterative, coils)
+    from .cartesian import reconstruct_image, zero_fill, zero_fill_affine
+    from .coils import noise_covariance, rss, svd_combine, walsh_combine, walsh_sensitivities, whiten
+    from .hyperpolarized import (
+        constant_signal_flip_angles, correct_rf_depletion, excitation_weights, kspace_weighting,
+        line_order_centre_out, line_order_linear, psf_metrics, psf_of_weighting,
+    )
+    from .iterative import (
+        admm_tv, cg, fista, l1_wavelet_recon, least_squares, soft_threshold, tv_objective, tv_prox, tv_recon,
+        wavelet_prox,
+    )
+    from .linop import FFTOp, Linop, MatrixOp, NUFFTOp, RestrictOp, SenseOp
+    from .partial_fourier import homodyne, low_resolution_phase, pocs
+    from .windows import apodize, kspace_window, psf_fwhm, psf_of_window, window_1d, window_tradeoff
+
+    # sign-flip lock-in (MRI) and modulated-fluorescence lock-in (optics), with QC metrics
+    from .displacement import correct_shot_shifts, estimate_shot_shifts, kspace_shift_phase, shift_report
+    from .optical_lockin import OpticalLockinResult, optical_lockin
+    from .schemes import cancelled_drift_order, describe_scheme, drift_efficiency, polarization_scheme
+    from .signflip import SignFlipResult, robust_noise_sigma, signflip_combine
+    from .nufft import NUFFTPlan, nufft, nufft_adjoint
+    from .toeplitz import apply_toeplitz, toeplitz_kernel
+    from .metrics import optical_metrics, optical_panels, signflip_metrics, signflip_panels
+    from .optics_prior import (
+        choose_kspace_samples, choose_phase_encodes, condition_number, fourier_matrix, line_coords, support_lstsq,
+        support_mask,
+    )
+    from .dcf import pipe_menon_dcf, ramp_dcf
+    from .trajectory import golden_angle_radial, mask_coords, poisson_disc_mask, radial_3d, variable_density_spiral
+
+
+def _lazy_api() -> dict[str, str]:
+    """Public name -> module, read from the ``TYPE_CHECKING`` imports above (the one list of names)."""
+    with open(__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    block = next(node for node in tree.body if isinstance(node, ast.If)
+                 and getattr(node.test, "id", "") == "TYPE_CHECKING")
+    return {alias.asname or alias.name: "." * node.level + (node.module or "")
+            for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+
+
+#: public name -> module that defines it, imported on first use (PEP 562)
+_API = _lazy_api()
+__all__ = sorted(_API)
+
+
+class _Package(types.ModuleType):
+    """Keeps a public function named like its own submodule (``nufft``) bound to the function
+    when the import system sets that submodule as an attribute of the package."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and _API.get(name) == f".{name}":
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
