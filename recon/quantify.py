@@ -99,7 +99,10 @@ def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
 
     Subtracting each detected particle removes its Gibbs side lobes (the Dirichlet kernel's
     second lobe is +13 % of the peak, 2.5 voxels away), which a plain local-maximum search
-    would report as particles next to every bright one.
+    would report as particles next to every bright one. ``T`` is divided by its robust
+    standard deviation (1.4826 MAD over the image, mostly noise) when that exceeds 1: on the
+    analytic folders the lock-in's ``sigma`` (two residual degrees of freedom) ran 3-12 % low,
+    which tripled the false detections at the stated rate.
 
     Returns ``(positions (P, 3) centred voxel index, statistic (P,), threshold)``, strongest first.
     """
@@ -110,8 +113,12 @@ def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
     centre = np.array([n // 2 for n in resid.shape])
     dmax = 3.0 * float(vox[:2].mean())
     positions, stats = [], []
+    t_img = matched_filter(resid, sigma, vox, diameter_mm)
+    # the image is mostly noise: if T spreads wider than N(0, 1) (sigma underestimated, coloured
+    # noise), widen the null distribution by T's robust standard deviation (never narrow it)
+    scale = max(1.0, 1.4826 * float(np.median(np.abs(t_img - np.median(t_img)))))
     for _ in range(max_particles):
-        t_img = matched_filter(resid, sigma, vox, diameter_mm)
+        t_img = matched_filter(resid, sigma * scale, vox, diameter_mm)
         peak = np.unravel_index(np.argmax(t_img), t_img.shape)
         if t_img[peak] < thr:
             break
