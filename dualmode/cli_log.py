@@ -29,3 +29,14 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         root.setLevel(logging.WARNING)
     logging.getLogger("dualmode").setLevel(level)
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # distributed's own handler says INFO otherwise
+    _quiet_third_party()
+
+
+def _quiet_third_party() -> None:
+    """Libraries imported before this call that set their loggers below WARNING (``distributed``
+    sets ``distributed.worker`` etc. to INFO at import) go back to WARNING."""
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name == "dualmode" or name.startswith("dualmode.") or not isinstance(logger, logging.Logger):
+            continue
+        if logging.NOTSET < logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
