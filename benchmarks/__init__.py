@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-SUITES = ("bench_cartesian", "bench_nufft", "bench_cs", "bench_registration", "bench_pipeline", "bench_import", "bench_cli",
-          "bench_qc", "bench_quantitative")
+SUITES = ("bench_cartesian", "bench_nufft", "bench_cs", "bench_registration", "bench_pipeline", "bench_batch",
+          "bench_import", "bench_cli", "bench_qc", "bench_quantitative")
 
 
 def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.05) -> tuple[float, object]:

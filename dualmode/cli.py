@@ -77,37 +77,37 @@ def cmd_simulate(args) -> int:
 
 def cmd_run(args) -> int:
     """Exit code: 0 every folder ok or skipped, 1 some folder failed (see summary.json),
-    2 nothing could run (output root not writable, scheduler unreachable), 130 interrupted."""
+    2 nothing could run (bad arguments, OUT locked or not writable or inside an input folder,
+    scheduler unreachable), 130 interrupted (Ctrl-C, SIGTERM)."""
     from .batch import expand_folders, run_batch
+    from .progress import BatchProgress
 
     if args.workers is not None and args.workers < 1:
         print(f"dualmode run: error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
-
-    def show(entry: dict, done: int, total: int) -> None:
-        if args.json:
-            print(json.dumps(entry), flush=True)
-        elif not args.quiet:
-            state = f"FAILED: {entry['error']}" if entry["status"] == "failed" else entry["status"]
-            secs = "" if entry.get("seconds") is None else f" ({entry['seconds']:.1f} s)"
-            print(f"[{done}/{total}] {entry['name']}: {state}{secs}", flush=True)
-
+    if args.timeout is not None and args.timeout < 0:
+        print(f"dualmode run: error: --timeout must be >= 0 seconds, got {args.timeout}", file=sys.stderr)
+        return 2
+    quiet, json_lines = getattr(args, "quiet", False), getattr(args, "json", False)
+    shown = BatchProgress(quiet=quiet, json_lines=json_lines)
+    console = logging.getLogger("dualmode").getEffectiveLevel()
     try:
-        summary = run_batch(expand_folders(args.folders), args.out, _options(args), progress=show,
+        summary = run_batch(expand_folders(args.folders), args.out, _options(args), progress=shown,
                             workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                            log_level=logging.DEBUG if args.verbose > 1 else logging.INFO)
+                            log_level=logging.DEBUG if getattr(args, "verbose", 0) > 1 else logging.INFO,
+                            timeout=args.timeout, overwrite=args.overwrite,
+                            dashboard=None if args.dashboard == "none" else args.dashboard,
+                            console_level=console, on_start=shown.start)
     except KeyboardInterrupt:
+        shown.close()
         print(f"interrupted; summary: {os.path.join(args.out, 'summary.json')}", file=sys.stderr)
         return 130
-    except (OSError, TimeoutError) as err:  # output root not writable, scheduler unreachable
+    except (OSError, TimeoutError, ValueError) as err:  # OUT locked/unwritable, scheduler unreachable
+        shown.close()
         print(f"dualmode run: error: {err}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(summary), flush=True)
-    elif not args.quiet:
-        print(f"{summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed "
-              f"in {summary['seconds']:.1f} s; summary: {os.path.join(args.out, 'summary.json')}")
-    return 1 if summary["failed"] else 0
+    shown.close(summary)
+    return 1 if summary["this_run"]["failed"] else 0
 
 
 def cmd_demo(args) -> int:

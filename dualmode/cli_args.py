@@ -37,6 +37,13 @@ def run(p: argparse.ArgumentParser) -> None:
                    help="run on an existing dask.distributed scheduler, e.g. tcp://host:8786")
     g.add_argument("--resume", action="store_true",
                    help="skip folders whose outputs are complete and whose inputs are unchanged")
+    g.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="fail a folder not finished after SECONDS (default: %(default)g; 0: no limit)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace OUT/<name> even when it holds the result of another source folder")
+    g.add_argument("--dashboard", default="127.0.0.1:0", metavar="ADDRESS",
+                   help="Dask dashboard of the local cluster (default: loopback, random port; 0.0.0.0:8787 "
+                        "opens it to the network; 'none': no dashboard)")
 
 
 def info(p: argparse.ArgumentParser) -> None:

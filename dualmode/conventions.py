@@ -47,7 +47,7 @@ UM_PER_MM = 1000.0
 AXIS_ORDER = ("x", "y", "z")
 
 
-def fft_centered(x: np.ndarray, axes=(-3, -2, -1), workers: int = -1) -> np.ndarray:
+def fft_centered(x: np.ndarray, axes=(-3, -2, -1), workers: int | None = None) -> np.ndarray:
     """Centred, unnormalised forward DFT: image -> k-space.
 
     ``y[k] = sum_x f[x] exp(-2 pi i k.x / N)`` with ``k, x`` in ``-N/2 .. N/2-1``
@@ -59,7 +59,7 @@ def fft_centered(x: np.ndarray, axes=(-3, -2, -1), workers: int = -1) -> np.ndar
     )
 
 
-def ifft_centered(k: np.ndarray, axes=(-3, -2, -1), workers: int = -1) -> np.ndarray:
+def ifft_centered(k: np.ndarray, axes=(-3, -2, -1), workers: int | None = None) -> np.ndarray:
     """Inverse of :func:`fft_centered` (includes the ``1/N`` factor): k-space -> image."""
     axes = tuple(axes)
     return scipy.fft.fftshift(

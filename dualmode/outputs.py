@@ -8,6 +8,7 @@ OME-TIFF is ``CZYX`` on disk with physical sizes in µm.
 from __future__ import annotations
 
 import csv
+import errno
 import io as stdio
 import json
 import os
@@ -207,29 +208,85 @@ def write_qc(result, out: str) -> None:
     write_qc_png(os.path.join(out, "qc.png"), result)
 
 
-def write_outputs(result, out: str | os.PathLike) -> dict:
-    """Write every output of ``result`` into the folder ``out``; return the report written.
+#: Files of an earlier result a new one keeps (appended to, not replaced).
+CARRIED = ("log.txt",)
+#: Files the batch writes into a result folder after it was swapped in (the study report's page).
+DERIVED = ("report.html",)
 
-    ``report.json`` goes last, with the time of each write step in ``timings_s`` and the
-    peak memory of the process.
+
+def _check_replaceable(out: str) -> None:
+    """Refuse to replace a result folder holding anything dualmode did not write there.
+
+    Allowed: the files its ``report.json`` lists, ``report.json``, :data:`CARRIED`, the
+    names of :data:`dualmode.pipeline.OUTPUT_FILES` (as files; ``*.zarr`` as folders), :data:`DERIVED` and
+    leftovers of killed writers. A directory where an output file goes, or a file of the
+    user's, fails the folder instead of being deleted.
     """
-    from .provenance import peak_rss_mb
+    from .atomic import OutputWriteError, _stale_target
+    from .pipeline import OUTPUT_FILES
+
+    if not os.path.lexists(out):
+        return
+    if not os.path.isdir(out) or os.path.islink(out):
+        raise OutputWriteError(errno.ENOTDIR, f"{out}: exists and is not a result folder; not replacing it")
+    listed = set()
+    try:
+        with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+            listed = {k.split("/")[0] for k in (json.load(f).get("outputs") or {})}
+    except (OSError, ValueError, AttributeError):
+        pass
+    for name in sorted(os.listdir(out)):
+        path = os.path.join(out, name)
+        if _stale_target(name) is not None:
+            continue
+        is_dir = os.path.isdir(path) and not os.path.islink(path)
+        known = name in listed or name in OUTPUT_FILES or name in CARRIED + DERIVED or name == "report.json"
+        if not known:
+            raise OutputWriteError(errno.EEXIST, f"{path}: not written by dualmode; not replacing {out} "
+                                       f"(move it away)")
+        if is_dir != name.endswith(".zarr"):
+            what = "a directory" if is_dir else "a file"
+            code = errno.EISDIR if is_dir else errno.ENOTDIR
+            raise OutputWriteError(code, f"{path}: {what} is where a dualmode output goes; not replacing it "
+                                         f"(move it away)")
+
+
+def write_outputs(result, out: str | os.PathLike) -> dict:
+    """Write every output of ``result`` as the folder ``out``, all at once; return the report written.
+
+    Every file is written into a hidden staging folder beside ``out``
+    (:func:`dualmode.atomic.staged_folder`) and the whole folder is swapped in when all are
+    written: ``out`` holds the previous complete result or the new complete one, never a
+    mix. ``report.json`` goes last, with the time of each write step in ``timings_s``, the
+    peak memory of the process and ``outputs``: the sha256 of every other file written
+    (the definition of a complete result, checked by ``dualmode run --resume``).
+
+    Raises
+    ------
+    dualmode.atomic.OutputWriteError
+        A file could not be written (named: ``out/<file>``), or ``out`` holds something
+        dualmode did not write (never deleted). ``out`` is left as it was.
+    """
+    from .atomic import staged_folder
+    from .provenance import output_checksums, peak_rss_mb
 
     out = os.fspath(out)
-    os.makedirs(out, exist_ok=True)
+    _check_replaceable(out)
     timings = dict(result.timings)
     total = timings.pop("total", 0.0)
     t0 = time.perf_counter()
-    write_c13_outputs(result, out)
-    if result.registration is not None:
-        write_fusion_outputs(result, out)
-    t1 = time.perf_counter()
-    step = "fuse" if result.registration is not None else "write"
-    timings[step] = timings.get(step, 0.0) + t1 - t0
-    write_qc(result, out)
-    timings["qc"] = time.perf_counter() - t1
-    timings["total"] = total + time.perf_counter() - t0
-    report = {**result.report, "timings_s": timings, "peak_rss_mb": peak_rss_mb()}
-    write_json(os.path.join(out, "report.json"), report)
+    with staged_folder(out, carry=CARRIED) as stage:
+        write_c13_outputs(result, stage)
+        if result.registration is not None:
+            write_fusion_outputs(result, stage)
+        t1 = time.perf_counter()
+        step = "fuse" if result.registration is not None else "write"
+        timings[step] = timings.get(step, 0.0) + t1 - t0
+        write_qc(result, stage)
+        timings["qc"] = time.perf_counter() - t1
+        timings["total"] = total + time.perf_counter() - t0
+        report = {**result.report, "timings_s": timings, "peak_rss_mb": peak_rss_mb(),
+                  "outputs": output_checksums(stage)}
+        write_json(os.path.join(stage, "report.json"), report)
     result.report = report
     return report

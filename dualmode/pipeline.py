@@ -112,7 +112,7 @@ class _Clock:
         now = time.perf_counter()
         self.laps[stage] = now - self.prev
         self.prev = now
-        log.debug("%s: %s %.2f s", self.name, stage, self.laps[stage])
+        log.info("%s: %s %.2f s", self.name, stage, self.laps[stage])
 
     def total(self) -> dict:
         return {**self.laps, "total": self.prev - self.start}
@@ -267,6 +267,7 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
 
     opts = options or PipelineOptions()
     folder = os.fspath(folder)
+    checksums = input_checksums(folder)  # first: refuses FIFOs and devices before a reader blocks on one
     acq = load_acquisition(folder, opts.optical_pixel_size_um)
     clock = _Clock(acq.name)
     clock.lap("read")
@@ -289,7 +290,7 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         "off_resonance": off_resonance,
         "options": asdict(opts),
         "versions": versions(),
-        "input_sha256": input_checksums(folder),
+        "input_sha256": checksums,
     }
     if sampling is not None:  # metrics of the shot images; noise and SNR of the reconstruction
         report["signflip"].update(noise_sigma=lock.noise_sigma, snr=lock.snr)

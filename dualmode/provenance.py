@@ -1,12 +1,27 @@
-"""Where a result came from: input checksums, library versions, peak memory."""
+"""Where a result came from: input checksums, output checksums, library versions, peak memory.
+
+Input checksums cover the manifest and every file it references, wherever it lives
+(``"../shared-kspace.h5"``, a directory symlink to a scanner export: followed), so that
+``dualmode run --resume`` sees any change that could change a result. Files the manifest
+does not reference (notes, ``truth.json``, a stray FIFO) are not read at all. A referenced
+path that is not a regular file (FIFO, device, socket) is refused with an
+:class:`~dualmode.errors.InputError`: reading it could block forever.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
+import stat
 
 from dualmode import __version__
+from dualmode.errors import InputError
+
+MANIFEST = "acquisition.json"
+#: Manifest keys whose string values are paths the readers open (relative to the folder).
+PATH_KEYS = ("path", "image", "frames", "file", "files")
 
 
 def sha256_file(path: str) -> str:
@@ -18,16 +33,113 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def input_checksums(folder: str) -> dict[str, str]:
-    """sha256 of every file in the acquisition folder except ground truth."""
-    out = {}
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d != "truth")
+def _kind(mode: int) -> str:
+    for test, word in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+def _hash_regular(path: str, field: str | None) -> str:
+    """sha256 of a regular file (symlinks followed); InputError for anything else or a read error."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"  # the reader reports it with its own words
+    except OSError as err:
+        raise InputError(path, f"cannot read ({err.strerror})", field) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(path, f"is {_kind(st.st_mode)}, not a regular file; refusing to read it", field)
+    try:
+        return sha256_file(path)
+    except OSError as err:
+        raise InputError(path, f"cannot read ({err.strerror})", field) from None
+
+
+def referenced_paths(manifest) -> list[tuple[str, str]]:
+    """``(field, path)`` of every file or folder the manifest references (keys in :data:`PATH_KEYS`)."""
+    out = []
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, dict):
+            for key, val in node.items():
+                here = f"{where}.{key}" if where else str(key)
+                if key in PATH_KEYS and isinstance(val, str):
+                    out.append((here, val))
+                elif key in PATH_KEYS and isinstance(val, list):
+                    out.extend((f"{here}[{i}]", v) for i, v in enumerate(val) if isinstance(v, str))
+                else:
+                    walk(val, here)
+        elif isinstance(node, list):
+            for i, val in enumerate(node):
+                walk(val, f"{where}[{i}]")
+
+    walk(manifest, "")
+    return out
+
+
+def _hash_tree(root: str, key: str, field: str, out: dict) -> None:
+    """Every file under a referenced folder, symlinks followed (each real folder once)."""
+    seen = set()
+    for here, dirs, files in os.walk(root, followlinks=True, onerror=None):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
         for name in sorted(files):
-            if name == "truth.json":
-                continue
-            path = os.path.join(root, name)
-            out[os.path.relpath(path, folder)] = sha256_file(path)
+            path = os.path.join(here, name)
+            out[f"{key}/{os.path.relpath(path, root)}"] = _hash_regular(path, field)
+
+
+def input_checksums(folder: str | os.PathLike) -> dict[str, str]:
+    """sha256 of the manifest and of every file it references (folders: every file inside).
+
+    Keys are the paths as written in the manifest (``"mri/kspace.h5"``,
+    ``"../shared-kspace.h5"``, ``"scan/fid"`` for a file inside a referenced folder).
+
+    Raises
+    ------
+    InputError
+        A referenced path is a FIFO, device or socket, or cannot be read (the folder
+        fails; nothing blocks).
+
+    Examples
+    --------
+    >>> input_checksums("my-acq")              # doctest: +SKIP
+    {'acquisition.json': '9f2c...', 'mri/kspace.h5': '51d0...', 'optics/image.ome.tif': '0b7a...'}
+    """
+    folder = os.fspath(folder)
+    mpath = os.path.join(folder, MANIFEST)
+    out = {MANIFEST: _hash_regular(mpath, None)}
+    if out[MANIFEST] == "missing":
+        return out
+    try:
+        with open(mpath, encoding="utf-8-sig") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return out  # the manifest reader reports it
+    for field, ref in referenced_paths(manifest):
+        path = os.path.join(folder, ref)
+        if os.path.isdir(path):
+            _hash_tree(path, ref, field, out)
+        else:
+            out[ref] = _hash_regular(path, field)
+    return out
+
+
+def output_checksums(folder: str | os.PathLike, exclude: tuple[str, ...] = ("report.json", "log.txt")) -> dict:
+    """sha256 of every file under a result folder (relative POSIX paths), except ``exclude``."""
+    folder = os.fspath(folder)
+    out = {}
+    for here, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            rel = os.path.relpath(os.path.join(here, name), folder).replace(os.sep, "/")
+            if rel not in exclude:
+                out[rel] = sha256_file(os.path.join(here, name))
     return out
 
 

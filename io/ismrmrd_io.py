@@ -14,7 +14,7 @@ import os
 import h5py
 import numpy as np
 
-from dualmode.errors import InputError, check_allocation
+from dualmode.errors import InputError, check_allocation, check_recon_allocation
 from dualmode.kspace import KSpace, KSpaceHeader
 
 _LPS = np.array([-1.0, -1.0, 1.0])
@@ -270,7 +270,7 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
         raise InputError(path, f"readout has {n_samples} samples but matrix x is {matrix[0]}", "matrixSize")
     if e1.max() >= matrix[1] or e2.max() >= matrix[2]:
         raise InputError(path, "encode step beyond the encoded matrix", "encodingLimits")
-    check_allocation(path, "data", (n_rep, n_coils, *matrix), 8)
+    check_recon_allocation(path, "data", (n_rep, n_coils, *matrix))
     data = np.zeros((n_rep, n_coils, *matrix), np.complex64)
     filled = np.zeros((n_rep, matrix[1], matrix[2]), bool)
     for a in range(n_acq):
@@ -299,7 +299,7 @@ def _read_noncartesian(path, hdr, heads, datas, trajs, matrix, fov_mm, trajector
     n_lines = int(np.sum(reps == 0))
     if len(heads) != n_rep * n_lines:
         raise InputError(path, "repetitions hold different numbers of readouts", "data")
-    check_allocation(path, "data", (n_rep, n_coils, n_lines * n_read), 8)
+    check_recon_allocation(path, "data", (n_rep, n_coils, n_lines * n_read))
     traj = np.stack([np.asarray(trajs[a], np.float32) for a in order[:n_lines]])
     lines = []
     for a in order:

@@ -110,7 +110,19 @@ def write_ome_tiff(
         channel["Color"] = [_ome_color(c) for c in channel_colors]
     if channel:
         meta["Channel"] = channel
+    meta["UUID"] = _content_uuid(czyx, meta)  # reproducible files: the same image gives the same bytes
     tifffile.imwrite(os.fspath(path), czyx, ome=True, metadata=meta, compression="zlib")
+
+
+def _content_uuid(array: np.ndarray, meta: dict) -> str:
+    """``urn:uuid:`` derived from the pixels and metadata (sha256), not from the clock."""
+    import hashlib
+    import json
+    import uuid
+
+    h = hashlib.sha256(np.ascontiguousarray(array).tobytes())
+    h.update(f"{array.dtype.str}{array.shape}{json.dumps(meta, sort_keys=True)}".encode())
+    return f"urn:uuid:{uuid.UUID(bytes=h.digest()[:16], version=5)}"
 
 
 def write_ome_frames(path, frames_txyz: np.ndarray, spacing_um) -> None:

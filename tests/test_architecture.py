@@ -58,8 +58,6 @@ LONG_ALLOWED = {
                               "kernel), kept together so the JIT sees them; see docs/performance.md",
     "recon/nufft_kernels.py:kernels": "one closure factory of the numba hot loops (see docs/performance.md): "
                                       "splitting it would put the JIT-specialised inner loops out of reach",
-    "dualmode/batch.py": SPLITTING + ", H1",
-    "dualmode/batch.py:run_batch": SPLITTING + ", H1",
     "recon/signflip.py:signflip_combine": "flat-API numpydoc docstring (parameters, reference, example) of ~90 "
                                           "lines; the body is 15 lines of named steps",
 }

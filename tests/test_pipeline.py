@@ -140,7 +140,7 @@ def test_batch_goes_on_after_a_bad_folder(sim2d, tmp_path, capsys):
     assert entries["broken"]["status"] == "failed"
     assert "kspace.h5" in entries["broken"]["error"]
     assert entries[os.path.basename(sim2d)]["status"] == "ok"
-    assert "kspace.h5" in capsys.readouterr().out
+    assert "kspace.h5" in capsys.readouterr().err  # failures always on stderr
 
 
 def test_info_validates_and_describes(sim2d, capsys):

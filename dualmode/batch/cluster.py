@@ -1,0 +1,172 @@
+"""Folders on Dask: a loopback-only local cluster, one folder per worker, time limits, fast stop.
+
+* The local ``LocalCluster`` scheduler, nannies and workers listen on 127.0.0.1 only; the
+  dashboard too unless asked (``dashboard="0.0.0.0:8787"``); workers have no dashboard.
+* ``worker-saturation`` 1.0 and one thread per worker: a worker is sent one folder at a time.
+* A folder running longer than the time limit is cancelled and its worker restarted (local
+  cluster; on a remote scheduler it is cancelled and reported, its worker stays busy).
+* On Ctrl-C / SIGTERM the local worker processes are killed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+
+from .folder import run_one
+from .logs import LOG_TOPIC, show_forwarded
+from .resume import folder_name
+from .threads import thread_env
+
+log = logging.getLogger("dualmode")
+POLL_S = 0.5
+
+
+def local_cluster(workers: int, dashboard: str | None = "127.0.0.1:0"):
+    """A ``LocalCluster`` of ``workers`` single-threaded processes bound to the loopback."""
+    import dask
+    from distributed import LocalCluster
+
+    preload = list(dask.config.get("distributed.worker.preload", None) or []) + ["dualmode.batch.warm"]
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=dashboard, worker_dashboard_address=None, preload=preload,
+                            silence_logs=logging.ERROR, env=thread_env(workers))
+
+
+def connect(scheduler):
+    """A ``Client`` for an address (``tcp://`` or ``tls://``: certificates from Dask's
+    ``distributed.comm.tls`` settings) or the given ``Client``; ``(client, owned)``."""
+    from distributed import Client
+    from distributed.security import Security
+
+    if not isinstance(scheduler, str):
+        return scheduler, False
+    import re
+
+    scheme, _, rest = scheduler.rpartition("://")
+    host_port = scheme == "inproc" or re.fullmatch(r"[\w.\-\[\]:]+:\d+", rest)
+    if scheme not in ("", "tcp", "tls", "inproc", "ucx", "ws", "wss") or not host_port:
+        raise ValueError(f"--scheduler {scheduler!r}: not a Dask address (tcp://host:port or tls://host:port)")
+    security = Security() if scheduler.startswith("tls://") else None  # from the Dask configuration
+    return Client(scheduler, security=security), True
+
+
+def kill_local_workers() -> None:
+    """SIGKILL this process's child processes (the local nannies and workers it started)."""
+    import psutil
+
+    me = psutil.Process()
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def task_failed(folder: str, err: BaseException) -> dict:
+    """Entry of a folder whose Dask task itself failed (a worker died, e.g. out of memory: KilledWorker)."""
+    return {"folder": folder, "name": folder_name(folder), "status": "failed", "seconds": None,
+            "error": f"{folder}: Dask task failed ({type(err).__name__}: {err})"}
+
+
+def timed_out(folder: str, seconds: float) -> dict:
+    return {"folder": folder, "name": folder_name(folder), "status": "failed", "seconds": seconds,
+            "error": f"{folder}: not finished within the time limit of {seconds:g} s (--timeout); "
+                     f"its worker was stopped"}
+
+
+class Dispatcher:
+    """Submit folders to a client and hand each entry to ``report`` as it finishes."""
+
+    def __init__(self, client, out_root, opts, *, log_level, forward_level, timeout, threads, restart: bool):
+        self.client, self.restart, self.timeout = client, restart, timeout
+        self.kwargs = dict(out_root=out_root, options=opts, log_level=log_level, timeout=None,
+                           threads=threads, forward_level=forward_level)
+        self.tag = uuid.uuid4().hex[:8]
+        self.futures: dict = {}  # key -> (future, folder)
+        self.started: dict = {}
+        if forward_level is not None:
+            with contextlib.suppress(Exception):
+                client.subscribe_topic(LOG_TOPIC, show_forwarded)
+
+    def submit(self, folders: list[str]) -> None:
+        if not folders:
+            return
+        keys = [f"dualmode-{folder_name(f)}-{self.tag}" for f in folders]
+        futs = self.client.map(run_one, folders, key=keys, pure=False, **self.kwargs)
+        for key, fut, folder in zip(keys, futs, folders):
+            self.futures[key] = (fut, folder)
+
+    def _check_time(self, report) -> None:
+        now = time.monotonic()
+        try:
+            processing = self.client.processing()
+        except Exception:
+            return
+        for worker, keys in processing.items():
+            for key in keys:
+                if key not in self.futures:
+                    continue
+                start = self.started.setdefault(key, now)
+                if now - start <= self.timeout:
+                    continue
+                fut, folder = self.futures.pop(key)
+                fut.cancel()
+                log.warning("%s: time limit of %g s reached; stopping its worker %s", folder, self.timeout, worker)
+                report(timed_out(folder, self.timeout))
+                if self.restart:
+                    with contextlib.suppress(Exception):
+                        self.client.restart_workers([worker], timeout=60, raise_for_error=False)
+
+    def drain(self, report, more=lambda: False) -> None:
+        """Report every folder as it finishes; ``more()`` is True while folders may still be submitted."""
+        from distributed import wait
+
+        while self.futures or more():
+            pending = [fut for fut, _ in self.futures.values()]
+            done = ()
+            if pending:
+                with contextlib.suppress(TimeoutError):
+                    done = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED").done
+            else:
+                time.sleep(POLL_S)
+            for key in [k for k, (fut, _) in self.futures.items() if fut in done]:
+                fut, folder = self.futures.pop(key)
+                try:
+                    entry = fut.result()
+                except Exception as err:  # KilledWorker, CommClosedError, ...
+                    entry = task_failed(folder, err)
+                report(entry)
+                fut.release()
+            if self.timeout:
+                self._check_time(report)
+
+    def cancel_all(self) -> None:
+        for fut, _ in self.futures.values():
+            with contextlib.suppress(Exception):
+                fut.cancel()
+        self.futures.clear()
+
+
+def quiet_distributed():
+    """Cluster chatter is not the user's business: ``distributed`` at ERROR for the block."""
+    stack = contextlib.ExitStack()
+    quiet = logging.getLogger("distributed")
+    stack.callback(quiet.setLevel, quiet.level)
+    quiet.setLevel(max(logging.ERROR, quiet.getEffectiveLevel()))
+    return stack
+
+
+def close_quietly(*things, timeout: float = 5) -> None:
+    for thing in things:
+        if thing is None:
+            continue
+        with contextlib.suppress(Exception):
+            thing.close(timeout=timeout) if "timeout" in thing.close.__code__.co_varnames else thing.close()
+
+
+def pid_of_workers(client) -> list[int]:
+    """Process ids of the client's workers (for tests and the start line)."""
+    return sorted(client.run(os.getpid).values())

@@ -1,0 +1,61 @@
+"""Threads per folder: every library's thread pool sized to this process's share of the cores.
+
+A local worker gets ``cores // workers`` threads, so that workers x threads = cores (an
+oversubscribed numba kernel slows down many times). numba (``numba.set_num_threads``),
+BLAS/OpenMP (``threadpoolctl``) and ``scipy.fft`` follow the share; SimpleITK always uses
+:data:`ITK_THREADS` threads, because its registration metric sums in thread-dependent
+order and results must not depend on how a batch ran (``-j 1``, workers or ``--scheduler``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+#: Threads of every SimpleITK filter (fixed in every mode: bit-identical registrations).
+ITK_THREADS = 1
+
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def thread_share(workers: int) -> int:
+    """Threads per worker so that ``workers * threads <= cores``."""
+    return max(1, default_workers() // max(1, workers))
+
+
+def thread_env(workers: int) -> dict[str, str]:
+    """Environment of each local worker: its share of the cores (values set by the user are kept)."""
+    share = str(thread_share(workers))
+    env = {v: share for v in THREAD_VARIABLES if v not in os.environ}
+    env.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(ITK_THREADS))
+    return env
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None):
+    """Limit numba, BLAS/OpenMP and ``scipy.fft`` to ``threads`` (None: all cores) and ITK to
+    :data:`ITK_THREADS` for the block."""
+    import numba
+    import scipy.fft
+    import SimpleITK as sitk
+    from threadpoolctl import threadpool_limits
+
+    n = threads or default_workers()
+    numba_before = numba.get_num_threads()
+    itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(ITK_THREADS)
+    try:
+        with threadpool_limits(limits=n), scipy.fft.set_workers(n):
+            yield n
+    finally:
+        numba.set_num_threads(numba_before)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
