@@ -168,7 +168,7 @@ def test_same_output_name_is_refused(folders, tmp_path):
 
 def test_glob_expansion_and_literal_paths(folders, tmp_path):
     root, good, bad = folders
-    assert batch.expand_folders([str(root / "good*")]) == good
+    assert batch.expand_folders([str(root / "good*")]) == sorted(good)
     assert batch.expand_folders([str(root / "nothing*"), good[0]]) == [str(root / "nothing*"), good[0]]
     (tmp_path / "scan[1]").mkdir()
     (tmp_path / "scan1").mkdir()
