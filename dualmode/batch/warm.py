@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 
+#: what a folder imports (the package __init__s are lazy, PEP 562: name the modules, not the packages)
 MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "numba", "SimpleITK", "nibabel", "tifffile", "zarr",
-           "matplotlib.pyplot", "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.io",
-           "dualmode.recon.lockin_recon", "dualmode.registration")
+           "matplotlib.pyplot", "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.io.manifest",
+           "dualmode.io.readers", "dualmode.recon.lockin_recon", "dualmode.recon.quantify",
+           "dualmode.registration.register", "dualmode.registration.fusion")
 
 
 def warm_imports() -> None:
