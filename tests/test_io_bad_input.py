@@ -184,7 +184,7 @@ def test_absurd_declared_size_refused_before_allocating(tmp_path):
     _edit(exp / "method", "##$PVM_EncMatrix=( 2 )\n8 6", "##$PVM_EncMatrix=( 2 )\n1000000 6000000")
     _edit(exp / "method", "##$PVM_Matrix=( 2 )\n8 6", "##$PVM_Matrix=( 2 )\n1000000 6000000")
     _edit(exp / "method", "##$PVM_EncSteps1=( 6 )\n-3 -2 -1 0 1 2", "##$PVM_EncSteps1=( 1 )\n0")
-    _raises(read_kspace, exp, field="ACQ_size", match="GB, refusing")
+    _raises(read_kspace, exp, field="ACQ_size", match="GB.*refusing")
     # Varian: a 32-byte header declaring 2^30 blocks of 2^20 points
     (tmp_path / "v.fid").mkdir()
     shutil.copy(DATA / "varian_13c_1d.fid" / "procpar", tmp_path / "v.fid" / "procpar")

@@ -101,8 +101,8 @@ class Dispatcher:
 
     def _check_time(self, report) -> None:
         now = time.monotonic()
-        try:
-            processing = self.client.processing()
+        try:  # tasks *executing* on each worker (a task queued on a worker has not started its clock)
+            processing = self.client.run(_executing_keys)
         except Exception:
             return
         for worker, keys in processing.items():
@@ -148,6 +148,11 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 fut.cancel()
         self.futures.clear()
+
+
+def _executing_keys(dask_worker) -> list[str]:
+    """Keys of the tasks running right now on ``dask_worker`` (run on the worker by ``Client.run``)."""
+    return [str(ts.key) for ts in dask_worker.state.executing]
 
 
 def quiet_distributed():
