@@ -72,6 +72,8 @@ class BatchProgress:
         failed = entry["status"] == "failed"
         if failed:
             self._say(f"{entry['name']}: FAILED: {entry['error']}", self.err)
+        for flag in entry.get("flags") or ():  # a result the pipeline cannot fully vouch for: said, like failures
+            self._say(f"{entry['name']}: FLAGGED: {flag}", self.err)
         if self.json_lines:
             print(json.dumps(entry), file=self.out, flush=True)
         elif self.bar is not None:
