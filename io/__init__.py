@@ -6,9 +6,9 @@ The public names are imported on first use (PEP 562).
 
 from __future__ import annotations
 
-import ast
-import importlib
 from typing import TYPE_CHECKING
+
+from dualmode.lazy import attach
 
 if TYPE_CHECKING:  # what static tools and readers see; imported lazily below
     from dualmode.errors import InputError
@@ -23,29 +23,4 @@ if TYPE_CHECKING:  # what static tools and readers see; imported lazily below
     from .twix import read_twix, remove_readout_oversampling
     from .varian import read_procpar, read_varian
 
-
-def _lazy_api() -> dict[str, str]:
-    """Public name -> module, read from the ``TYPE_CHECKING`` imports above (the one list of names)."""
-    with open(__file__, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    block = next(node for node in tree.body if isinstance(node, ast.If)
-                 and getattr(node.test, "id", "") == "TYPE_CHECKING")
-    return {alias.asname or alias.name: "." * node.level + (node.module or "")
-            for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
-
-
-#: public name -> module that defines it, imported on first use (PEP 562)
-_API = _lazy_api()
-__all__ = sorted(_API)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+__all__, __getattr__, __dir__ = attach(__name__, __file__)

@@ -6,11 +6,9 @@ imports the NUFFT only, not every reconstruction module.
 
 from __future__ import annotations
 
-import ast
-import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
+
+from dualmode.lazy import attach
 
 if TYPE_CHECKING:  # what static tools and readers see; imported lazily below
     # reconstruction beyond the basic FFT (Cartesian extras, partial Fourier, iterative, coils)
@@ -43,42 +41,4 @@ if TYPE_CHECKING:  # what static tools and readers see; imported lazily below
     from .dcf import pipe_menon_dcf, ramp_dcf
     from .trajectory import golden_angle_radial, mask_coords, poisson_disc_mask, radial_3d, variable_density_spiral
 
-
-def _lazy_api() -> dict[str, str]:
-    """Public name -> module, read from the ``TYPE_CHECKING`` imports above (the one list of names)."""
-    with open(__file__, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    block = next(node for node in tree.body if isinstance(node, ast.If)
-                 and getattr(node.test, "id", "") == "TYPE_CHECKING")
-    return {alias.asname or alias.name: "." * node.level + (node.module or "")
-            for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
-
-
-#: public name -> module that defines it, imported on first use (PEP 562)
-_API = _lazy_api()
-__all__ = sorted(_API)
-
-
-class _Package(types.ModuleType):
-    """Keeps a public function named like its own submodule (``nufft``) bound to the function
-    when the import system sets that submodule as an attribute of the package."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and _API.get(name) == f".{name}":
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+__all__, __getattr__, __dir__ = attach(__name__, __file__)

@@ -1,7 +1,7 @@
 """The architecture rules of issue 11, checked on the source (AST) and on fresh interpreters.
 
 1. Arrows point one way: ``recon``, ``registration`` and ``io`` import only the shared ground
-   (``dualmode.conventions``, ``errors``, ``serialize``, ``atomic``, ``kspace``, ``volume``) and
+   (``dualmode.conventions``, ``errors``, ``serialize``, ``atomic``, ``kspace``, ``volume``, ``lazy``) and
    the science packages allowed below them, never the glue (``pipeline``, ``batch``, ``cli``, ...).
 2. Short modules (<= 400 lines) and functions (<= 80 lines), except the named allowlist.
 3. ``import dualmode`` is cheap (no numpy) and the flat API resolves.
@@ -33,7 +33,7 @@ PACKAGES = {"dualmode": "dualmode", "recon": "dualmode.recon", "registration": "
 #: modules of ``dualmode/`` that every package may import (no dualmode imports of their own
 #: beyond each other)
 SHARED = {"dualmode.conventions", "dualmode.errors", "dualmode.serialize", "dualmode.atomic",
-          "dualmode.kspace", "dualmode.volume"}
+          "dualmode.kspace", "dualmode.volume", "dualmode.lazy"}
 
 #: the glue named by the rules; any other ``dualmode.*`` module that is not shared ground is glue too
 GLUE = {"dualmode.pipeline", "dualmode.batch", "dualmode.cli", "dualmode.outputs", "dualmode.qc",
