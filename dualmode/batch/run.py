@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Callable, Iterable
 
 from . import cluster as dk
@@ -135,6 +136,7 @@ def _local_overlapped(todo, report, kw, n, dashboard, execution, timeout) -> Non
     starter = threading.Thread(target=start, name="dualmode-cluster-start", daemon=True)
     starter.start()
     local = {**kw, "threads": None}
+    interrupted = False
     try:
         while True:
             with lock:
@@ -151,11 +153,17 @@ def _local_overlapped(todo, report, kw, n, dashboard, execution, timeout) -> Non
             return
         box["dispatcher"].drain(report)
     except BaseException:
+        interrupted = True
         dk.kill_local_workers()
         raise
     finally:
-        while not ready.wait(dk.POLL_S):
+        # after Ctrl-C / SIGTERM do not wait for a cluster still starting (its workers may never
+        # connect once killed): give it a moment, kill what it started, and leave
+        deadline = time.monotonic() + (3.0 if interrupted else float("inf"))
+        while not ready.wait(dk.POLL_S) and time.monotonic() < deadline:
             pass
+        if interrupted:
+            dk.kill_local_workers()
         dk.close_quietly(box.get("client"), box.get("cluster"), timeout=5)
 
 
