@@ -24,31 +24,17 @@ sampling with a conditioning check.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import scipy.ndimage as ndi
-from threadpoolctl import ThreadpoolController
 
 
 from .iterative import cg
 from .linop import Linop, RestrictOp
+from .blas import single_thread_blas
 
 
-_THREADPOOLS = None
 
-
-def _single_thread_blas(fn):
-    """Run ``fn`` with one BLAS thread: the dense matrices here are small (s <= a few
-    hundred) and threaded OpenBLAS was 10-60x slower on them on a busy 2-core machine."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        global _THREADPOOLS
-        if _THREADPOOLS is None:
-            _THREADPOOLS = ThreadpoolController()
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            return fn(*args, **kwargs)
-    return wrapper
 
 
 def support_mask(shape, positions=None, *, mask=None, dilation: float = 1.0) -> np.ndarray:
@@ -128,7 +114,7 @@ def coords_to_mask(coords, shape) -> np.ndarray:
     return mask
 
 
-@_single_thread_blas
+@single_thread_blas
 def support_lstsq(kdata, coords, support: np.ndarray, *, damping: float = 0.0, op: Linop | None = None,
                   max_iter: int = 100, tol: float = 1e-8) -> np.ndarray:
     """Support-constrained least squares ``argmin ||A_S x_S - y||^2 + damping ||x_S||^2``.
@@ -167,7 +153,7 @@ def support_lstsq(kdata, coords, support: np.ndarray, *, damping: float = 0.0, o
     return image
 
 
-@_single_thread_blas
+@single_thread_blas
 def condition_number(coords, support: np.ndarray) -> float:
     """2-norm condition number of the support-restricted Fourier matrix ``A_S``."""
     sv = np.linalg.svd(fourier_matrix(coords, support), compute_uv=False)
@@ -203,7 +189,7 @@ def _greedy_d_optimal(blocks: list[np.ndarray], n_samples: int, priority: np.nda
     return np.array(chosen)
 
 
-@_single_thread_blas
+@single_thread_blas
 def choose_kspace_samples(support: np.ndarray, n_samples: int, *, method: str = "greedy",
                           candidates=None, delta: float = 1e-2, max_cond: float = 10.0,
                           density_power: float = 2.0, max_tries: int = 20, seed: int = 0) -> np.ndarray:
@@ -257,7 +243,7 @@ def choose_kspace_samples(support: np.ndarray, n_samples: int, *, method: str = 
     return cand[best]
 
 
-@_single_thread_blas
+@single_thread_blas
 def choose_phase_encodes(support: np.ndarray, n_lines: int, *, readout_axis: int = 0,
                          delta: float = 1e-2) -> np.ndarray:
     """Greedy D-optimal choice of phase-encode positions when every line is read out in full.

@@ -40,9 +40,10 @@ import numpy as np
 import scipy.ndimage
 import scipy.optimize
 import scipy.special
-from threadpoolctl import ThreadpoolController
 
 from dualmode.conventions import apply_affine, fft_centered, ifft_centered, voxel_sizes
+
+from .blas import single_thread_blas
 
 
 def phased_real(signal: np.ndarray) -> tuple[np.ndarray, float]:
@@ -244,23 +245,10 @@ def _window(centre_vox, shape, half: int) -> tuple:
                  for i, n in zip(idx, shape))
 
 
-_THREADPOOLS: ThreadpoolController | None = None
 
 
-def _single_thread_blas(fn):
-    """Run ``fn`` with one BLAS thread: the window products are small (tens x N) and threaded
-    OpenBLAS made them 5-10x slower on a busy 2-core machine (as in :mod:`.optics_prior`)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        global _THREADPOOLS
-        if _THREADPOOLS is None:
-            _THREADPOOLS = ThreadpoolController()
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            return fn(*args, **kwargs)
-    return wrapper
 
-
-@_single_thread_blas
+@single_thread_blas
 def _fit_one(data, sl, shape, vox, pos0, d0, free, sigma, dmax):
     """Non-linear least squares of one particle on its window; returns ``(A, x0, d, sigma_A, model)``."""
     def unpack(theta):
