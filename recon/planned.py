@@ -37,7 +37,8 @@ import numpy as np
 import scipy.stats
 
 from .coils import svd_combine
-from .optics_prior import _single_thread_blas, fourier_matrix, support_mask
+from .blas import single_thread_blas
+from .optics_prior import fourier_matrix, support_mask
 from .signflip import SignFlipResult, signflip_combine
 
 
@@ -155,7 +156,7 @@ def _f_sf(stat: float, dof: int, sigma_dof: int) -> float:
     return float(scipy.stats.f.sf(stat / dof, dof, sigma_dof))
 
 
-@_single_thread_blas
+@single_thread_blas
 def consistency(y, coords, support, sigma: float, *, sample_weights=None, fit=None, sigma_dof: int = 10**6,
                 columns=None, extra_dof: int = 0):
     """Support-constrained fit on the ``fit`` samples and both tests of the support.
