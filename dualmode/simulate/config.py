@@ -98,6 +98,16 @@ class SimulationConfig:
     widefield: bool = knob(False, "3D: one widefield camera image instead of a z stack")
     outliers: float = knob(0.0, "fraction of in-field particles seen by one modality only", ge=0, le=1)
     depth_mm: float = knob(0.5, "largest particle depth below the tissue surface (blur, attenuation)", "mm", ge=0)
+    min_depth_mm: float = knob(0.0, "smallest particle depth (2D; equal to depth_mm: every particle at that depth)",
+                               "mm", ge=0)
+    scattering: str = knob("mild", "optical scattering of the tissue: 'mild' (Gaussian blur 5 µm + 0.12 mm per mm "
+                                   "of depth, attenuation exp(-depth / 0.8 mm)) or 'diffusion' (unscattered core plus "
+                                   "the diffusion-theory halo of a buried point source, Farrell et al. 1992; one "
+                                   "camera image: 2D or widefield)", choices=("mild", "diffusion"))
+    tissue_mua_per_mm: float = knob(0.02, "--scattering diffusion: tissue absorption at the NV emission (~700 nm; "
+                                          "soft tissue 0.01-0.05)", "1/mm", gt=0)
+    tissue_musp_per_mm: float = knob(1.0, "--scattering diffusion: reduced scattering coefficient at ~700 nm (soft "
+                                          "tissue about 1)", "1/mm", gt=0)
     autofluorescence: float = knob(0.3, "tissue autofluorescence relative to a particle's brightness", ge=0)
     photons: float = knob(2000.0, "photons from a particle at its peak (Poisson noise)", "photons", gt=0)
     read_noise: float = knob(5.0, "camera read noise (Gaussian sigma)", "photons", ge=0)
@@ -112,6 +122,10 @@ class SimulationConfig:
         if self.particles_outside_optics > self.n_particles:
             raise ValueError(f"particles_outside_optics ({self.particles_outside_optics}) must be <= "
                              f"n_particles ({self.n_particles})")
+        if self.min_depth_mm > self.depth_mm:
+            raise ValueError(f"min_depth_mm ({self.min_depth_mm}) must be <= depth_mm ({self.depth_mm})")
+        if self.scattering == "diffusion" and self.ndim == 3 and not self.widefield:
+            raise ValueError("scattering='diffusion' models one camera image of the surface: use ndim=2 or widefield")
         if self.optical_frames == 1:
             raise ValueError("optical_frames must be 0 or at least 2 (on and off states)")
 

@@ -169,7 +169,7 @@ def _simulate_optics(cfg, rng, out_dir, frame, centres_mm, diam_um, in_optics, f
     opt_to_mri = frame["optical_to_mri"]
     pts_um = apply_affine(np.linalg.inv(opt_to_mri), centres_mm)
     if cfg.ndim == 2:
-        depth_mm = rng.uniform(0, cfg.depth_mm, len(pts_um))
+        depth_mm = rng.uniform(cfg.min_depth_mm, cfg.depth_mm, len(pts_um))
         pts_um[:, 2] = 0.0
     else:
         depth_mm = frame["depth_mm"](pts_um) if "depth_mm" in frame else np.clip(pts_um[:, 2] / 1000.0, 0, None)

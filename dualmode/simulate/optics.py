@@ -17,6 +17,31 @@ def _render_optics(cfg, rng, pts_um, diam_um, depth_mm, tissue_fn, in_optics):
     spacing = np.array([cfg.optical_pixel_um, cfg.optical_pixel_um, cfg.optical_z_step_um])
     nv = np.zeros(shape, float)
     bright = rng.uniform(0.7, 1.3, len(pts_um)) * cfg.photons * in_optics
+    if cfg.scattering == "diffusion":
+        _render_diffuse(cfg, nv, spacing, pts_um, diam_um, depth_mm, bright)
+    else:
+        _render_mild(nv, spacing, pts_um, diam_um, depth_mm, bright)
+    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
+    auto = cfg.autofluorescence * cfg.photons * tissue_fn(grid)
+    return nv, auto, spacing
+
+
+def _render_diffuse(cfg, nv, spacing, pts_um, diam_um, depth_mm, bright) -> None:
+    """Add each particle's camera image through diffusive tissue (:func:`.scattering.surface_image`)."""
+    from .scattering import Tissue, surface_image
+
+    if nv.shape[2] != 1:
+        raise ValueError("scattering='diffusion' models one camera image of the surface: use ndim=2 or widefield")
+    tissue = Tissue(mua_per_mm=cfg.tissue_mua_per_mm, musp_per_mm=cfg.tissue_musp_per_mm)
+    for p, d, depth, b0 in zip(pts_um, diam_um, depth_mm, bright):
+        if b0 > 0:
+            nv[..., 0] += b0 * surface_image(nv.shape[:2], spacing[0], p[:2], d, depth, tissue)
+
+
+def _render_mild(nv, spacing, pts_um, diam_um, depth_mm, bright) -> None:
+    """Add each particle as a sphere blurred by ``5 µm + 0.12 mm`` per mm of depth, attenuated ``exp(-depth / 0.8 mm)``."""
+    shape = nv.shape
+    nz = shape[2]
     for p, d, depth, b0 in zip(pts_um, diam_um, depth_mm, bright):
         blur_um = 5.0 + 120.0 * depth  # scattering: ~0.12 mm blur per mm of tissue
         atten = np.exp(-depth / 0.8)
@@ -39,9 +64,6 @@ def _render_optics(cfg, rng, pts_um, diam_um, depth_mm, tissue_fn, in_optics):
         blob = ndimage.gaussian_filter(blob, sig, mode="constant")
         if blob.max() > 0:
             nv[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] += b0 * atten * blob / blob.max()
-    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
-    auto = cfg.autofluorescence * cfg.photons * tissue_fn(grid)
-    return nv, auto, spacing
 
 
 def _camera(rng, cfg, expected):

@@ -1,0 +1,108 @@
+"""Deep optical scattering in the simulator against the diffusion theory it claims (Farrell et al. 1992).
+
+The expected numbers are computed here from the published formulas, written out again
+(not imported from :mod:`dualmode.simulate.scattering`), or are closed-form limits.
+"""
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from dualmode.simulate import SimulationConfig
+from dualmode.simulate.scattering import Tissue, diffuse_reflectance, surface_image, total_diffuse_reflectance
+
+
+def farrell(rho, z, mua, musp, n):
+    """Farrell, Patterson & Wilson 1992 eq. 2 (source at depth z; zb = 2AD, A from r_id of Egan & Hilgeman)."""
+    mut = mua + musp
+    mueff = np.sqrt(3 * mua * mut)
+    r_id = -1.440 * n**-2 + 0.710 / n + 0.668 + 0.0636 * n
+    zb = 2 * (1 + r_id) / (1 - r_id) / (3 * mut)
+    r1 = np.sqrt(z**2 + rho**2)
+    r2 = np.sqrt((z + 2 * zb) ** 2 + rho**2)
+    return (z * (mueff + 1 / r1) * np.exp(-mueff * r1) / r1**2
+            + (z + 2 * zb) * (mueff + 1 / r2) * np.exp(-mueff * r2) / r2**2) / (4 * np.pi), mueff, zb
+
+
+@pytest.mark.parametrize("mua,musp", [(0.01, 1.0), (0.05, 1.2)])
+@pytest.mark.parametrize("z", [1.0, 2.5])
+def test_profile_is_farrells(mua, musp, z):
+    rho = np.array([0.0, 0.5, 1.0, 3.0, 6.0])
+    expected, *_ = farrell(rho, z, mua, musp, 1.4)
+    assert diffuse_reflectance(rho, z, Tissue(mua, musp)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_tissue_constants():
+    # n = 1.4: r_id = 0.5295, A = 3.25 (Farrell et al. quote A = 3.25 for n = 1.4)
+    t = Tissue(0.02, 1.0)
+    assert t.zb_mm == pytest.approx(2 * 3.25 / (3 * 1.02), rel=2e-3)
+    assert t.mu_eff == pytest.approx(np.sqrt(3 * 0.02 * 1.02))
+
+
+@pytest.mark.parametrize("z", [1.0, 2.0, 3.0])
+def test_camera_image_integrates_to_the_total_reflectance(z):
+    """Sum of the rendered image = emitted power x excitation x (e^{-mu z} + e^{-mu (z + 2 zb)}) / 2."""
+    mua, musp, pix, d = 0.02, 1.0, 50.0, 200.0
+    t = Tissue(mua, musp)
+    img = surface_image((640, 640), pix, (16000.0, 16000.0), d, z, t)
+    _, mueff, zb = farrell(0.0, z, mua, musp, 1.4)
+    total = 0.5 * (np.exp(-mueff * z) + np.exp(-mueff * (z + 2 * zb)))
+    # emitted power: twice the summed projected thickness of the sphere (peak 1) at this pixel size
+    u = (np.arange(-4, 5) * pix)
+    thick = np.sqrt(np.clip((d / 2) ** 2 - u[:, None] ** 2 - u[None, :] ** 2, 0, None)) / (d / 2)
+    emitted = 2 * thick.sum()
+    assert img.sum() == pytest.approx(emitted * np.exp(-mueff * z) * total, rel=0.02)
+    assert total_diffuse_reflectance(z, t) == pytest.approx(total, rel=1e-9)
+
+
+def fwhm_of_row(row, pix):
+    """Full width at half maximum (linear interpolation) of a 1D profile peaked in the middle."""
+    half = row.max() / 2
+    above = np.nonzero(row >= half)[0]
+    lo, hi = above[0], above[-1]
+    left = lo - (row[lo] - half) / (row[lo] - row[lo - 1])
+    right = hi + (row[hi] - half) / (row[hi] - row[hi + 1])
+    return (right - left) * pix
+
+
+def test_fwhm_grows_linearly_with_depth_as_the_formula_says():
+    mua, musp, pix = 0.02, 1.0, 20.0
+    t = Tissue(mua, musp)
+    depths = np.array([1.5, 2.0, 3.0, 4.0])  # unscattered core < 1e-6
+    measured, expected = [], []
+    for z in depths:
+        img = surface_image((801, 801), pix, (8000.0, 8000.0), 100.0, z, t)
+        measured.append(fwhm_of_row(img[:, 400], pix) / 1000)
+        prof = lambda r: farrell(r, z, mua, musp, 1.4)[0] - farrell(0.0, z, mua, musp, 1.4)[0] / 2  # noqa: E731
+        expected.append(2 * optimize.brentq(prof, 1e-6, 20.0))
+    assert np.array(measured) == pytest.approx(expected, rel=0.02)
+    slope, icpt = np.polyfit(depths, measured, 1)
+    assert np.max(np.abs(np.polyval([slope, icpt], depths) - measured)) < 0.05 * slope  # linear
+    assert 1.3 < slope < 1.6
+
+
+def test_fwhm_without_absorption_or_boundary_is_1_53_depth():
+    """mu_a -> 0, n = 1, large mu_s': R ~ z / r^3, half maximum at rho = z sqrt(2^(2/3) - 1)."""
+    t = Tissue(1e-7, 20.0, n=1.0)
+    z = 3.0
+    rho = np.linspace(0, 10, 200001)
+    r = diffuse_reflectance(rho, z, t)
+    fwhm = 2 * rho[np.argmin(np.abs(r - r[0] / 2))]
+    assert fwhm / z == pytest.approx(2 * np.sqrt(2 ** (2 / 3) - 1), rel=0.02)
+
+
+def test_shallow_particles_keep_a_sharp_core():
+    """At 0.1 mm (exp(-1) unscattered) the peak is the particle itself; at 2 mm nothing sharp is left."""
+    t = Tissue(0.02, 1.0)
+    shallow = surface_image((201, 201), 10.0, (1000.0, 1000.0), 200.0, 0.1, t)
+    deep = surface_image((201, 201), 10.0, (1000.0, 1000.0), 200.0, 2.0, t)
+    assert shallow.max() == pytest.approx(np.exp(-10 * 0.1 - t.mu_eff * 0.1), rel=0.05)
+    assert deep.max() < 1e-3 and fwhm_of_row(deep[:, 100], 10.0) > 1000.0
+
+
+def test_diffusion_needs_one_camera_image():
+    with pytest.raises(ValueError, match="diffusion"):
+        SimulationConfig(ndim=3, scattering="diffusion")
+    with pytest.raises(ValueError, match="min_depth_mm"):
+        SimulationConfig(min_depth_mm=2.0, depth_mm=1.0)
+    SimulationConfig(ndim=3, widefield=True, scattering="diffusion")
