@@ -26,7 +26,7 @@ from dualmode.conventions import voxel_sizes
 from dualmode.volume import Volume
 
 from .provenance import input_checksums, peak_rss_mb, versions
-from .quantitative import off_resonance_step, quantify_step
+from .quantitative import off_resonance_step, quantify_step, t2star_step
 
 log = logging.getLogger("dualmode")
 
@@ -55,6 +55,7 @@ class PipelineOptions:
     match_tolerance_mm: float | None = None  # particle match tolerance; None: 0.6 MRI voxel per axis
     motion_correction: bool = True  # estimate shot displacement, correct it when it helps the lock-in
     false_alarms_per_image: float = 0.1  # expected false 13C particle detections per image (quantification)
+    t2star_deconvolution: bool = False  # Wiener-deconvolve T2* along the readout when the manifest gives mri.t2star_ms
 
 
 @dataclass(repr=False)
@@ -278,6 +279,7 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
     else:
         lock, shots, planned, shot_lock = reconstruct_planned_folder(acq, sampling, opts)
     lock, off_resonance = off_resonance_step(acq, lock)
+    lock, t2star = t2star_step(acq, lock, opts)
     clock.lap("reconstruct")
     c13 = Volume(np.abs(lock.signal).astype(np.float32), affine)
     report = {
@@ -288,6 +290,7 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         "signflip": signflip_report(acq, lock if sampling is None else shot_lock, shots, affine),
         "motion": lock.info.get("motion"),
         "off_resonance": off_resonance,
+        "t2star": t2star,
         "options": asdict(opts),
         "versions": versions(),
         "input_sha256": checksums,

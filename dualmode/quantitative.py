@@ -51,3 +51,37 @@ def quantify_step(acq, lock, affine: np.ndarray, opts):
                                           float(acq.particle_diameter_um or 200.0) / 1000.0,
                                           false_alarms_per_image=opts.false_alarms_per_image)
     return Volume(phased, affine), amps, report
+
+
+def t2star_step(acq, lock, opts):
+    """T2* point-spread function along the readout, deconvolved when asked (:mod:`dualmode.recon.t2star`).
+
+    Needs ``mri.t2star_ms`` and ``mri.dwell_us`` in the manifest; reports the PSF FWHM (voxels)
+    and, with ``opts.t2star_deconvolution`` on a Cartesian readout, Wiener-deconvolves ``H``
+    along array axis 0 (integrated amplitude kept, noise sigma times the reported gain).
+    Returns ``(lock, report)``.
+    """
+    import dataclasses
+
+    from dualmode.recon.t2star import deconvolve_readout, psf_fwhm_voxels
+
+    mri = (acq.manifest or {}).get("mri", {})
+    t2, dwell = mri.get("t2star_ms"), mri.get("dwell_us")
+    asked = bool(getattr(opts, "t2star_deconvolution", False))
+    if not t2 or not dwell:
+        why = "the manifest gives no mri.t2star_ms and mri.dwell_us" if asked else None
+        return lock, {"t2star_ms": t2, "deconvolved": False, **({"reason": why} if why else {})}
+    n, dwell_ms = acq.kspace.header.matrix[0], float(dwell) * 1e-3
+    rep = {"t2star_ms": float(t2), "dwell_us": float(dwell), "readout_ms": n * dwell_ms,
+           "psf_fwhm_voxels": psf_fwhm_voxels(n, dwell_ms, float(t2)), "deconvolved": False}
+    if not asked:
+        return lock, rep
+    if acq.kspace.header.trajectory != "cartesian":
+        return lock, {**rep, "reason": "deconvolution models a Cartesian readout along axis 0 only"}
+    signal, info = deconvolve_readout(lock.signal, dwell_ms, float(t2), axis=0)
+    gain = info["noise_gain"]
+    noise_map = None if lock.noise_map is None else lock.noise_map * gain
+    rep.update(deconvolved=True, noise_gain=gain, psf_fwhm_voxels_after=info["psf_fwhm_voxels_after"],
+               wiener_lambda=info["lambda"])
+    return dataclasses.replace(lock, signal=signal.astype(np.complex64), noise_sigma=lock.noise_sigma * gain,
+                               noise_map=noise_map), rep

@@ -121,6 +121,8 @@ class MRI(_Section):
     off_resonance_hz: float | None = Field(None, description="frequency offset of the signal from the receiver in "
                                                              "Hz (e.g. a chemical shift): moves a Cartesian image "
                                                              "by off_resonance_hz * dwell * N voxels along the readout")
+    t2star_ms: PositiveFloat | None = Field(None, description="T2* of the signal in ms: the PSF along the readout "
+                                                         "(reported); deconvolved on request (t2star_deconvolution)")
     geometry: Geometry | None = Field(None, description="overrides the raw header's geometry; optional "
                                                         "when the raw format carries it")
 

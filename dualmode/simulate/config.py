@@ -112,6 +112,10 @@ class SimulationConfig:
     photons: float = knob(2000.0, "photons from a particle at its peak (Poisson noise)", "photons", gt=0)
     read_noise: float = knob(5.0, "camera read noise (Gaussian sigma)", "photons", ge=0)
     optical_frames: int = knob(0, "modulated frames (microwave on/off) for the optical lock-in; 0: none", ge=0)
+    autofluorescence_bleach_frames: float | None = knob(None, "1/e photobleaching time of the tissue "
+                                                              "autofluorescence under the excitation (NV centres are "
+                                                              "photostable)", "frames", gt=0,
+                                                        none="10 x optical_frames: a 10 % drop over the frames")
     modulation_contrast: float = knob(0.1, "fractional NV fluorescence drop in the off state", ge=0, le=1)
     placement_error_mm: float = knob(0.5, "error of the stage reading of the optical field centre", "mm", ge=0)
     extra: dict = field(default_factory=dict)

@@ -43,7 +43,8 @@ from dualmode.recon.schemes import polarization_scheme
 from .config import C13_FREQUENCY_7T_HZ, SimulationConfig, _mri_grid
 from .analytic import make_bodies
 from .mri import _background_compartment, simulate_mri
-from .optics import _camera, _inside, _render_optics, place_in_camera_frame, placement_center, rotated_frame
+from .optics import (_camera, _inside, _render_optics, modulated_frames, place_in_camera_frame, placement_center,
+                     rotated_frame)
 from .phantom import rotation_z
 
 
@@ -208,11 +209,7 @@ def _write_modulated_frames(cfg, rng, out_dir, nv, auto, spacing, section) -> np
 
     Returns the mean frame (the plain fluorescence image).
     """
-    states = np.arange(cfg.optical_frames) % 2
-    bleach = np.exp(-np.arange(cfg.optical_frames) / (10.0 * cfg.optical_frames))
-    frames = np.stack([
-        _camera(rng, cfg, auto * bl + nv * (1 - cfg.modulation_contrast * (1 - st)))
-        for st, bl in zip(states, bleach)])
+    frames, states = modulated_frames(cfg, rng, nv, auto)
     write_ome_frames(os.path.join(out_dir, "optics/modulated.ome.tif"), frames, spacing)
     section["modulation"] = {"frames": "optics/modulated.ome.tif", "states": states.tolist(),
                              "kind": "microwave on/off (1 = NV bright state)"}
@@ -245,6 +242,7 @@ def _write_manifest(out_dir, cfg, optics_sec, polarization, flip, matrix, fov) -
             **({"sampling": "mri/plan/plan.json"} if cfg.trajectory == "planned" else {}),
             "dwell_us": cfg.dwell_us,
             **({"off_resonance_hz": cfg.off_resonance_hz} if cfg.off_resonance_hz else {}),
+            **({"t2star_ms": cfg.t2star_ms} if cfg.t2star_ms else {}),
             "geometry": {"matrix": list(matrix), "fov_mm": list(fov), "position_mm": [0.0, 0.0, 0.0],
                          "orientation": np.eye(3).tolist()},
         },

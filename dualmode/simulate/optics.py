@@ -70,6 +70,29 @@ def _camera(rng, cfg, expected):
     return (rng.poisson(np.clip(expected, 0, None)) + rng.normal(0, cfg.read_noise, expected.shape)).astype(np.float32)
 
 
+def bleach_time_frames(cfg) -> float:
+    """1/e photobleaching time of the autofluorescence in frames (default ``10 x optical_frames``)."""
+    tau = cfg.autofluorescence_bleach_frames
+    return float(tau) if tau is not None else 10.0 * cfg.optical_frames
+
+
+def modulated_frames(cfg, rng, nv, auto) -> tuple[np.ndarray, np.ndarray]:
+    """Camera frames under microwave on/off modulation; returns ``(frames (t, x, y, z), states (t,))``.
+
+    Frame ``t`` (state ``s_t`` alternating 0, 1, ...) expects
+    ``A exp(-t / tau) + N (1 - epsilon (1 - s_t))``: the NV image ``N`` is photostable and
+    dimmed by the ODMR contrast ``epsilon = modulation_contrast`` in the off state; the tissue
+    autofluorescence ``A`` photobleaches with the time constant ``tau`` (:func:`bleach_time_frames`).
+    Poisson photon noise plus Gaussian read noise (:func:`_camera`).
+    """
+    states = np.arange(cfg.optical_frames) % 2
+    bleach = np.exp(-np.arange(cfg.optical_frames) / bleach_time_frames(cfg))
+    frames = np.stack([
+        _camera(rng, cfg, auto * bl + nv * (1 - cfg.modulation_contrast * (1 - st)))
+        for st, bl in zip(states, bleach)])
+    return frames, states
+
+
 def _inside(p_um, n_xy, spacing, cfg) -> bool:
     lim = (n_xy - 1) * spacing[0]
     ok = 0 <= p_um[0] <= lim and 0 <= p_um[1] <= lim
