@@ -75,12 +75,20 @@ def particle_model(shape, voxel_mm, centre_vox, diameter_mm: float) -> np.ndarra
     >>> round(float(m.sum()), 6)
     1.0
     """
+    return ifft_centered(_spectrum(shape, voxel_mm, centre_vox, diameter_mm)).real
+
+
+def _spectrum(shape, voxel_mm, centre_vox, diameter_mm: float) -> np.ndarray:
+    """Centred spectrum of :func:`particle_model`: ``f(pi d |k|) e^{-2 pi i k.x_0 / N}``.
+
+    The form factor is evaluated once per distinct ``|k|`` of the grid (:func:`_frequency_grid`)
+    and the phase ramp is the outer product of one ramp per axis.
+    """
     shape = tuple(int(n) for n in shape)
-    k = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
-    kmm2 = sum((kk / (n * v)) ** 2 for kk, n, v in zip(k, shape, voxel_mm))
-    phase = sum(kk * c / n for kk, c, n in zip(k, centre_vox, shape))
-    spec = _form_factor(np.pi * diameter_mm * np.sqrt(kmm2)) * np.exp(-2j * np.pi * phase)
-    return ifft_centered(spec).real
+    _, kabs, index = _frequency_grid(shape, tuple(float(v) for v in voxel_mm))
+    ramps = [np.exp(-2j * np.pi * (np.arange(n) - n // 2) * float(c) / n) for n, c in zip(shape, centre_vox)]
+    ramp = ramps[0][:, None, None] * (ramps[1][:, None] * ramps[2][None, :])[None]
+    return _form_factor(np.pi * diameter_mm * kabs)[index].reshape(shape) * ramp
 
 
 @functools.lru_cache(maxsize=4)
@@ -120,20 +128,23 @@ def _window_model(shape, voxel_mm, centre_vox, diameter_mm: float, window: tuple
          for kk, n, s, c in zip(k, shape, window, centre_vox)]
     de = [ea * (-2j * np.pi * kk / n) for ea, kk, n in zip(e, k, shape)]
     w0 = len(e[0])
-    rows = [e[0], de[0]] if jacobian else [e[0]]
-    mat = np.concatenate([part for r in rows for part in (r.real, r.imag)])  # one real product per spectrum
-    first = [(mat @ spec[index]).reshape(len(rows), 2, w0, shape[1], shape[2]) for spec in specs]
-    first = [f[:, 0] + 1j * f[:, 1] for f in first]
+
+    def first(rows, spec):  # sum over axis 0 as one real product (real and imaginary parts as rows)
+        mat = np.concatenate([part for r in rows for part in (r.real, r.imag)])
+        f = (mat @ spec[index]).reshape(len(rows), 2, w0, shape[1], shape[2])
+        return f[:, 0] + 1j * f[:, 1]
+
+    first_m = first([e[0], de[0]] if jacobian else [e[0]], specs[0])
 
     def rest(out, e1, e2):
         return ((e1 @ out) @ e2.T).real
 
-    model = rest(first[0][0], e[1], e[2])
+    model = rest(first_m[0], e[1], e[2])
     if not jacobian:
         return model
-    d_pos = np.stack([rest(first[0][1], e[1], e[2]), rest(first[0][0], de[1], e[2]),
-                      rest(first[0][0], e[1], de[2])])
-    return model, d_pos, rest(first[1][0], e[1], e[2])
+    d_pos = np.stack([rest(first_m[1], e[1], e[2]), rest(first_m[0], de[1], e[2]),
+                      rest(first_m[0], e[1], de[2])])
+    return model, d_pos, rest(first([e[0]], specs[1])[0], e[1], e[2])
 
 
 def detection_threshold(n_voxels: int, false_alarms_per_image: float) -> float:
@@ -143,11 +154,33 @@ def detection_threshold(n_voxels: int, false_alarms_per_image: float) -> float:
     return float(-scipy.special.ndtri(false_alarms_per_image / n_voxels))  # = scipy.stats.norm.isf
 
 
+def _window_idft(spec: np.ndarray, window: tuple) -> np.ndarray:
+    """``Re(ifft_centered(spec))[window]`` by a partial inverse DFT per axis (O(N W), no whole-grid FFT)."""
+    shape = spec.shape
+    e = [np.exp(2j * np.pi * np.outer(np.arange(n)[s] - n // 2, np.arange(n) - n // 2) / n) / n
+         for n, s in zip(shape, window)]
+    out = (e[0] @ spec.reshape(shape[0], -1)).reshape(-1, shape[1], shape[2])
+    return ((e[1] @ out) @ e[2].T).real
+
+
+def _hermitian(spec: np.ndarray) -> np.ndarray:
+    """``(s(k) + conj(s(-k))) / 2`` on the centred grid: the spectrum of ``Re(ifft_centered(s))``."""
+    flip = spec
+    for axis, n in enumerate(spec.shape):
+        flip = np.take(flip, (2 * (n // 2) - np.arange(n)) % n, axis=axis)
+    return (spec + np.conj(flip)) / 2
+
+
+def _filter(shape, voxel_mm, diameter_mm: float) -> tuple[np.ndarray, float]:
+    """Spectrum of the particle model at the origin (real and even) and ``||m||`` (Parseval)."""
+    spec = _spectrum(shape, voxel_mm, np.zeros(3), diameter_mm).real
+    return spec, float(np.sqrt(np.sum(spec**2) / spec.size))
+
+
 def matched_filter(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float) -> np.ndarray:
     """``T = (m * P) / (sigma ||m||)``: standard normal where there is no particle (circular correlation)."""
-    m = particle_model(phased.shape, voxel_mm, np.zeros(3), diameter_mm)
-    corr = ifft_centered(fft_centered(phased) * np.conj(fft_centered(m))).real
-    return corr / (sigma * np.linalg.norm(m))
+    spec, norm = _filter(phased.shape, voxel_mm, diameter_mm)
+    return ifft_centered(fft_centered(phased) * spec).real / (sigma * norm)
 
 
 def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
@@ -164,29 +197,46 @@ def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
 
     Returns ``(positions (P, 3) centred voxel index, statistic (P,), threshold)``, strongest first.
     """
-    resid = np.array(phased, dtype=float)
-    thr = detection_threshold(resid.size, false_alarms_per_image)
+    pos, stats, thr, _ = _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_particles)
+    return pos, stats, thr
+
+
+def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_particles):
+    """:func:`detect`, also returning the fits (:class:`Amplitudes`) of the detected particles.
+
+    The residual is kept as its spectrum ``R`` (Hermitian: the image is real); one inverse FFT
+    of ``R (F + i)`` (``F`` the filter's real, even spectrum) gives both the matched filter
+    (real part) and the residual image (imaginary part), and a detection is subtracted from
+    ``R`` in closed form (its model's spectrum), so each step costs one FFT.
+    """
+    shape = np.shape(phased)
+    thr = detection_threshold(int(np.prod(shape)), false_alarms_per_image)
     vox = np.asarray(voxel_mm, float)
-    free = [d for d in range(3) if resid.shape[d] > 1]
-    centre = np.array([n // 2 for n in resid.shape])
+    free = [d for d in range(3) if shape[d] > 1]
+    centre = np.array([n // 2 for n in shape])
     dmax = 3.0 * float(vox[:2].mean())
-    positions, stats = [], []
-    t_img = matched_filter(resid, sigma, vox, diameter_mm)
+    filt, norm = _filter(shape, vox, diameter_mm)
+    resid_spec = fft_centered(np.asarray(phased, float))
+    z = ifft_centered(resid_spec * (filt + 1j))
     # the image is mostly noise: if T spreads wider than N(0, 1) (sigma underestimated, coloured
     # noise), widen the null distribution by T's robust standard deviation (never narrow it)
+    t_img = z.real / (sigma * norm)
     scale = max(1.0, 1.4826 * float(np.median(np.abs(t_img - np.median(t_img)))))
+    fits = []  # (A, x0, d, sigma_A, T)
     for _ in range(max_particles):
-        t_img = matched_filter(resid, sigma * scale, vox, diameter_mm)
-        peak = np.unravel_index(np.argmax(t_img), t_img.shape)
+        t_img = z.real / (sigma * scale * norm)
+        peak = np.unravel_index(np.argmax(t_img), shape)
         if t_img[peak] < thr:
             break
         pos0 = np.array(peak, float) - centre
-        sl = _window(pos0, resid.shape, 3)
-        _, x0, _, _, model = _fit_one(resid[sl], sl, resid.shape, vox, pos0, diameter_mm, free, sigma, dmax)
-        resid -= model
-        positions.append(x0)
-        stats.append(float(t_img[peak]))
-    return np.array(positions, float).reshape(-1, 3), np.array(stats), thr
+        sl = _window(pos0, shape, 3)
+        a, x0, d, s = _fit_one(z.imag[sl], sl, shape, vox, pos0, diameter_mm, free, sigma, dmax)
+        resid_spec -= a * _hermitian(_spectrum(shape, vox, x0, d))
+        z = ifft_centered(resid_spec * (filt + 1j))
+        fits.append((a, x0, d, s, float(t_img[peak])))
+    amps = Amplitudes(np.array([f[0] for f in fits]), np.array([f[3] for f in fits]),
+                      np.array([f[1] for f in fits]).reshape(-1, 3), np.array([f[2] for f in fits]))
+    return amps.position.copy(), np.array([f[4] for f in fits]), thr, amps
 
 
 @dataclass
@@ -207,7 +257,8 @@ class Amplitudes:
 
 
 def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diameter_mm: float, *,
-                   window: int = 3, max_diameter_mm: float | None = None, sweeps: int = 2) -> Amplitudes:
+                   window: int = 3, max_diameter_mm: float | None = None, sweeps: int = 2,
+                   start: Amplitudes | None = None, tol: float = 0.05) -> Amplitudes:
     """Fit ``(A, x_0, d)`` of every particle at its detected position (see module docstring).
 
     Parameters
@@ -218,25 +269,44 @@ def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diamet
     voxel_mm : voxel size along each axis
     diameter_mm : start value of the diameter (the nominal particle size)
     window : half-width (voxels) of the fitted window around each particle
-    sweeps : passes over the particles, each with the neighbours' latest models subtracted
+    sweeps : at most this many passes over the particles, each with the neighbours' latest models
+        subtracted (the first pass sees only the particles fitted before); stops early when a pass
+        changed no amplitude by more than ``tol`` of its sigma
+    start : fits of a first pass (the CLEAN fits of :func:`detect`): they count as the first sweep
+
+    The sum of all current models is kept as its spectrum; the neighbours' part of a window
+    is one partial inverse DFT (:func:`_window_idft`), so a fit never touches the whole grid
+    in image space.
     """
     phased = np.asarray(phased, float)
-    pos = np.array(positions, float).reshape(-1, 3)
-    n = len(pos)
+    shape = phased.shape
+    n = len(np.reshape(positions, (-1, 3)))
     vox = np.asarray(voxel_mm, float)
     dmax = max_diameter_mm if max_diameter_mm is not None else 3.0 * float(vox[:2].mean())
-    free = [d for d in range(3) if phased.shape[d] > 1]
-    amp, sig = np.zeros(n), np.full(n, np.inf)
-    diam = np.full(n, float(diameter_mm))
-    models = np.zeros((n, *phased.shape))
-    for _ in range(max(sweeps, 1)):
+    free = [d for d in range(3) if shape[d] > 1]
+    fit = Amplitudes(np.zeros(n), np.full(n, np.inf), np.array(positions, float).reshape(-1, 3),
+                     np.full(n, float(diameter_mm)))
+    total = np.zeros(shape, complex)  # spectrum of the sum of every fitted model
+    done = 0
+    if start is not None and n:
+        fit = Amplitudes(*(np.array(v, float) for v in (start.amplitude, start.sigma, start.position,
+                                                        start.diameter_mm)))
+        total = sum(a * _spectrum(shape, vox, x, d) for a, x, d in zip(fit.amplitude, fit.position,
+                                                                       fit.diameter_mm))
+        done = 1
+    for sweep in range(done, max(sweeps, 1)):
+        change = 0.0
         for p in range(n):
-            others = models.sum(axis=0) - models[p]
-            sl = _window(pos[p], phased.shape, window)
-            data = (phased - others)[sl]
-            amp[p], pos[p], diam[p], sig[p], models[p] = _fit_one(
-                data, sl, phased.shape, vox, pos[p], diam[p], free, sigma, dmax)
-    return Amplitudes(amp, sig, pos, diam)
+            own = fit.amplitude[p] * _spectrum(shape, vox, fit.position[p], fit.diameter_mm[p])
+            sl = _window(fit.position[p], shape, window)
+            data = phased[sl] - _window_idft(total - own, sl)
+            a, x0, d, s = _fit_one(data, sl, shape, vox, fit.position[p], fit.diameter_mm[p], free, sigma, dmax)
+            change = max(change, abs(a - fit.amplitude[p]) / s)
+            fit.amplitude[p], fit.position[p], fit.diameter_mm[p], fit.sigma[p] = a, x0, d, s
+            total = total - own + a * _spectrum(shape, vox, x0, d)
+        if sweep > 0 and change <= tol:
+            break
+    return fit
 
 
 def _window(centre_vox, shape, half: int) -> tuple:
@@ -245,12 +315,9 @@ def _window(centre_vox, shape, half: int) -> tuple:
                  for i, n in zip(idx, shape))
 
 
-
-
-
 @single_thread_blas
 def _fit_one(data, sl, shape, vox, pos0, d0, free, sigma, dmax):
-    """Non-linear least squares of one particle on its window; returns ``(A, x0, d, sigma_A, model)``."""
+    """Non-linear least squares of one particle on its window; returns ``(A, x0, d, sigma_A)``."""
     def unpack(theta):
         x0 = pos0.copy()
         x0[free] = theta[1:1 + len(free)]
@@ -274,7 +341,7 @@ def _fit_one(data, sl, shape, vox, pos0, d0, free, sigma, dmax):
     fit = scipy.optimize.least_squares(residual, theta0, jac=jacobian, bounds=(lo, hi), x_scale="jac")
     a, x0, d = unpack(fit.x)
     cov = np.linalg.pinv(fit.jac.T @ fit.jac)
-    return a, x0, d, float(np.sqrt(max(cov[0, 0], 0.0))), a * particle_model(shape, vox, x0, d)
+    return a, x0, d, float(np.sqrt(max(cov[0, 0], 0.0)))
 
 
 def quantify_image(signal: np.ndarray, sigma: float, affine: np.ndarray, diameter_mm: float, *,
@@ -285,8 +352,8 @@ def quantify_image(signal: np.ndarray, sigma: float, affine: np.ndarray, diamete
     """
     phased, phase = phased_real(signal)
     vox = voxel_sizes(affine)
-    pos, stat, thr = detect(phased, sigma, vox, diameter_mm, false_alarms_per_image=false_alarms_per_image)
-    amps = fit_amplitudes(phased, sigma, pos, vox, diameter_mm)
+    pos, stat, thr, first = _clean(phased, sigma, vox, diameter_mm, false_alarms_per_image, 1000)
+    amps = fit_amplitudes(phased, sigma, pos, vox, diameter_mm, start=first)
     centre = np.array([n // 2 for n in phased.shape])
     amps.xyz_mm = apply_affine(affine, amps.position + centre) if len(pos) else np.zeros((0, 3))
     report = {
