@@ -16,7 +16,7 @@ Steps (each a function below, the machinery in its own module):
    factor, reported as ``scale``) or rigid fit (Umeyama 1991, :mod:`.pointfit`);
 6. :func:`_mattes`: optional Mattes-MI refinement (Mattes et al., IEEE TMI 22:120 (2003)),
    accepted only if it moves the matched particles by less than the point fit's
-   standard error;
+   standard error, and run only when that bound is at least 0.1 voxel (else it cannot help);
 7. leave-one-out TRE over the matched particles.
 
 All fitting happens in a *search frame*: the MRI grid frame (mm along the array axes,
@@ -159,13 +159,37 @@ def _point_fit(pb: Problem, chosen: Match):
     return t_q, w, _wrms(_residuals(t_q, o, m, pb.planar), w), o, m
 
 
+#: Mattes MI is not run when whatever it could change is below this fraction of an MRI voxel
+#: (its acceptance bound, ``accept_tol`` x the point fit's standard error) and the point fit
+#: has at least ``MI_MIN_PAIRS`` pairs: it could not change the result by more, and costs most of
+#: the registration time of a 3D folder.
+MI_USEFUL_VOXELS = 0.1
+MI_MIN_PAIRS = 6
+
+
+def _mattes_useless(pb: Problem, n_pairs: int, rms_points: float) -> dict | None:
+    """The ``details["mattes"]`` entry of a skipped refinement, or ``None`` if it can help."""
+    tolerance = pb.opts["accept_tol"] * rms_points / np.sqrt(max(n_pairs, 1))
+    vox = float(pb.vox[:2].min() if pb.planar else pb.vox.min())
+    if n_pairs < MI_MIN_PAIRS or not tolerance < MI_USEFUL_VOXELS * vox:
+        return None
+    return {"accepted": False, "skipped": True, "tolerance_mm": float(tolerance),
+            "reason": (f"not run: the point fit is well determined ({n_pairs} pairs, standard error "
+                       f"{tolerance / vox:.3f} voxel); an accepted refinement moves the particles by less "
+                       f"than that, below {MI_USEFUL_VOXELS} voxel")}
+
+
 def _mattes(pb: Problem, t_q, o, m, w, rms_points, frame):
     """Mattes-MI refinement, kept only if it moves the matched particles by less than the
-    point fit's standard error (``accept_tol * rms / sqrt(pairs)``)."""
+    point fit's standard error (``accept_tol * rms / sqrt(pairs)``); not run when that bound is
+    below ``MI_USEFUL_VOXELS`` of a voxel (:func:`_mattes_useless`)."""
     from .refine import mattes_refine
 
     if not np.allclose(frame, np.eye(3)):
         return t_q, {"accepted": False, "reason": "optical axis not along the MRI k axis: MI not run"}
+    skipped = _mattes_useless(pb, len(o), rms_points)
+    if skipped is not None:
+        return t_q, skipped
     fixed, fsp = _mi_fixed(pb, t_q[2, 3])
     model = pb.opts["model"]
     try:
@@ -232,7 +256,9 @@ def register(
         Particle diameter (optical detection scale).
     allow_mirror, refine : bool
         Also test mirrored optics (any reflection); Mattes-MI refinement (Mattes et al. 2003),
-        kept if it moves the particles by < ``accept_tol`` x the point fit's standard error.
+        kept if it moves the particles by < ``accept_tol`` x the point fit's standard error; not
+        run (``details["mattes"]["skipped"]``, with the reason) when that bound is below
+        ``MI_USEFUL_VOXELS`` (0.1) voxel with at least ``MI_MIN_PAIRS`` (6) pairs.
     model : {"similarity", "rigid", "affine"}
         Point fit: similarity fits the optical pixel-size factor within ``1 +- max_scale_error``
         (reported as ``scale``); ``"affine"``: similarity points, affine MI refinement.
