@@ -256,9 +256,7 @@ def register(
         Particle diameter (optical detection scale).
     allow_mirror, refine : bool
         Also test mirrored optics (any reflection); Mattes-MI refinement (Mattes et al. 2003),
-        kept if it moves the particles by < ``accept_tol`` x the point fit's standard error; not
-        run (``details["mattes"]["skipped"]``, with the reason) when that bound is below
-        ``MI_USEFUL_VOXELS`` (0.1) voxel with at least ``MI_MIN_PAIRS`` (6) pairs.
+        kept if it moves the particles by < ``accept_tol`` x the point fit's standard error (skipped below 0.1 voxel).
     model : {"similarity", "rigid", "affine"}
         Point fit: similarity fits the optical pixel-size factor within ``1 +- max_scale_error``
         (reported as ``scale``); ``"affine"``: similarity points, affine MI refinement.
