@@ -15,7 +15,12 @@ We therefore
    squares on the support it finds, for undersampled Cartesian; least squares by CG on the NUFFT normal operator (Toeplitz) for
    non-Cartesian trajectories.
 
-Fully sampled Cartesian data skip step 4 (the FFT is already exact).
+Fully sampled Cartesian data skip step 4 (the FFT is already exact), and so do non-Cartesian
+acquisitions whose samples are every point of the Cartesian grid once (single-point imaging,
+:func:`on_grid`): they are placed on the grid and reconstructed by the same exact DFT. The damped
+least squares of step 4 would scale their amplitudes by ``N / (N + damping)`` (5 % low at the
+damping ``0.05 N`` that the radial and spiral reconstructions need against their poorly sampled
+k-space corners).
 """
 
 from __future__ import annotations
@@ -84,10 +89,11 @@ def shot_images(ksp: KSpace, data: np.ndarray, *, dcf: np.ndarray | None = None)
     return svd_combine(images, coil_axis=1).astype(np.complex64)
 
 
-def motion_step(shots: np.ndarray, polarization, *, threshold_voxels: float = 0.1):
+def motion_step(shots: np.ndarray, polarization, *, threshold_voxels: float = 0.05):
     """Shot displacement: estimated on the per-shot images, kept only if it helps the lock-in.
 
-    A correction is accepted when some shot moved more than ``threshold_voxels`` *and* the
+    A correction is accepted when some shot moved more than ``threshold_voxels`` (see
+    :func:`~dualmode.recon.displacement.correct_motion`) *and* the
     lock-in residual of the corrected shots (``shot_sigma``) is lower than without it (where
     ``H`` and ``B`` overlap the magnitude registration can be biased by ~0.2 voxel: the data
     decide). Returns ``(MotionCorrection, accepted)``.
@@ -155,13 +161,12 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
     h = ksp.header
     if h.trajectory == "cartesian" and ksp.mask is None:
         shots = reconstruct_repetitions(ksp, rf_correction=rf_correction, t1_s=t1_s, hyperpolarized=hyperpolarized)
-        moved, info = _motion(shots, polarization, motion)
-        if moved is not None:
-            shots = moved.images
-        result = signflip_combine(shots, polarization)
-        return dataclasses.replace(result, shifts=None if moved is None else moved.shifts,
-                                   info={**result.info, "motion": info}), shots
+        return _lock_in_shots(shots, polarization, motion, "dft")
     data = _prepared_kspace(ksp, rf_correction, t1_s, hyperpolarized)
+    gridded = None if h.trajectory == "cartesian" else on_grid(ksp, data)
+    if gridded is not None:  # single-point imaging: the Cartesian grid in another order, an exact DFT
+        shots = svd_combine(ifft_centered(gridded, axes=(-3, -2, -1)), coil_axis=1).astype(np.complex64)
+        return _lock_in_shots(shots, polarization, motion, "dft of the samples on the grid")
     dcf = None
     if h.trajectory != "cartesian":
         from .trajectory_cache import cached_dcf
@@ -174,7 +179,9 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
         shots = shot_images(ksp, data, dcf=dcf)
     first = signflip_combine(shots, polarization)
     first = dataclasses.replace(first, shifts=None if moved is None else moved.shifts,
-                                info={**first.info, "motion": motion_info})
+                                info={**first.info, "motion": motion_info,
+                                      "reconstruction": "l1 + debiased least squares" if h.trajectory == "cartesian"
+                                      else "damped least squares (nufft)"})
     # the lock-in weights (drift terms included) applied to k-space: H and B data
     coil_data = np.tensordot(first.signal_weights, data, axes=(0, 0))
     b_data = np.tensordot(first.background_weights, data, axes=(0, 0))
@@ -190,6 +197,44 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
     # H, B and the noise come from the k-space reconstruction
     return dataclasses.replace(first, signal=signal.astype(np.complex64), background=background.astype(np.complex64),
                                noise_sigma=sigma, noise_map=None), shots
+
+
+def on_grid(ksp: KSpace, data: np.ndarray) -> np.ndarray | None:
+    """Non-Cartesian ``data (rep, coil, sample)`` whose samples are every point of the Cartesian grid once
+    (single-point imaging, any order) placed on the grid ``(rep, coil, *matrix)``; ``None`` otherwise.
+
+    Such an acquisition is Cartesian: its least-squares image is the inverse DFT, exactly
+    (``A^H A = N I``), without the damping the iterative non-Cartesian solver needs, which
+    would scale every amplitude by ``N / (N + damping)``.
+    """
+    shape = _image_shape(ksp)
+    if ksp.coords is None or ksp.coords.shape[0] != np.prod(shape) or data.shape[-1] != ksp.coords.shape[0]:
+        return None
+    coords = np.zeros((ksp.coords.shape[0], 3))
+    coords[:, :ksp.coords.shape[1]] = ksp.coords
+    index = np.rint(coords)
+    if not np.allclose(coords, index, atol=1e-6):
+        return None
+    index = index.astype(int) + np.asarray(shape) // 2
+    if np.any(index < 0) or np.any(index >= np.asarray(shape)):
+        return None
+    flat = np.ravel_multi_index(tuple(index.T), shape)
+    if np.unique(flat).size != flat.size:
+        return None
+    out = np.zeros((*data.shape[:-1], flat.size), dtype=np.result_type(data.dtype, np.complex64))
+    out[..., flat] = data
+    return out.reshape(*data.shape[:-1], *shape)
+
+
+def _lock_in_shots(shots, polarization, motion: bool, how: str) -> tuple[SignFlipResult, np.ndarray]:
+    """Lock-in of image-domain shots (motion corrected on the images when it helps); returns
+    the result and the shots it combined."""
+    moved, info = _motion(shots, polarization, motion)
+    if moved is not None:
+        shots = moved.images
+    result = signflip_combine(shots, polarization)
+    return dataclasses.replace(result, shifts=None if moved is None else moved.shifts,
+                               info={**result.info, "motion": info, "reconstruction": how}), shots
 
 
 def _motion(shots, polarization, enabled: bool):

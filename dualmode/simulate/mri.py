@@ -34,6 +34,8 @@ from dualmode.conventions import fft_centered
 from .analytic import Bodies, render_bodies, spectrum
 from .sampling import Sampling, sampling as make_sampling
 
+_MOTION_STREAM, _JITTER_STREAM = 0x6D6F74, 0x6A6974  # tags of the motion and jitter random streams
+
 
 def _background_compartment(shape, rng) -> np.ndarray:
     """Smooth ellipsoidal slab of sign-invariant signal (tissue/thermal 13C), peak 1."""
@@ -67,13 +69,28 @@ def readout_factor(smp: Sampling, t2star_ms: float | None, off_resonance_hz: flo
     return decay * np.exp(-2j * np.pi * off_resonance_hz * smp.time_ms * 1e-3)
 
 
-def shot_displacements(cfg, rng, n_shots: int) -> np.ndarray:
-    """Rigid displacement (mm) of the sample in each shot relative to shot 0 (in-plane for 2D)."""
+def shot_displacements(cfg, n_shots: int) -> np.ndarray:
+    """Rigid displacement (mm) of the sample in each shot relative to shot 0 (in-plane for 2D).
+
+    Drawn from a random stream of its own (``seed`` and a tag), not the folder's: a folder with
+    motion differs from the motion-free folder of the same seed by the motion only (same
+    particles, noise and optics), so the two can be compared pair by pair.
+    """
     d = np.zeros((n_shots, 3))
     if cfg.motion_um > 0:
         nd = 2 if cfg.ndim == 2 else 3
+        rng = np.random.default_rng([cfg.seed, _MOTION_STREAM])
         d[1:, :nd] = rng.normal(0, cfg.motion_um / 1000.0, (n_shots - 1, nd))
     return d
+
+
+def background_jitter(cfg, n_shots: int) -> np.ndarray:
+    """Relative complex change ``epsilon_k`` of the background in each shot (own random stream,
+    like :func:`shot_displacements`)."""
+    if cfg.background_jitter <= 0:
+        return np.zeros(n_shots, complex)
+    rng = np.random.default_rng([cfg.seed, _JITTER_STREAM])
+    return cfg.background_jitter * (rng.normal(size=n_shots) + 1j * rng.normal(size=n_shots)) / np.sqrt(2)
 
 
 def _grid_kspace(image, smp: Sampling, matrix) -> np.ndarray:
@@ -136,10 +153,8 @@ def simulate_mri(cfg, rng, matrix, fov, aff, bodies: Bodies, polarization, n_par
     common = readout_factor(smp, cfg.t2star_ms, cfg.off_resonance_hz)
     kh = kh * (rf_weights(smp, flip, cfg.tr_ms) if plan is None else plan_weights)
     n = polarization.size
-    disp = shot_displacements(cfg, rng, n)
-    jitter = np.zeros(n, complex)
-    if cfg.background_jitter > 0:
-        jitter = cfg.background_jitter * (rng.normal(size=n) + 1j * rng.normal(size=n)) / np.sqrt(2)
+    disp = shot_displacements(cfg, n)
+    jitter = background_jitter(cfg, n)
     sigma = 1.0 / cfg.snr
     k_sigma = sigma * np.sqrt(np.prod(matrix))
     data = np.empty((n, 1, *smp.shape), np.complex64)
