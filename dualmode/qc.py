@@ -10,8 +10,9 @@ registration exposes one, and the error.
 
 3D data are shown as maximum-intensity projections along z. Images are drawn with x to
 the right and y up (RAS: right/anterior), with scale bars and direction letters instead
-of axis ticks. The page is composed as one RGB array (:mod:`dualmode.qc_canvas`) and
-rendered once, with a few dozen text and marker artists.
+of axis ticks. The page is composed as one RGB array (:mod:`dualmode.qc_canvas`: colour
+lookup tables, panels tiled) and its text and markers are drawn once with Pillow; no
+plotting library is imported.
 """
 
 from __future__ import annotations
@@ -177,8 +178,7 @@ def _matches_panel(page, h, sigma, ext, reg, shape, affine) -> None:
             marker, color = next(v for k, v in _UNMATCHED_STYLE.items() if reason.startswith(k))
             face = {"facecolors": "none", "edgecolors": color} if marker != "x" else {"c": color}
             page.markers(panel, xyz, s=36, marker=marker, linewidths=0.9, label=f"{reason} ({len(xyz)})", **face)
-    page.overlay.legend(loc="lower left", fontsize=6.5, frameon=False,
-                        bbox_to_anchor=(_COLS[3] / WIDTH, _ROWS[1] / HEIGHT))
+    page.legend(_COLS[3], _ROWS[1], "lower left")
 
 
 def _numbers(lock, pol, reg) -> list[str]:
@@ -248,9 +248,8 @@ def _failure_panels(page, result, failure: dict, h, ext) -> None:
         page.markers(panel, apply_affine(np.asarray(hyp, float), opt_xyz), s=50, marker="+", c="lime",
                      linewidths=0.8, label=f"optical under the best rejected hypothesis ({failure.get('label')}, "
                                            f"{failure.get('matched')} pairs)")
-    if page.overlay.get_legend_handles_labels()[0]:
-        page.overlay.legend(loc="upper left", fontsize=6.5, frameon=False,
-                            bbox_to_anchor=(_COLS[2] / WIDTH, (_ROWS[1] + _BOX) / HEIGHT))
+    if page.legend_entries:
+        page.legend(_COLS[2], _ROWS[1] + _BOX, "upper left")
     error = failure.get("error") or result.registration_error or ""
     lines = _numbers(lock, np.asarray(result.acquisition.polarization), None)
     lines += ["", f"optical detections: {len(opt_xyz) if opt_xyz is not None else 'no optics'}",

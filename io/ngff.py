@@ -82,23 +82,29 @@ def _omero(arr: np.ndarray, label: str, color: str, window) -> dict:
             "rdefs": {"model": "color", "defaultZ": 0, "defaultT": 0}}
 
 
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunk shape of a ``(z, y, x)`` level: whole planes up to 512 x 512, 16 planes deep at most."""
+    return (min(shape[0], 16), min(shape[1], 512), min(shape[2], 512))
+
+
 def _write_image(root, index: int, name: str, arr, spacing, first, levels: int, channel) -> tuple:
-    """Write image ``index`` (multiscale pyramid + ``omero``) under ``root``; return its OME-XML facts."""
-    import warnings
+    """Write image ``index`` (multiscale pyramid + ``omero``) under ``root``; return its OME-XML facts.
 
-    with warnings.catch_warnings():  # ome-zarr's own deprecated default argument (Scaler)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from ome_zarr.writer import write_multiscale
-
+    The NGFF 0.5 ``multiscales`` block is written here and the levels go straight through
+    zarr (``create_array``, zstd): no Dask graph and no ome-zarr-py import for a few MB.
+    """
     pyr, transforms = _pyramid(arr, spacing, first, levels)
     group = root.create_group(str(index))
-    with warnings.catch_warnings():  # translation needs explicit transforms (deprecated API)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        write_multiscale(pyr, group, axes=AXES, coordinate_transformations=transforms, name=name)
-    ome = dict(group.attrs["ome"])
-    ome["omero"] = _omero(arr, *(channel or (name, "FFFFFF", None)))
-    group.attrs["ome"] = ome
-    return name, arr, spacing, ome["omero"]["channels"][0]
+    datasets = []
+    for level, (data, transform) in enumerate(zip(pyr, transforms)):
+        path = f"s{level}"
+        group.create_array(path, shape=data.shape, dtype=data.dtype, chunks=_chunks(data.shape),
+                           dimension_names=[a["name"] for a in AXES], fill_value=0.0)[...] = data
+        datasets.append({"path": path, "coordinateTransformations": transform})
+    omero = _omero(arr, *(channel or (name, "FFFFFF", None)))
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"datasets": datasets, "name": name, "axes": AXES}],
+                          "omero": omero}
+    return name, arr, spacing, omero["channels"][0]
 
 
 def _ome_xml(images: list[tuple[str, np.ndarray, np.ndarray, dict]]) -> str:

@@ -313,7 +313,7 @@ def detect_optical_particles(
         Nominal particle diameter.
     min_snr : float
         Keep blobs whose background-removed peak is ``>= min_snr`` times the noise sigma
-        (robust wavelet estimate, :func:`skimage.restoration.estimate_sigma`).
+        (robust wavelet estimate, :func:`dualmode.registration.noise.wavelet_noise_sigma`).
     max_blur : float
         Largest blur factor (LoG scale / ``sigma0``) searched for deep, scattered particles.
     mri_voxel_mm : sequence of float, optional
@@ -335,7 +335,7 @@ def detect_optical_particles(
     >>> len(found) > 0
     True
     """
-    from skimage.restoration import estimate_sigma
+    from .noise import wavelet_noise_sigma
 
     img = np.asarray(image, dtype=np.float32)
     if img.ndim != 3:
@@ -343,7 +343,7 @@ def detect_optical_particles(
     spacing = np.asarray(spacing_um, float)
     small, step, sigma_full, active = _binned(img, spacing, diameter_um)
     sq = np.squeeze(img)
-    noise = max(float(estimate_sigma(sq)) if sq.ndim >= 2 else float(np.std(sq)), 1e-12)
+    noise = max(wavelet_noise_sigma(sq) if sq.ndim >= 2 else float(np.std(sq)), 1e-12)
     peaks, blur, amp_map = _candidates(small, step, sigma_full, active, spacing, diameter_um, max_blur)
     found = _measure(img, peaks, blur, amp_map, step, sigma_full, active, min_snr * noise)
     xyz = np.array([f[0] for f in found], float).reshape(-1, 3) * spacing

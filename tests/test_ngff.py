@@ -96,3 +96,24 @@ def test_ome_zarr_rewrite_keeps_old_store_until_new_is_complete(tmp_path, monkey
     assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
     data, _ = _read(path / "0")
     assert np.all(np.asarray(data[0]) == 1)
+
+
+def test_ome_zarr_written_without_ome_zarr_py_validates_as_ngff_05(tmp_path):
+    """The store is written with zarr alone; the NGFF 0.5 models of ome-zarr-models accept it."""
+    import zarr
+    from ome_zarr_models.v05 import BioFormats2Raw, Image
+
+    aff = mri_affine((20, 12, 3), (4.0, 2.4, 3.0))
+    mri = np.random.default_rng(2).random((20, 12, 3)).astype(np.float32)
+    write_ome_zarr(tmp_path / "v.ome.zarr", mri, aff, mri, aff, levels=2,
+                   channels={"mri": ("13C", "#FF00FF", (0.1, 0.5))})
+    root = zarr.open_group(tmp_path / "v.ome.zarr", mode="r")
+    assert BioFormats2Raw.from_zarr(root).image_paths == ["0", "1"]
+    for path in ("0", "1"):
+        image = Image.from_zarr(root[path])
+        multiscale = image.attributes.ome.multiscales[0]
+        assert [d.path for d in multiscale.datasets] == ["s0", "s1"]
+    level1 = np.asarray(root["0"]["s1"])
+    assert level1.shape == (3, 6, 10)  # (z, y, x): x, y halved
+    np.testing.assert_allclose(level1[1, 2, 3], mri[6:8, 4:6, 1].mean(), rtol=1e-6)
+    assert root["0"].attrs["ome"]["omero"]["channels"][0]["window"]["start"] == 0.1

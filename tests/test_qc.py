@@ -82,20 +82,55 @@ def test_failed_folder_gets_a_qc_png_with_its_error(out, demo_batch):
         assert "no consistent particle match" in json.load(f)["registration"]["error"]
 
 
-def test_text_never_overlaps(out, demo_batch):
-    """Every text box of the page is disjoint from the others (titles, labels, colour-bar numbers)."""
+@pytest.fixture(scope="module")
+def demo_page(demo_batch):
+    """The demo folder analysed again and its QC page rendered in memory."""
     from dualmode.pipeline import analyse_folder
     from dualmode.qc import render_qc
 
     result = analyse_folder(demo_batch[2] / "demo")
     page = render_qc(result)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    return result, page, np.asarray(page.render()).astype(int)
 
-    canvas = FigureCanvasAgg(page.fig)
-    canvas.draw()
-    renderer = canvas.get_renderer()
-    boxes = [t.get_window_extent(renderer) for t in page.fig.texts if t.get_text().strip()]
+
+def test_text_never_overlaps_and_every_box_holds_ink(demo_page):
+    """Every text box of the page is disjoint from the others (titles, labels, colour-bar numbers, legend)."""
+    _, page, rgb = demo_page
+    boxes = page.text_boxes
     assert len(boxes) > 20
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
-            assert not a.overlaps(b), (a, b)
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    for x0, y0, x1, y1 in boxes:  # the boxes are where glyphs were drawn: not blank
+        patch = rgb[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))]
+        assert np.ptp(patch.reshape(-1, 3), axis=0).max() > 100, (x0, y0, x1, y1)
+
+
+def test_magma_table_is_matplotlibs():
+    from matplotlib import colormaps
+
+    from dualmode.qc_colormaps import lut
+
+    expect = colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3] * 255
+    assert np.abs(lut("magma").astype(float) - expect).max() <= 0.5
+    assert lut("gray")[0].tolist() == [0, 0, 0] and lut("gray")[255].tolist() == [255, 255, 255]
+
+
+def test_background_panel_shows_b_through_magma(demo_page):
+    """The B panel (top right) is |B| on the shared 0..max(S+, S-, B) window, x right and y (anterior) up."""
+    from matplotlib import colormaps
+
+    result, _, rgb = demo_page
+    mip = lambda a: np.abs(np.asarray(a)).max(axis=2)  # noqa: E731
+    pol = np.asarray(result.acquisition.polarization)
+    b = mip(result.lockin.background)
+    hi = max(mip(result.shots[np.flatnonzero(pol > 0)[0]]).max(), mip(result.shots[np.flatnonzero(pol < 0)[0]]).max(),
+             b.max())
+    top, left, size = 1010 - 560 - 370, 40 + 3 * 470, 370  # square FOV: the panel fills its box
+    rows, cols = np.mgrid[top + 40:top + size - 40:7, left + 40:left + size - 40:7]
+    ix = ((cols - left + 0.5) * b.shape[0] / size).astype(int)
+    iy = b.shape[1] - 1 - ((rows - top + 0.5) * b.shape[1] / size).astype(int)
+    expect = colormaps["magma"](np.clip(b[ix, iy] / hi, 0, 1))[..., :3] * 255
+    diff = np.abs(rgb[rows, cols] - expect).max(axis=-1)
+    assert np.median(diff) <= 2 and np.mean(diff <= 8) > 0.97
+    assert np.ptp(b[ix, iy]) > 0.5 * hi  # the window shows the phantom, not a flat field

@@ -57,6 +57,17 @@ def time_limit(seconds: float | None, folder: str):
         signal.signal(signal.SIGALRM, old)
 
 
+def _synchronous_dask():
+    """Dask's synchronous scheduler for the folder's own graphs, if Dask is loaded (a Dask worker).
+
+    No folder step builds a Dask graph in ``-j 1`` runs, so Dask is not imported for it.
+    """
+    import sys
+
+    dask = sys.modules.get("dask")
+    return dask.config.set(scheduler="synchronous") if dask is not None else contextlib.nullcontext()
+
+
 def reset_peak_rss() -> None:
     """Reset this process's peak RSS (Linux >= 4.0: ``VmHWM``), so ``peak_rss_mb`` is per folder."""
     try:
@@ -137,8 +148,6 @@ def run_one(folder: str, out_root: str, options=None, *, resume: bool = False, l
     >>> run_one("my-acq", "out")["status"]      # doctest: +SKIP
     'ok'
     """
-    import dask
-
     from dualmode.pipeline import PipelineOptions
 
     t0 = time.perf_counter()
@@ -152,7 +161,7 @@ def run_one(folder: str, out_root: str, options=None, *, resume: bool = False, l
     out_dir = os.path.join(os.fspath(out_root), entry["name"])
     warm_imports()  # once per process, outside the folder's time limit
     entry["started"] = time.time()
-    with dask.config.set(scheduler="synchronous"), pinned_threads(threads), \
+    with _synchronous_dask(), pinned_threads(threads), \
             folder_log(os.path.join(out_dir, "log.txt"), log_level, forward_level):
         _process(folder, out_root, opts, entry, timeout)
         entry["seconds"] = round(time.perf_counter() - t0, 3)

@@ -1,7 +1,9 @@
 """Heavy imports once per process, before the first folder (and outside its time limit).
 
 Local Dask workers load this module at start-up (``preload``), so a folder's time and the
-time limit count its own work, not numpy, scipy, numba, SimpleITK and matplotlib loading.
+time limit count its own work, not numpy, scipy, numba and SimpleITK loading. Only modules a
+folder imports are listed (``tests/test_import.py`` checks that ``dualmode run -j 1`` loads no
+plotting library, Dask or pydantic it does not use).
 """
 
 from __future__ import annotations
@@ -10,16 +12,13 @@ import importlib
 
 #: what a folder imports (the package __init__s are lazy, PEP 562: name the modules, not the packages)
 MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "numba", "SimpleITK", "nibabel", "tifffile", "zarr",
-           "matplotlib.pyplot", "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.io.manifest",
+           "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.io.manifest",
            "dualmode.io.readers", "dualmode.recon.lockin_recon", "dualmode.recon.quantify",
            "dualmode.registration.register", "dualmode.registration.fusion")
 
 
 def warm_imports() -> None:
     """Import :data:`MODULES` (each only once per process; missing optional ones are skipped)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     for name in MODULES:
         try:
             importlib.import_module(name)
