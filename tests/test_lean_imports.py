@@ -7,6 +7,7 @@ here was removed from that path on purpose; the test names the file that brought
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,6 +23,8 @@ NOT_NEEDED = {
     "ome_zarr_models": "NGFF metadata written as JSON (io/ngff.py)",
     "scipy.stats": "optical noise sigma from PyWavelets (registration/noise.py), not skimage.restoration",
     "skimage.restoration": "see scipy.stats",
+    "numba": "a 2D Cartesian folder runs no numba kernel (dualmode/batch/threads.py, warm.py: not pre-imported)",
+    "llvmlite": "see numba",
 }
 
 _RUN = """
@@ -70,3 +73,20 @@ def test_wavelet_noise_sigma_equals_skimage_estimate_sigma():
         assert wavelet_noise_sigma(img) == pytest.approx(float(estimate_sigma(img)), rel=1e-6)
         img[: shape[0] // 3] = 0  # a flat region: exactly-zero details are masked out by both
         assert wavelet_noise_sigma(img) == pytest.approx(float(estimate_sigma(img)), rel=1e-6)
+
+
+def test_pinned_threads_caps_numba_imported_inside_the_block():
+    """numba is not imported to pin its threads; a step that imports it inside the block gets the cap."""
+    from dualmode.batch import default_workers
+
+    if default_workers() < 2:
+        pytest.skip("one core: a one-thread block is no cap")
+    code = ("import os, sys\nfrom dualmode.batch.threads import pinned_threads\n"
+            "with pinned_threads(1):\n    assert 'numba' not in sys.modules\n"
+            "assert 'NUMBA_NUM_THREADS' not in os.environ  # nothing imported it: nothing left behind\n"
+            "with pinned_threads(1):\n    import numba\n    assert numba.get_num_threads() == 1, numba.get_num_threads()\n"
+            "    from numba import njit, prange\n"
+            "    f = njit(parallel=True)(lambda n: sum([1 for i in prange(n)]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"})
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -43,19 +43,44 @@ def thread_env(workers: int) -> dict[str, str]:
 def pinned_threads(threads: int | None):
     """Limit numba, BLAS/OpenMP and ``scipy.fft`` to ``threads`` (None: all cores) and ITK to
     :data:`ITK_THREADS` for the block."""
-    import numba
     import scipy.fft
     import SimpleITK as sitk
     from threadpoolctl import threadpool_limits
 
     n = threads or default_workers()
-    numba_before = numba.get_num_threads()
     itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(ITK_THREADS)
     try:
-        with threadpool_limits(limits=n), scipy.fft.set_workers(n):
+        with threadpool_limits(limits=n), scipy.fft.set_workers(n), _numba_threads(n):
             yield n
     finally:
-        numba.set_num_threads(numba_before)
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
+
+
+@contextlib.contextmanager
+def _numba_threads(n: int):
+    """numba's threads for the block, without importing numba for it (most folders run no numba kernel).
+
+    Loaded numba: ``numba.set_num_threads``. Not loaded yet: when the block asks for fewer
+    threads than cores, ``NUMBA_NUM_THREADS`` caps the pool numba starts with if a step of
+    the block imports it (removed again when none did).
+    """
+    import sys
+
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
+        return
+    cap = n < default_workers() and "NUMBA_NUM_THREADS" not in os.environ
+    if cap:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    try:
+        yield
+    finally:
+        if cap and "numba" not in sys.modules:
+            del os.environ["NUMBA_NUM_THREADS"]

@@ -1,17 +1,18 @@
 """Heavy imports once per process, before the first folder (and outside its time limit).
 
 Local Dask workers load this module at start-up (``preload``), so a folder's time and the
-time limit count its own work, not numpy, scipy, numba and SimpleITK loading. Only modules a
-folder imports are listed (``tests/test_import.py`` checks that ``dualmode run -j 1`` loads no
-plotting library, Dask or pydantic it does not use).
+time limit count its own work, not numpy, scipy and SimpleITK loading. Only modules a
+folder imports are listed (``tests/test_lean_imports.py`` checks that ``dualmode run -j 1`` loads
+no plotting library, Dask or numba for a folder that does not use them).
 """
 
 from __future__ import annotations
 
 import importlib
 
-#: what a folder imports (the package __init__s are lazy, PEP 562: name the modules, not the packages)
-MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "numba", "SimpleITK", "nibabel", "tifffile", "zarr",
+#: what a folder imports (the package __init__s are lazy, PEP 562: name the modules, not the packages);
+#: numba is left to the folders that run a kernel (non-Cartesian NUFFT): a 2D Cartesian folder never loads it
+MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "SimpleITK", "nibabel", "tifffile", "zarr",
            "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.io.manifest",
            "dualmode.io.readers", "dualmode.recon.lockin_recon", "dualmode.recon.quantify",
            "dualmode.registration.register", "dualmode.registration.fusion")
