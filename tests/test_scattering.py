@@ -106,3 +106,23 @@ def test_diffusion_needs_one_camera_image():
     with pytest.raises(ValueError, match="min_depth_mm"):
         SimulationConfig(min_depth_mm=2.0, depth_mm=1.0)
     SimulationConfig(ndim=3, widefield=True, scattering="diffusion")
+
+
+@pytest.mark.parametrize("depths,photons,seed", [((1.0, 1.0), 2e6, 1), ((0.0, 1.0), 2e5, 3)])
+def test_deep_blurred_particles_are_never_registered_wrongly(tmp_path, depths, photons, seed):
+    """Particles 1 mm deep (halo FWHM 1.5 mm), or spread over 0-1 mm: registered within 0.1 mm of the
+    true transform, or failed with the reason; never a wrong registration reported ok."""
+    from dualmode.pipeline import analyse_folder
+    from dualmode.simulate import simulate_folder, true_tre
+
+    cfg = SimulationConfig(seed=seed, scattering="diffusion", min_depth_mm=depths[0], depth_mm=depths[1],
+                           photons=photons)
+    truth = simulate_folder(tmp_path / "acq", cfg)
+    res = analyse_folder(tmp_path / "acq")
+    if res.registration is None:
+        assert not res.ok
+        assert "particle" in res.report["registration"]["error"]  # the reason names the particles
+        return
+    pts = np.array([p["optical_xyz_um"] for p in truth["particles"] if p["in_optical_field"]])
+    tre = true_tre(res.registration.optical_to_mri, np.array(truth["optical_to_mri"]), pts, planar=True)
+    assert np.median(tre) < 0.1
