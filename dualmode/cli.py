@@ -32,6 +32,7 @@ def _options(args):
         optical_pixel_size_um=tuple(args.optical_pixel_size) if args.optical_pixel_size else None,
         fused_grid=args.fused_grid,
         match_tolerance_mm=args.match_tolerance_mm,
+        t2star_deconvolution=getattr(args, "t2star_deconvolution", False),
     )
 
 

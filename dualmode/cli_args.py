@@ -97,5 +97,8 @@ def pipeline_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fused-grid", type=fused_grid, default="mri", metavar="GRID",
                    help="grid of fused.nii.gz/.ome.tif: 'mri' (default), 'optical' (optical resolution over "
                         "the MRI field) or a voxel spacing in mm")
+    g.add_argument("--t2star-deconvolution", action="store_true",
+                   help="Wiener-deconvolve the T2* decay along a Cartesian readout when acquisition.json gives "
+                        "mri.t2star_ms (ms) and mri.dwell_us (µs); the noise gain is reported")
     g.add_argument("--match-tolerance-mm", type=positive_float, metavar="MM",
                    help="particle match tolerance (default: 0.6 MRI voxel along each axis, at least 0.1 mm)")

@@ -75,6 +75,9 @@ def t2star_step(acq, lock, opts):
     rep = {"t2star_ms": float(t2), "dwell_us": float(dwell), "readout_ms": n * dwell_ms,
            "psf_fwhm_voxels": psf_fwhm_voxels(n, dwell_ms, float(t2)), "deconvolved": False}
     if not asked:
+        if rep["psf_fwhm_voxels"] > 1.5:  # amplitudes of the sphere-PSF fit are biased then (docs/quantitative.md)
+            rep["note"] = (f"T2* widens the readout PSF to {rep['psf_fwhm_voxels']:.2f} voxels: per-particle "
+                           "amplitudes are biased high; t2star_deconvolution (--t2star-deconvolution) undoes it")
         return lock, rep
     if acq.kspace.header.trajectory != "cartesian":
         return lock, {**rep, "reason": "deconvolution models a Cartesian readout along axis 0 only"}

@@ -111,3 +111,12 @@ def test_pipeline_deconvolves_when_the_manifest_gives_t2star(tmp_path):
     plain = analyse_folder(tmp_path / "acq")  # not asked: the PSF is reported, H untouched
     assert plain.report["t2star"]["deconvolved"] is False
     assert plain.report["t2star"]["psf_fwhm_voxels"] == pytest.approx(rep["psf_fwhm_voxels"])
+    assert "t2star_deconvolution" in plain.report["t2star"]["note"]  # tells the user the PSF biases amplitudes
+
+
+def test_run_flag_sets_the_option():
+    from dualmode.cli import _options, build_parser
+
+    args = build_parser().parse_args(["run", "some-folder", "--t2star-deconvolution"])
+    assert _options(args).t2star_deconvolution is True
+    assert _options(build_parser().parse_args(["run", "some-folder"])).t2star_deconvolution is False

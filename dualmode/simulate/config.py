@@ -115,7 +115,7 @@ class SimulationConfig:
     autofluorescence_bleach_frames: float | None = knob(None, "1/e photobleaching time of the tissue "
                                                               "autofluorescence under the excitation (NV centres are "
                                                               "photostable)", "frames", gt=0,
-                                                        none="10 x optical_frames: a 10 % drop over the frames")
+                                                        none="10 x optical_frames: a tenth lost over the frames")
     modulation_contrast: float = knob(0.1, "fractional NV fluorescence drop in the off state", ge=0, le=1)
     placement_error_mm: float = knob(0.5, "error of the stage reading of the optical field centre", "mm", ge=0)
     extra: dict = field(default_factory=dict)
