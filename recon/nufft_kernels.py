@@ -48,20 +48,50 @@ def _stack_pointer(typingctx, size, dtype):
     return types.CPointer(elem)(size, dtype), codegen
 
 
+@nb.njit(cache=True, inline="always")
+def _wrap(x, n, inv_n):
+    """``x mod n`` in ``[0, n)`` (0 for non-finite ``x``, flagged by the caller)."""
+    x -= np.floor(x * inv_n) * n
+    if x >= n or x < 0:  # rounding at the top edge, or NaN
+        x = 0.0
+    return x
+
+
+@nb.njit(cache=True, inline="always")
+def _position(pts, j, scale, offset, n, inv_n, a):
+    """Grid position of point ``j`` along axis ``a`` and whether its coordinate is finite."""
+    x = pts[j, a] * scale[a] + offset[a]
+    return _wrap(x, n[a], inv_n[a]), np.isfinite(x)
+
+
+@nb.njit(cache=True, inline="always")
+def _bin_key(pts, j, scale, offset, n, inv_n, row_bin, ntile):
+    """Bin (slab, tile) of point ``j``; -1 if a coordinate is not finite (d = 2 or 3, unrolled)."""
+    x0, f0 = _position(pts, j, scale, offset, n, inv_n, 0)
+    x1, f1 = _position(pts, j, scale, offset, n, inv_n, 1)
+    key = row_bin[0, int(x0)] * ntile[1] + row_bin[1, int(x1)]
+    ok = f0 and f1
+    if pts.shape[1] == 3:
+        x2, f2 = _position(pts, j, scale, offset, n, inv_n, 2)
+        key = key * ntile[2] + row_bin[2, int(x2)]
+        ok = ok and f2
+    return key if ok else -1
+
+
 @nb.njit(cache=True, parallel=True)
-def sort_points(pts, scale, offset, n, nslab, tile, nchunk, keys, uu, perm, u):
+def sort_points(pts, scale, offset, n, nslab, tile, nchunk, keys, perm, u):
     """Grid positions ``u = pts * scale + offset mod n`` in order of slab (axis 0) and tile.
 
     Parallel counting sort, stable: ``nchunk`` chunks of points are binned in parallel, one
     prefix sum over (bin, chunk) gives every chunk its place in each bin, then the chunks
-    are placed in parallel.
+    are placed in parallel (positions recomputed there: cheaper than storing and re-reading them).
 
     Parameters
     ----------
-    pts : (M, d) float64 coordinates.  scale, offset : (d,) float64.  n : (d,) int64 grid.
+    pts : (M, d) float64 coordinates, d = 2 or 3.  scale, offset : (d,) float64.  n : (d,) int64 grid.
     nslab : number of slabs along axis 0.  tile : (d,) int64 tile size along each axis.
     nchunk : number of chunks (at least the number of threads).
-    keys : (M,) int32 and uu : (M, d) float64 scratch.
+    keys : (M,) int32 scratch.
     perm : (M,) int64 output, sorted position -> point index.
     u : (M, d) float64 output, grid positions in ``[0, n)`` in sorted order.
 
@@ -94,17 +124,10 @@ def sort_points(pts, scale, offset, n, nslab, tile, nchunk, keys, uu, perm, u):
     size = (m + nchunk - 1) // nchunk
     for ch in nb.prange(nchunk):
         for j in range(ch * size, min(m, (ch + 1) * size)):
-            key = 0
-            for a in range(d):
-                x = pts[j, a] * scale[a] + offset[a]
-                if not np.isfinite(x):
-                    finite[ch] = False
-                    x = 0.0
-                x -= np.floor(x * inv_n[a]) * n[a]
-                if x >= n[a] or x < 0:
-                    x = 0.0
-                uu[j, a] = x
-                key = key * ntile[a] + row_bin[a, int(x)]
+            key = _bin_key(pts, j, scale, offset, n, inv_n, row_bin, ntile)
+            if key < 0:
+                finite[ch] = False
+                key = 0
             keys[j] = key
             counts[ch, key] += 1
     if not finite.all():
@@ -125,7 +148,7 @@ def sort_points(pts, scale, offset, n, nslab, tile, nchunk, keys, uu, perm, u):
             q = counts[ch, k]
             perm[q] = j
             for a in range(d):
-                u[q, a] = uu[j, a]
+                u[q, a] = _position(pts, j, scale, offset, n, inv_n, a)[0]
             counts[ch, k] = q + 1
     return slab_ptr
 

@@ -134,8 +134,7 @@ class NUFFTPlan:
         with _numba_threads(self.threads):
             self._slab_ptr = _k.sort_points(
                 pts, scale, big / 2.0, big.astype(np.int64), self._nslab, tile,
-                max(1, min(self.threads, m // 4096)), np.empty(m, np.int32),
-                np.empty((m, ndim), np.float64), self._perm, self._u)
+                max(1, min(self.threads, m // 4096)), np.empty(m, np.int32), self._perm, self._u)
         if self._slab_ptr.shape[0] == 0:
             raise ValueError("coords contain NaN or infinite values")
         self._groups = {}

@@ -198,7 +198,7 @@ def test_parallel_sort_is_stable_and_chunk_invariant():
     for nchunk in (1, 3, 7):
         perm, us = np.empty(5000, np.int64), np.empty((5000, 3))
         ptr = k.sort_points(pts, scale, offset, n, nslab, tile, nchunk,
-                            np.empty(5000, np.int32), np.empty((5000, 3)), perm, us)
+                            np.empty(5000, np.int32), perm, us)
         np.testing.assert_array_equal(perm, expected)
         np.testing.assert_allclose(us, u[perm], atol=1e-12)
         np.testing.assert_array_equal(ptr, np.searchsorted(slab[perm], np.arange(nslab + 1)))
