@@ -109,7 +109,8 @@ class NUFFTPlan:
                         for m in self.grid_size])
         big += big % 2
         self.oversampled_shape = tuple(int(m) for m in big)
-        coef = kernel_polynomial(w, self.beta, self.eps)
+        coef = np.zeros((kernel_polynomial(w, self.beta, self.eps).shape[0], _k.padded_width(w)))
+        coef[:, :w] = kernel_polynomial(w, self.beta, self.eps)  # zero taps beyond w
         self._coef = {np.float64: coef, np.float32: coef.astype(np.float32)}
         self._kern = _k.kernels(w, coef.shape[0] - 1)
 
@@ -183,7 +184,7 @@ class NUFFTPlan:
         _k.gather(values, self._perm, ordered)
         for color, groups in enumerate(self._slab_groups(self.threads)):
             spread(grid.view(rdt).reshape(-1), shape, ordered, self._u,
-                   self._coef[rdt], self._slab_ptr, groups, color, 2 * self.width)
+                   self._coef[rdt], self._slab_ptr, groups, color)
 
     def _interp(self, grid, rdt):
         """Interpolate the complex ``grid`` (B, *n) at the points: (B, M)."""
@@ -191,7 +192,7 @@ class NUFFTPlan:
         chunk = max(1, -(-self.n_points // (8 * self.threads)))
         self._kern[f"interp{self.ndim}d"](grid.view(rdt).reshape(-1),
                                           np.array(grid.shape, np.int64), ordered, self._u,
-                                          self._coef[rdt], chunk, 2 * self.width)
+                                          self._coef[rdt], chunk)
         out = np.empty_like(ordered)
         _k.scatter(ordered, self._perm, out)
         return out
