@@ -179,6 +179,7 @@ def signflip_report(acq, lock, shots, affine: np.ndarray) -> dict:
         "noise_sigma": lock.noise_sigma,
         "snr": lock.snr,
         "shot_weights": [[float(c.real), float(c.imag)] for c in lock.shot_weights],
+        "reconstruction": (lock.info or {}).get("reconstruction"),
         **signflip_metrics(shots, acq.polarization, lock, voxel_size=voxel_sizes(affine)),
     }
 
