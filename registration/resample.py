@@ -68,15 +68,16 @@ def read_tfm(path: str | os.PathLike) -> np.ndarray:
     return np.linalg.inv(RAS_TO_LPS) @ np.linalg.inv(mat)
 
 
-def optical_sitk_image(data: np.ndarray, spacing_um, slab_um: float | None = None) -> sitk.Image:
-    """``data[x, y, z]`` as a SimpleITK image in the optical frame (um, origin 0, identity).
+def optical_sitk_image(data: np.ndarray, spacing_um, slab_um: float | None = None, origin_um=None) -> sitk.Image:
+    """``data[x, y, z]`` as a SimpleITK image in the optical frame (um, identity direction, origin
+    ``origin_um``, default 0: the first pixel centre).
 
     A single plane (widefield) becomes a slab of thickness ``slab_um`` centred on z = 0
     (two identical planes at ``+-slab/2``) so that it can be sampled in 3D.
     """
     arr = np.asarray(data, np.float32)
     sp = [float(s) for s in spacing_um]
-    origin = [0.0, 0.0, 0.0]
+    origin = [0.0, 0.0, 0.0] if origin_um is None else [float(o) for o in origin_um]
     if arr.shape[2] == 1:
         slab = float(slab_um if slab_um is not None else sp[2])
         arr = np.concatenate([arr, arr], axis=2)
@@ -86,6 +87,48 @@ def optical_sitk_image(data: np.ndarray, spacing_um, slab_um: float | None = Non
     img.SetSpacing(sp)
     img.SetOrigin(origin)
     return img
+
+
+def binned_blur(data: np.ndarray, spacing_um, sigma_px) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian blur of ``sigma_px`` (optical pixels, per axis) on a binned copy, for resampling onto
+    a coarser grid; returns ``(image, spacing_um, origin_um)`` of the binned grid.
+
+    Blocks of ``step = max(1, floor(sigma / 4))`` pixels are averaged (edge pixels repeated to fill
+    the last block), then the rest of the Gaussian is applied on the binned grid, its variance
+    reduced by the box's ``(step^2 - 1) / 12`` px^2 (as :func:`skimage.transform.rescale` does
+    for anti-aliasing, the box and Gaussian together have the Gaussian's variance). Linear
+    interpolation of the binned grid adds at most ``step^2 / 4 <= sigma^2 / 64`` px^2 (a blob's
+    peak within 1 % of the full-resolution Gaussian; within 3 sigma of the field edge, where
+    both extend the edge, within 3 %). The origin
+    is the first block's centre, ``(step - 1) / 2`` pixels. A 500 x 500 x 20 stack blurred by
+    9.5 px costs ~8x less binned than the full-resolution Gaussian.
+    """
+    sig = np.asarray(sigma_px, float)
+    sp = np.asarray(spacing_um, float)
+    step = np.maximum(1, np.floor(sig / 4.0)).astype(int)
+    if np.all(step == 1):
+        out = ndi.gaussian_filter(data, sig, mode="nearest") if np.any(sig > 0) else data
+        return out, sp, np.zeros(3)
+    pad = [(0, (-n) % k) for n, k in zip(data.shape, step)]
+    full = np.pad(data, pad, mode="edge") if any(p[1] for p in pad) else data
+    binned = np.zeros([n // k for n, k in zip(full.shape, step)], np.float32)
+    for offset in np.ndindex(*step):  # one strided view per position in the block: V reads in all
+        binned += full[tuple(slice(o, None, k) for o, k in zip(offset, step))]
+    binned /= np.prod(step)
+    rest = np.sqrt(np.maximum(sig**2 - (step**2 - 1) / 12.0, 0.0)) / step
+    return ndi.gaussian_filter(binned, rest, mode="nearest"), sp * step, (step - 1) / 2 * sp
+
+
+def _outside_field(shape, affine, optical_to_mri, data_shape, spacing_um) -> np.ndarray:
+    """Target voxels whose centre lies beyond the optical field's far edge (``n - 1/2`` pixels)
+    along an axis of length > 1: where a binned copy padded past the field would still give values."""
+    to_px = np.diag([*(1.0 / np.asarray(spacing_um, float)), 1.0]) @ np.linalg.inv(optical_to_mri) @ affine
+    grids = np.ogrid[tuple(slice(0, int(n)) for n in shape)]
+    out = np.zeros(tuple(int(n) for n in shape), bool)
+    for a, n in enumerate(data_shape):
+        if n > 1:
+            out |= sum(to_px[a, i] * grids[i] for i in range(3)) + to_px[a, 3] >= n - 0.5
+    return out
 
 
 def antialias_sigma(spacing_um, optical_to_mri, affine) -> np.ndarray:
@@ -128,32 +171,37 @@ def resample_optical(
     Returns
     -------
     (I, J, K) float32 ndarray
-        Zero outside the optical field. One resampling (transforms composed by ITK).
+        Zero outside the optical field. One resampling (transforms composed by ITK), from a
+        binned copy when the target voxel spans many optical pixels (:func:`binned_blur`).
     """
     data = np.asarray(optical_data, np.float32)
     if data.ndim != 3:
         raise ValueError(f"optical data must be [x, y, z], got shape {data.shape}")
     shape = tuple(int(n) for n in shape)
     affine = np.asarray(affine, float)
+    grid_sp, origin, field = np.asarray(spacing_um, float), np.zeros(3), data.shape
     if antialias:
         sig = antialias_sigma(spacing_um, optical_to_mri, affine)
         sig[np.array(data.shape) == 1] = 0.0
-        if np.any(sig > 0):
-            data = ndi.gaussian_filter(data, sig, mode="nearest")
+        data, grid_sp, origin = binned_blur(data, grid_sp, sig)
     slab = None
     if data.shape[2] == 1:  # a plane fills one target voxel along its normal
         zdir = np.asarray(optical_to_mri, float)[:3, 2]
         steps = np.linalg.inv(affine[:3, :3]) @ (zdir / np.linalg.norm(zdir))  # voxels per mm
         thick_mm = 1.0 / max(np.abs(steps).max(), 1e-12)
         slab = thick_mm / np.linalg.norm(zdir)
-    moving = optical_sitk_image(data, spacing_um, slab)
-    origin, spacing, direction = sitk_geometry(affine)
+    moving = optical_sitk_image(data, grid_sp, slab, origin)
+    geometry = sitk_geometry(affine)
     ref = sitk.Image([int(n) for n in shape], sitk.sitkFloat32)
-    ref.SetOrigin(origin)
-    ref.SetSpacing(spacing)
-    ref.SetDirection(direction)
+    ref.SetOrigin(geometry[0])
+    ref.SetSpacing(geometry[1])
+    ref.SetDirection(geometry[2])
     out = sitk.Resample(moving, ref, fixed_to_moving(optical_to_mri), interpolator, 0.0, sitk.sitkFloat32)
-    return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32)
+    out = np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32)
+    step = np.rint(grid_sp / np.asarray(spacing_um, float)).astype(int)
+    if np.any(np.asarray(field) % step):  # the binned copy was padded past the field's far edge
+        out[_outside_field(shape, affine, optical_to_mri, field, spacing_um)] = 0.0
+    return out
 
 
 def resample_image(

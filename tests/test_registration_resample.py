@@ -8,6 +8,7 @@ from dualmode.conventions import apply_affine, mri_affine, ras_to_lps
 from dualmode.registration import read_tfm, resample_optical, write_tfm
 from dualmode.simulate import rotation_z
 from dualmode.registration.resample import antialias_sigma, optical_sitk_image
+from scipy import ndimage
 
 # oblique MRI: axes i, j, k along -y, +x, +z (RAS), so RAS/LPS and axis-order mistakes show
 ORIENT = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -79,6 +80,49 @@ def test_resample_antialiases_fine_texture():
     inner = smooth[2:-2, 2:-2]
     assert abs(inner.mean() - 50.0) < 2.0 and inner.std() < 2.0
     assert raw[2:-2, 2:-2].std() > 10 * inner.std()
+
+
+@pytest.mark.parametrize("shape", [(301, 257, 1), (130, 121, 24)])
+def test_binned_antialiasing_matches_the_full_resolution_gaussian(shape):
+    """The binned blur (block mean + the rest of the Gaussian) against scipy's Gaussian at full
+    resolution sampled by plain ITK: particle-sized blobs agree to 1 % of their peak, and the
+    field edge (zero outside, also past a padded last block) is the same voxel for voxel."""
+    rng = np.random.default_rng(5)
+    spacing = (10.0, 10.0, 50.0) if shape[2] == 1 else (12.0, 12.0, 50.0)
+    centres = rng.uniform(0, 1, (25, 3)) * (np.array(shape) - 1) * spacing
+    data = 1.0 + sum(_blob(shape, spacing, c, 60.0) for c in centres)
+    o2m = _o2m(25.0, shape[2] == 1, [0.3, -0.2, 0.05])
+    vox = 0.25
+    affine = mri_affine((24, 24, 3), (24 * vox, 24 * vox, 3 * vox), apply_affine(o2m, np.array(shape) * spacing / 2),
+                        ORIENT)
+    ours = resample_optical(data, spacing, o2m, (24, 24, 3), affine)
+    sig = antialias_sigma(spacing, o2m, affine)
+    assert sig[0] > 6  # several optical pixels per voxel: the binned path
+    sig[np.array(shape) == 1] = 0.0
+    blurred = ndimage.gaussian_filter(data, sig, mode="nearest")
+    ref = resample_optical(blurred, spacing, o2m, (24, 24, 3), affine, antialias=False)
+    assert np.array_equal(ours != 0, ref != 0) and 0 < np.count_nonzero(ref) < ref.size
+    peak = ref.max() - 1.0
+    px = apply_affine(np.linalg.inv(o2m), apply_affine(affine, np.indices(ref.shape).reshape(3, -1).T)) / spacing
+    inner = np.all((np.minimum(px, np.array(shape) - 1 - px) >= 3 * sig) | (np.array(shape) == 1), axis=1)
+    inner = inner.reshape(ref.shape) & (ref != 0)
+    assert inner.sum() >= 20
+    assert np.max(np.abs(ours - ref)[inner]) < 0.01 * peak  # the blur itself
+    assert np.max(np.abs(ours - ref)) < 0.03 * peak  # near the edge, both extend the edge pixels
+
+
+def test_resample_field_edge_is_the_optical_field_edge():
+    """Coarse voxels centred just inside / just past the last optical pixel (x = 300 px, edge at
+    300.5 px): the binned copy's padded last block must not extend the field."""
+    data = np.ones((301, 60, 1), np.float32)
+    o2m = _o2m(0.0, False, [0.0, 0.0, 0.0])
+    affine = np.diag([0.2, 0.2, 1.0, 1.0])  # 20 optical pixels per voxel: binned
+    affine[:3, 3] = [3.0 - 0.2 * 14 + 0.004, 0.3, 0.0]  # voxel 14 at x = 3.004 mm = 300.4 px
+    inside = resample_optical(data, (10.0, 10.0, 50.0), o2m, (16, 3, 1), affine)
+    assert inside[14, 1, 0] == pytest.approx(1.0) and inside[13, 1, 0] == pytest.approx(1.0)
+    affine[0, 3] += 0.006  # voxel 14 at x = 301.0 px: outside the field, inside the padded block
+    past = resample_optical(data, (10.0, 10.0, 50.0), o2m, (16, 3, 1), affine)
+    assert past[14, 1, 0] == 0.0 and past[13, 1, 0] == pytest.approx(1.0)
 
 
 def test_tfm_round_trip_and_itk_resampling(tmp_path):
