@@ -3,6 +3,7 @@
 Modules: :mod:`.particles` (detection), :mod:`.orientation` (which orientations are searched),
 :mod:`.triplets` (3D: all rotations from congruent particle triangles), :mod:`.matching`
 (in-plane: RANSAC over pair invariants), :mod:`.hypotheses` (verification and refinement),
+:mod:`.significance` (chance model of a match), :mod:`.tilt` (widefield: tilt and focal plane),
 :mod:`.pointfit` (weighted Umeyama, leave-one-out TRE), :mod:`.refine` (Mattes MI),
 :mod:`.problem` + :mod:`.register` (the whole procedure), :mod:`.result` (result and error),
 :mod:`.resample` (optics on MRI grids, ``.tfm``), :mod:`.fusion` (two-channel volumes).

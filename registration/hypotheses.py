@@ -20,6 +20,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .pointfit import fit_points
+from .significance import match_significance
 
 
 @dataclass(repr=False)
@@ -35,10 +36,11 @@ class Match:
     hypotheses: int
     label: str = ""
     frame: np.ndarray = field(default_factory=lambda: np.eye(3))  # search frame = frame @ grid frame
+    significance: float = 0.0  # -log10 chance probability (:mod:`.significance`)
 
     def __repr__(self) -> str:
         return (f"Match({self.label or 'search'}, mirrored={self.mirrored}, matched={len(self.pairs)}, "
-                f"rms={self.rms:.3g} mm, hypotheses={self.hypotheses})")
+                f"rms={self.rms:.3g} mm, significance={self.significance:.1f}, hypotheses={self.hypotheses})")
 
 
 @dataclass
@@ -152,7 +154,10 @@ def _reference_points(o: np.ndarray) -> np.ndarray:
 
 def best_match(rot, trans, scores, o, m, wo, wm, space: SearchSpace, mirror: bool, *,
                n_refine: int = 12, label: str = "", start=None) -> Match | None:
-    """Refine the ``n_refine`` best-scoring distinct hypotheses; return the best result.
+    """Refine the ``n_refine`` best-scoring distinct hypotheses; return the result with most
+    pairs, then the most significant (:func:`.significance.match_significance`: how tightly
+    they agree). Not the weighted score: a few confident particles fitted by chance must not
+    outrank more pairs that include weak detections.
 
     ``start(aff) -> aff`` may adjust a hypothesis before refinement (e.g. place z)."""
     ref = _reference_points(o)
@@ -173,6 +178,7 @@ def best_match(rot, trans, scores, o, m, wo, wm, space: SearchSpace, mirror: boo
         aff, pairs, dist, score, rms = refine_match(aff, o, m, wo, wm, space, mirror)
         if len(pairs) < 2:
             continue
-        if best is None or (score, -rms) > (best.score, -best.rms):
-            best = Match(aff, pairs, dist, score, rms, mirror, len(rot), label)
+        sig = match_significance(aff, pairs, o, m, space.tol, 2 if space.planar else 3)
+        if best is None or (len(pairs), sig) > (len(best.pairs), best.significance):
+            best = Match(aff, pairs, dist, score, rms, mirror, len(rot), label, significance=sig)
     return best

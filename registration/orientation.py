@@ -82,7 +82,7 @@ def _widefield_frames(space: SearchSpace) -> dict[str, np.ndarray]:
 
 def search(mode: str, o: np.ndarray, m: np.ndarray, wo: np.ndarray, wm: np.ndarray, space: SearchSpace,
            mirrors: tuple) -> list[Match]:
-    """Every candidate (best per mirror state and axis), best first by matched count and score.
+    """Every candidate (best per mirror state and axis), most pairs first, then most significant.
 
     ``m`` is in the grid frame; each match carries its search ``frame`` (3x3, ``x_frame =
     frame @ x_grid``) and its transform maps optical um into that frame.
@@ -101,5 +101,5 @@ def search(mode: str, o: np.ndarray, m: np.ndarray, wo: np.ndarray, wm: np.ndarr
                 if c is not None:
                     c.frame = frame
                     found.append(c)
-    found.sort(key=lambda c: (len(c.pairs), c.score, -c.rms), reverse=True)
+    found.sort(key=lambda c: (len(c.pairs), c.significance), reverse=True)
     return found

@@ -232,3 +232,34 @@ def test_register_bad_arguments_raise_value_errors():
         register(pair.mri_image, pair.mri_affine, 1.0, flat)
     with pytest.raises(RegistrationError, match="0 in the MRI"):
         register(np.zeros_like(pair.mri_image), pair.mri_affine, 1.0, pair.optical)
+
+
+@pytest.mark.parametrize("dims,per_mm", [(3, 20.0), (3, 40.0), (2, 8.0)])
+def test_match_significance_is_conservative_for_a_fixed_hypothesis(dims, per_mm):
+    """Chance pairs (Poisson MRI particles, independent optical ones, the identity transform):
+    Pr[S >= s] <= 10**-s, the calibration the decoy margin relies on."""
+    from dualmode.registration.hypotheses import mutual_nn
+    from dualmode.registration.significance import match_significance
+
+    rng = np.random.default_rng(dims)
+    tol = np.full(3, 0.15)
+    box = np.array([6.0, 6.0, 2.0 if dims == 3 else 1.0])
+    sig = []
+    for _ in range(400):
+        m = rng.uniform(0, box, (rng.poisson(per_mm * np.prod(box[:dims])), 3))
+        o = rng.uniform(1000, 5000, (20, 3)) * ([1, 1, 0.25] if dims == 3 else [1, 1, 0])
+        pairs, _ = mutual_nn(o * 1e-3, m, tol, dims)
+        sig.append(match_significance(np.diag([1e-3, 1e-3, 1e-3, 1.0]), pairs, o, m, tol, dims))
+    sig = np.array(sig)
+    assert np.mean(sig > 0) > 0.01  # the test exercises chance pairs at all
+    for s in (0.5, 1.0, 2.0):
+        assert np.mean(sig >= s) <= 10**-s + 3 * np.sqrt(10**-s / len(sig)), s
+
+
+def test_match_significance_grows_with_pairs_and_tightness():
+    from dualmode.registration.significance import significance
+
+    assert significance(np.full(6, 0.3), 10, 0.05, 3) > significance(np.full(6, 0.9), 10, 0.05, 3) + 5
+    assert significance(np.full(8, 0.5), 10, 0.05, 3) > significance(np.full(5, 0.5), 10, 0.05, 3)
+    assert significance(np.full(6, 0.5), 10, 0.5, 3) < significance(np.full(6, 0.5), 10, 0.05, 3)
+    assert significance(np.zeros(0), 10, 0.05, 3) == 0.0
