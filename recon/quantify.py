@@ -20,7 +20,7 @@ on a window around each detected position (neighbours' fitted models subtracted)
 and reports ``sigma_A`` from the covariance ``sigma^2 (J^T J)^{-1}`` of the fit (so the
 uncertainty of position and size is included).
 The fits evaluate the model on the window only, with its analytic Jacobian
-(:func:`_window_model`: a partial inverse DFT per axis instead of a whole-grid FFT per evaluation).
+(:func:`.sphere_model.window_model`: a partial inverse DFT per axis instead of a whole-grid FFT per evaluation).
 
 Detection. The phased image is correlated with the model of a particle of the nominal
 diameter (a matched filter), ``T(x) = (m * P)(x) / (sigma ||m||)`` is standard normal
@@ -33,17 +33,26 @@ The per-particle SNR ``A ||m|| / sigma`` is the expected ``T`` at a particle.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.ndimage
 import scipy.optimize
 import scipy.special
 
 from dualmode.conventions import apply_affine, fft_centered, ifft_centered, voxel_sizes
 
 from .blas import single_thread_blas
+from .sphere_model import (
+    filter_spectrum,
+    hermitian,
+    particle_model,
+    spectrum,
+    window_idft,
+    window_model,
+)
+
+__all__ = ["Amplitudes", "detect", "detection_threshold", "fit_amplitudes", "matched_filter", "particle_model",
+           "phased_real", "quantify_image"]
 
 
 def phased_real(signal: np.ndarray) -> tuple[np.ndarray, float]:
@@ -61,92 +70,6 @@ def phased_real(signal: np.ndarray) -> tuple[np.ndarray, float]:
     return (h * np.exp(-1j * phi)).real.astype(np.float32), phi
 
 
-def _form_factor(u: np.ndarray) -> np.ndarray:
-    us = np.where(np.abs(u) < 1e-3, 1.0, u)
-    return np.where(np.abs(u) < 1e-3, 1.0 - u**2 / 10, 3.0 * (np.sin(us) - us * np.cos(us)) / us**3)
-
-
-def particle_model(shape, voxel_mm, centre_vox, diameter_mm: float) -> np.ndarray:
-    """``m(x - x_0)`` on the grid (``sum = 1``): a sphere of ``diameter_mm`` at ``centre_vox`` (centred index).
-
-    Examples
-    --------
-    >>> m = particle_model((32, 32, 1), (0.2, 0.2, 1.0), (0.3, -1.0, 0.0), 0.2)
-    >>> round(float(m.sum()), 6)
-    1.0
-    """
-    return ifft_centered(_spectrum(shape, voxel_mm, centre_vox, diameter_mm)).real
-
-
-def _spectrum(shape, voxel_mm, centre_vox, diameter_mm: float) -> np.ndarray:
-    """Centred spectrum of :func:`particle_model`: ``f(pi d |k|) e^{-2 pi i k.x_0 / N}``.
-
-    The form factor is evaluated once per distinct ``|k|`` of the grid (:func:`_frequency_grid`)
-    and the phase ramp is the outer product of one ramp per axis.
-    """
-    shape = tuple(int(n) for n in shape)
-    _, kabs, index = _frequency_grid(shape, tuple(float(v) for v in voxel_mm))
-    ramps = [np.exp(-2j * np.pi * (np.arange(n) - n // 2) * float(c) / n) for n, c in zip(shape, centre_vox)]
-    ramp = ramps[0][:, None, None] * (ramps[1][:, None] * ramps[2][None, :])[None]
-    return _form_factor(np.pi * diameter_mm * kabs)[index].reshape(shape) * ramp
-
-
-@functools.lru_cache(maxsize=4)
-def _frequency_grid(shape: tuple, voxel_mm: tuple) -> tuple[list, np.ndarray, np.ndarray]:
-    """Centred frequency indices per axis, the distinct ``|k|`` (1/mm) of the grid and each
-    frequency's index into them (``(N0, N1 N2)``), computed as :func:`particle_model` does."""
-    k = [np.arange(n) - n // 2 for n in shape]
-    kmm2 = sum(np.meshgrid(*[(kk / (n * v)) ** 2 for kk, n, v in zip(k, shape, voxel_mm)],
-                           indexing="ij", sparse=True))
-    distinct, index = np.unique(np.broadcast_to(kmm2, shape), return_inverse=True)
-    return k, np.sqrt(distinct), index.reshape(shape[0], -1)
-
-
-def _form_factor_derivative(u: np.ndarray) -> np.ndarray:
-    """``f'(u) = 3 (sin u / u^2 - f(u) / u)``; its series ``-u/5 + u^3/70`` below 0.01 (cancellation)."""
-    us = np.where(np.abs(u) < 0.01, 1.0, u)
-    return np.where(np.abs(u) < 0.01, -u / 5 + u**3 / 70, 3.0 * (np.sin(us) / us**2 - _form_factor(us) / us))
-
-
-def _window_model(shape, voxel_mm, centre_vox, diameter_mm: float, window: tuple, jacobian: bool = False):
-    """``particle_model(shape, voxel_mm, centre_vox, diameter_mm)[window]``, computed on the window only;
-    with ``jacobian``, also its derivatives along each axis of ``centre_vox`` and ``diameter_mm``.
-
-    The form factor is evaluated once per distinct ``|k|`` of the grid, and the inverse DFT
-    is restricted to the window's voxels axis by axis (``E_a[x, k] = e^{2 pi i k (x - x_0) / N_a} / N_a``,
-    ``d E_a / d x_0 = -2 pi i k / N_a E_a``, ``d f / d d = pi |k| f'(pi d |k|)``): O(N W) per call
-    instead of a whole-grid FFT, which made the fits of a 3D folder cost tens of seconds.
-    Agrees with :func:`particle_model` to rounding (~1e-15 relative).
-
-    Returns the model ``(W0, W1, W2)``, or ``(model, d model / d x0 (3, W0, W1, W2), d model / d d)``.
-    """
-    shape = tuple(int(n) for n in shape)
-    k, kabs, index = _frequency_grid(shape, tuple(float(v) for v in voxel_mm))
-    u = np.pi * diameter_mm * kabs
-    specs = [_form_factor(u)] + ([np.pi * kabs * _form_factor_derivative(u)] if jacobian else [])
-    e = [np.exp(2j * np.pi * np.outer(np.arange(n)[s] - n // 2 - c, kk) / n) / n
-         for kk, n, s, c in zip(k, shape, window, centre_vox)]
-    de = [ea * (-2j * np.pi * kk / n) for ea, kk, n in zip(e, k, shape)]
-    w0 = len(e[0])
-
-    def first(rows, spec):  # sum over axis 0 as one real product (real and imaginary parts as rows)
-        mat = np.concatenate([part for r in rows for part in (r.real, r.imag)])
-        f = (mat @ spec[index]).reshape(len(rows), 2, w0, shape[1], shape[2])
-        return f[:, 0] + 1j * f[:, 1]
-
-    first_m = first([e[0], de[0]] if jacobian else [e[0]], specs[0])
-
-    def rest(out, e1, e2):
-        return ((e1 @ out) @ e2.T).real
-
-    model = rest(first_m[0], e[1], e[2])
-    if not jacobian:
-        return model
-    d_pos = np.stack([rest(first_m[1], e[1], e[2]), rest(first_m[0], de[1], e[2]),
-                      rest(first_m[0], e[1], de[2])])
-    return model, d_pos, rest(first([e[0]], specs[1])[0], e[1], e[2])
-
-
 def detection_threshold(n_voxels: int, false_alarms_per_image: float) -> float:
     """Matched-filter threshold ``t`` with at most ``false_alarms_per_image`` expected false detections."""
     if not 0 < false_alarms_per_image < n_voxels:
@@ -154,32 +77,9 @@ def detection_threshold(n_voxels: int, false_alarms_per_image: float) -> float:
     return float(-scipy.special.ndtri(false_alarms_per_image / n_voxels))  # = scipy.stats.norm.isf
 
 
-def _window_idft(spec: np.ndarray, window: tuple) -> np.ndarray:
-    """``Re(ifft_centered(spec))[window]`` by a partial inverse DFT per axis (O(N W), no whole-grid FFT)."""
-    shape = spec.shape
-    e = [np.exp(2j * np.pi * np.outer(np.arange(n)[s] - n // 2, np.arange(n) - n // 2) / n) / n
-         for n, s in zip(shape, window)]
-    out = (e[0] @ spec.reshape(shape[0], -1)).reshape(-1, shape[1], shape[2])
-    return ((e[1] @ out) @ e[2].T).real
-
-
-def _hermitian(spec: np.ndarray) -> np.ndarray:
-    """``(s(k) + conj(s(-k))) / 2`` on the centred grid: the spectrum of ``Re(ifft_centered(s))``."""
-    flip = spec
-    for axis, n in enumerate(spec.shape):
-        flip = np.take(flip, (2 * (n // 2) - np.arange(n)) % n, axis=axis)
-    return (spec + np.conj(flip)) / 2
-
-
-def _filter(shape, voxel_mm, diameter_mm: float) -> tuple[np.ndarray, float]:
-    """Spectrum of the particle model at the origin (real and even) and ``||m||`` (Parseval)."""
-    spec = _spectrum(shape, voxel_mm, np.zeros(3), diameter_mm).real
-    return spec, float(np.sqrt(np.sum(spec**2) / spec.size))
-
-
 def matched_filter(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float) -> np.ndarray:
     """``T = (m * P) / (sigma ||m||)``: standard normal where there is no particle (circular correlation)."""
-    spec, norm = _filter(phased.shape, voxel_mm, diameter_mm)
+    spec, norm = filter_spectrum(phased.shape, voxel_mm, diameter_mm)
     return ifft_centered(fft_centered(phased) * spec).real / (sigma * norm)
 
 
@@ -201,8 +101,10 @@ def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
     return pos, stats, thr
 
 
+@single_thread_blas
 def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_particles):
-    """:func:`detect`, also returning the fits (:class:`Amplitudes`) of the detected particles.
+    """:func:`detect`, also returning the fits of the detected particles: ``(Amplitudes, windows,
+    window data)`` (the ``start`` of :func:`fit_amplitudes`).
 
     The residual is kept as its spectrum ``R`` (Hermitian: the image is real); one inverse FFT
     of ``R (F + i)`` (``F`` the filter's real, even spectrum) gives both the matched filter
@@ -215,7 +117,7 @@ def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_par
     free = [d for d in range(3) if shape[d] > 1]
     centre = np.array([n // 2 for n in shape])
     dmax = 3.0 * float(vox[:2].mean())
-    filt, norm = _filter(shape, vox, diameter_mm)
+    filt, norm = filter_spectrum(shape, vox, diameter_mm)
     resid_spec = fft_centered(np.asarray(phased, float))
     z = ifft_centered(resid_spec * (filt + 1j))
     # the image is mostly noise: if T spreads wider than N(0, 1) (sigma underestimated, coloured
@@ -231,12 +133,13 @@ def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_par
         pos0 = np.array(peak, float) - centre
         sl = _window(pos0, shape, 3)
         a, x0, d, s = _fit_one(z.imag[sl], sl, shape, vox, pos0, diameter_mm, free, sigma, dmax)
-        resid_spec -= a * _hermitian(_spectrum(shape, vox, x0, d))
+        fits.append((a, x0, d, s, float(t_img[peak]), sl, z.imag[sl]))
+        resid_spec -= a * hermitian(spectrum(shape, vox, x0, d))
         z = ifft_centered(resid_spec * (filt + 1j))
-        fits.append((a, x0, d, s, float(t_img[peak])))
     amps = Amplitudes(np.array([f[0] for f in fits]), np.array([f[3] for f in fits]),
                       np.array([f[1] for f in fits]).reshape(-1, 3), np.array([f[2] for f in fits]))
-    return amps.position.copy(), np.array([f[4] for f in fits]), thr, amps
+    return amps.position.copy(), np.array([f[4] for f in fits]), thr, (amps, [f[5] for f in fits],
+                                                                       [f[6] for f in fits])
 
 
 @dataclass
@@ -256,9 +159,10 @@ class Amplitudes:
         return self.amplitude / np.maximum(self.sigma, 1e-30)
 
 
+@single_thread_blas
 def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diameter_mm: float, *,
                    window: int = 3, max_diameter_mm: float | None = None, sweeps: int = 2,
-                   start: Amplitudes | None = None, tol: float = 0.05) -> Amplitudes:
+                   start: tuple | None = None, tol: float = 0.05) -> Amplitudes:
     """Fit ``(A, x_0, d)`` of every particle at its detected position (see module docstring).
 
     Parameters
@@ -272,41 +176,58 @@ def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diamet
     sweeps : at most this many passes over the particles, each with the neighbours' latest models
         subtracted (the first pass sees only the particles fitted before); stops early when a pass
         changed no amplitude by more than ``tol`` of its sigma
-    start : fits of a first pass (the CLEAN fits of :func:`detect`): they count as the first sweep
+    start : ``(Amplitudes, windows, data)`` of a first pass (the CLEAN fits of :func:`detect`, each
+        fitted on ``data[p]`` over ``windows[p]`` with the particles before it subtracted): counts
+        as the first sweep
+    tol : a particle whose window data changed by less than ``tol * sigma`` (root sum of squares)
+        since its last fit is not fitted again: to first order its parameters would move by less
+        than ``tol`` of their standard errors (``|dA| <= sigma_A ||d data|| / sigma``)
 
     The sum of all current models is kept as its spectrum; the neighbours' part of a window
-    is one partial inverse DFT (:func:`_window_idft`), so a fit never touches the whole grid
+    is one partial inverse DFT (:func:`window_idft`), so a fit never touches the whole grid
     in image space.
     """
     phased = np.asarray(phased, float)
-    shape = phased.shape
     n = len(np.reshape(positions, (-1, 3)))
     vox = np.asarray(voxel_mm, float)
-    dmax = max_diameter_mm if max_diameter_mm is not None else 3.0 * float(vox[:2].mean())
-    free = [d for d in range(3) if shape[d] > 1]
+    setup = (phased.shape, vox, [d for d in range(3) if phased.shape[d] > 1], sigma,
+             max_diameter_mm if max_diameter_mm is not None else 3.0 * float(vox[:2].mean()))
     fit = Amplitudes(np.zeros(n), np.full(n, np.inf), np.array(positions, float).reshape(-1, 3),
                      np.full(n, float(diameter_mm)))
-    total = np.zeros(shape, complex)  # spectrum of the sum of every fitted model
-    done = 0
+    total = np.zeros(phased.shape, complex)  # spectrum of the sum of every fitted model
+    last = [(None, None)] * n  # window and data of each particle's latest fit
     if start is not None and n:
-        fit = Amplitudes(*(np.array(v, float) for v in (start.amplitude, start.sigma, start.position,
-                                                        start.diameter_mm)))
-        total = sum(a * _spectrum(shape, vox, x, d) for a, x, d in zip(fit.amplitude, fit.position,
-                                                                       fit.diameter_mm))
-        done = 1
-    for sweep in range(done, max(sweeps, 1)):
+        fit = Amplitudes(*(np.array(v, float) for v in (start[0].amplitude, start[0].sigma, start[0].position,
+                                                        start[0].diameter_mm)))
+        total = sum(a * spectrum(phased.shape, vox, x, d) for a, x, d in zip(fit.amplitude, fit.position,
+                                                                              fit.diameter_mm))
+        last = list(zip(start[1], start[2]))
+    for sweep in range(1 if start is not None else 0, max(sweeps, 1)):
         change = 0.0
         for p in range(n):
-            own = fit.amplitude[p] * _spectrum(shape, vox, fit.position[p], fit.diameter_mm[p])
-            sl = _window(fit.position[p], shape, window)
-            data = phased[sl] - _window_idft(total - own, sl)
-            a, x0, d, s = _fit_one(data, sl, shape, vox, fit.position[p], fit.diameter_mm[p], free, sigma, dmax)
-            change = max(change, abs(a - fit.amplitude[p]) / s)
-            fit.amplitude[p], fit.position[p], fit.diameter_mm[p], fit.sigma[p] = a, x0, d, s
-            total = total - own + a * _spectrum(shape, vox, x0, d)
+            sl = _window(fit.position[p], phased.shape, window)
+            total, moved = _refit(fit, p, sl, phased, total, last, setup, tol)
+            change = max(change, moved)
         if sweep > 0 and change <= tol:
             break
     return fit
+
+
+def _refit(fit: Amplitudes, p: int, sl: tuple, phased, total, last: list, setup, tol: float):
+    """Fit particle ``p`` again with every other model subtracted, unless its window data moved by
+    less than ``tol`` sigma since its last fit; updates ``fit`` and ``last[p]`` in place and
+    returns ``(total, |dA| / sigma_A)`` (``total`` the updated spectrum of all models)."""
+    shape, vox, free, sigma, dmax = setup
+    own = fit.amplitude[p] * spectrum(shape, vox, fit.position[p], fit.diameter_mm[p])
+    data = phased[sl] - window_idft(total - own, sl)
+    prev_sl, prev = last[p]
+    if prev_sl == sl and np.linalg.norm(data - prev) <= tol * sigma:
+        return total, 0.0
+    a, x0, d, s = _fit_one(data, sl, shape, vox, fit.position[p], fit.diameter_mm[p], free, sigma, dmax)
+    moved = abs(a - fit.amplitude[p]) / s
+    fit.amplitude[p], fit.position[p], fit.diameter_mm[p], fit.sigma[p] = a, x0, d, s
+    last[p] = (sl, data)
+    return total - own + a * spectrum(shape, vox, x0, d), moved
 
 
 def _window(centre_vox, shape, half: int) -> tuple:
@@ -315,7 +236,6 @@ def _window(centre_vox, shape, half: int) -> tuple:
                  for i, n in zip(idx, shape))
 
 
-@single_thread_blas
 def _fit_one(data, sl, shape, vox, pos0, d0, free, sigma, dmax):
     """Non-linear least squares of one particle on its window; returns ``(A, x0, d, sigma_A)``."""
     def unpack(theta):
@@ -323,22 +243,31 @@ def _fit_one(data, sl, shape, vox, pos0, d0, free, sigma, dmax):
         x0[free] = theta[1:1 + len(free)]
         return theta[0], x0, theta[-1]
 
+    last = {}
+
+    def parts(theta):  # model and derivatives at theta: trf asks for the Jacobian where it evaluated the residual
+        key = theta.tobytes()
+        if last.get("key") != key:
+            _, x0, d = unpack(theta)
+            last.update(key=key, parts=window_model(shape, vox, x0, d, sl, jacobian=True))
+        return last["parts"]
+
     def residual(theta):
-        a, x0, d = unpack(theta)
-        return (a * _window_model(shape, vox, x0, d, sl) - data).ravel() / sigma
+        return (theta[0] * parts(theta)[0] - data).ravel() / sigma
 
     def jacobian(theta):
-        a, x0, d = unpack(theta)
-        m, d_pos, d_diam = _window_model(shape, vox, x0, d, sl, jacobian=True)
-        cols = [m] + [a * d_pos[f] for f in free] + [a * d_diam]
+        m, d_pos, d_diam = parts(theta)
+        cols = [m] + [theta[0] * d_pos[f] for f in free] + [theta[0] * d_diam]
         return np.stack([c.ravel() for c in cols], axis=1) / sigma
 
-    m0 = _window_model(shape, vox, pos0, d0, sl)
+    m0 = window_model(shape, vox, pos0, d0, sl)
     a0 = float(np.sum(m0 * data) / max(np.sum(m0 ** 2), 1e-30))
     theta0 = np.r_[a0, pos0[free], np.clip(d0, 1e-3, dmax)]
     lo = np.r_[-np.inf, pos0[free] - 1.0, 1e-3]
     hi = np.r_[np.inf, pos0[free] + 1.0, dmax]
-    fit = scipy.optimize.least_squares(residual, theta0, jac=jacobian, bounds=(lo, hi), x_scale="jac")
+    # tolerances 1e-5: the parameters within 0.5 % of their standard errors of the 1e-8 default's, 25 % fewer steps
+    fit = scipy.optimize.least_squares(residual, theta0, jac=jacobian, bounds=(lo, hi), x_scale="jac",
+                                       ftol=1e-5, xtol=1e-5, gtol=1e-5)
     a, x0, d = unpack(fit.x)
     cov = np.linalg.pinv(fit.jac.T @ fit.jac)
     return a, x0, d, float(np.sqrt(max(cov[0, 0], 0.0)))
