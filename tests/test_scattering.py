@@ -126,3 +126,48 @@ def test_deep_blurred_particles_are_never_registered_wrongly(tmp_path, depths, p
     pts = np.array([p["optical_xyz_um"] for p in truth["particles"] if p["in_optical_field"]])
     tre = true_tre(res.registration.optical_to_mri, np.array(truth["optical_to_mri"]), pts, planar=True)
     assert np.median(tre) < 0.1
+
+
+def monte_carlo_exits(z0, musp, n, seed, max_path_mm=150.0):
+    """Photon random walk from an isotropic point source at depth ``z0`` (isotropic scattering, mean free path
+    ``1/musp``, index-matched surface: a photon crossing z = 0 leaves). Returns the exit radius and path length;
+    absorption is applied afterwards as ``exp(-mua * path)`` (microscopic Beer-Lambert)."""
+    rng = np.random.default_rng(seed)
+    pos = np.zeros((n, 3))
+    pos[:, 2] = z0
+    path = np.zeros(n)
+    alive = np.ones(n, bool)
+    rho, length = [], []
+    while alive.any():
+        idx = np.nonzero(alive)[0]
+        cos_t, phi = rng.uniform(-1, 1, idx.size), rng.uniform(0, 2 * np.pi, idx.size)
+        sin_t = np.sqrt(1 - cos_t**2)
+        step = (-np.log(rng.random(idx.size)) / musp)[:, None] * np.stack(
+            [sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], 1)
+        new = pos[idx] + step
+        out = new[:, 2] < 0
+        o = idx[out]
+        frac = pos[o, 2] / (pos[o, 2] - new[out, 2])
+        exit_xyz = pos[o] + frac[:, None] * step[out]
+        rho.append(np.hypot(exit_xyz[:, 0], exit_xyz[:, 1]))
+        length.append(path[o] + frac * np.linalg.norm(step[out], axis=1))
+        alive[o] = False
+        stay = idx[~out]
+        pos[stay] = new[~out]
+        path[stay] += np.linalg.norm(step[~out], axis=1)
+        alive[stay[path[stay] > max_path_mm]] = False
+    return np.concatenate(rho), np.concatenate(length)
+
+
+def test_diffusion_profile_against_a_monte_carlo_random_walk():
+    """Diffusion theory (n = 1: z_b = 2 / (3 mu_t')) against photon transport simulated here, 2 mm deep."""
+    n, z, musp = 30000, 2.0, 1.0
+    rho, length = monte_carlo_exits(z, musp, n, seed=5)
+    edges = np.arange(0.5, 5.01, 0.5)
+    mid, ring = (edges[1:] + edges[:-1]) / 2, np.pi * (edges[1:] ** 2 - edges[:-1] ** 2)
+    for mua in (0.01, 0.05):
+        w = np.exp(-mua * length)
+        t = Tissue(mua, musp, n=1.0)
+        assert w.sum() / n == pytest.approx(total_diffuse_reflectance(z, t), rel=0.08)
+        hist, _ = np.histogram(rho, edges, weights=w)
+        assert hist / ring / n == pytest.approx(diffuse_reflectance(mid, z, t), rel=0.15)
