@@ -301,6 +301,8 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         report["planned"] = planned
         report.setdefault("flags", []).extend(f"planned acquisition: {r}" for r in planned["reasons"])
     _check_polarization(acq, lock, shots, affine, report)
+    if t2star.get("flag"):
+        report.setdefault("flags", []).append(t2star["flag"])
     clock.lap("signflip")
     result = FolderResult(acquisition=acq, c13=c13, background=Volume(np.abs(lock.background), affine),
                           lockin=lock, shots=shots, report=report)

@@ -53,12 +53,18 @@ def quantify_step(acq, lock, affine: np.ndarray, opts):
     return Volume(phased, affine), amps, report
 
 
+#: PSF FWHM (voxels) along the readout above which an undeconvolved T2* blur flags the folder
+T2STAR_FLAG_FWHM = 1.4
+
+
 def t2star_step(acq, lock, opts):
     """T2* point-spread function along the readout, deconvolved when asked (:mod:`dualmode.recon.t2star`).
 
     Needs ``mri.t2star_ms`` and ``mri.dwell_us`` in the manifest; reports the PSF FWHM (voxels)
     and, with ``opts.t2star_deconvolution`` on a Cartesian readout, Wiener-deconvolves ``H``
-    along array axis 0 (integrated amplitude kept, noise sigma times the reported gain).
+    along array axis 0 (integrated amplitude kept, noise sigma times the reported gain). Not asked
+    and the FWHM above :data:`T2STAR_FLAG_FWHM`: ``report["flag"]`` says why the amplitudes cannot
+    be vouched for (the pipeline adds it to ``report.json["flags"]``).
     Returns ``(lock, report)``.
     """
     import dataclasses
@@ -75,9 +81,10 @@ def t2star_step(acq, lock, opts):
     rep = {"t2star_ms": float(t2), "dwell_us": float(dwell), "readout_ms": n * dwell_ms,
            "psf_fwhm_voxels": psf_fwhm_voxels(n, dwell_ms, float(t2)), "deconvolved": False}
     if not asked:
-        if rep["psf_fwhm_voxels"] > 1.5:  # amplitudes of the sphere-PSF fit are biased then (docs/quantitative.md)
-            rep["note"] = (f"T2* widens the readout PSF to {rep['psf_fwhm_voxels']:.2f} voxels: per-particle "
-                           "amplitudes are biased high; t2star_deconvolution (--t2star-deconvolution) undoes it")
+        if rep["psf_fwhm_voxels"] > T2STAR_FLAG_FWHM:  # sphere-PSF amplitudes biased, sigma uncalibrated
+            rep["flag"] = (f"T2* = {float(t2):g} ms widens the readout PSF to {rep['psf_fwhm_voxels']:.2f} voxels: "
+                           "per-particle amplitudes and their sigma are not to be trusted (docs/quantitative.md); "
+                           "--t2star-deconvolution (PipelineOptions.t2star_deconvolution) undoes it")
         return lock, rep
     if acq.kspace.header.trajectory != "cartesian":
         return lock, {**rep, "reason": "deconvolution models a Cartesian readout along axis 0 only"}

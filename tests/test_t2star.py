@@ -111,7 +111,8 @@ def test_pipeline_deconvolves_when_the_manifest_gives_t2star(tmp_path):
     plain = analyse_folder(tmp_path / "acq")  # not asked: the PSF is reported, H untouched
     assert plain.report["t2star"]["deconvolved"] is False
     assert plain.report["t2star"]["psf_fwhm_voxels"] == pytest.approx(rep["psf_fwhm_voxels"])
-    assert "t2star_deconvolution" in plain.report["t2star"]["note"]  # tells the user the PSF biases amplitudes
+    assert any("--t2star-deconvolution" in f for f in plain.report["flags"])  # amplitudes not vouched for
+    assert not any("T2*" in f for f in res.report.get("flags", []))
 
 
 def test_run_flag_sets_the_option():
