@@ -36,7 +36,7 @@ def run_case(folder: str, scattering: str, dmin: float, dmax: float, photons: fl
     near = [float(np.min(np.linalg.norm(pts[:, :2] - x[:2], axis=1))) for x in found]
     out = {"scattering": scattering, "depth_mm": [dmin, dmax], "photons": photons, "seed": seed, "ok": res.ok,
            "optical_detections": len(found), "correct_within_50um": int(sum(d <= 50 for d in near)),
-           "error": res.report["registration"].get("error")}
+           "error": res.report["registration"].get("error"), "flags": res.report.get("flags")}
     if res.registration is not None:
         tre = true_tre(res.registration.optical_to_mri, np.array(truth["optical_to_mri"]), pts, planar=True)
         out["true_tre_mm"] = float(np.median(tre))

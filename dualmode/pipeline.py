@@ -245,6 +245,19 @@ def registration_report(reg, c13: Volume) -> dict:
     }
 
 
+def _flag_near_tie(reg, report: dict) -> None:
+    """Flag a registration the particles could not decide: two hypotheses (e.g. proper and mirrored) fit
+    about equally and image similarity (Mattes MI) chose; deep, blurred optics do that (docs/quantitative.md)."""
+    if not reg.details.get("mirror_tie_break"):
+        return
+    fits = " and ".join(f"{c['matched']} pairs ({'mirrored' if c['mirrored'] else 'proper'})"
+                        for c in reg.details.get("candidates", [])[:2])
+    text = (f"registration: two hypotheses fit the particles about equally ({fits}); image similarity "
+            "(Mattes MI) alone chose: check the transform (--no-mirror if the microscope never flips the image)")
+    report.setdefault("flags", []).append(text)
+    log.warning("%s: %s", report["name"], text)
+
+
 def _check_polarization(acq, lock, shots, affine, report: dict) -> None:
     """Flag (``report["flags"]``, log) a polarization list that contradicts the shots (:mod:`.sanity`)."""
     from .sanity import polarization_check
@@ -323,6 +336,7 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         result.fused, result.optical_on_mri, result.optical_native = fuse_volumes(
             c13, result.optics, result.registration, opts.fused_grid)
         report["registration"] = registration_report(result.registration, c13)
+        _flag_near_tie(result.registration, report)
         clock.lap("fuse")
     result.timings = clock.total()
     return result
