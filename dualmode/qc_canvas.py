@@ -142,10 +142,31 @@ class Page:
     """
 
     def __init__(self, width: int, height: int, dpi: int):
+        from PIL import Image
+
         self.width, self.height, self.dpi = width, height, dpi
-        self.canvas = np.full((height, width, 3), 255, np.uint8)
+        self.image = Image.new("RGB", (width, height), "white")  # the one page buffer (no numpy copy)
         self.items: list[Text | Markers] = []
         self.text_boxes: list[tuple[float, float, float, float]] = []  # set by render()
+        self._final = False  # items already drawn into self.image (render(keep=False))
+
+    @property
+    def canvas(self) -> np.ndarray:
+        """The painted page (images, frames, colour and scale bars) as an ``(H, W, 3)`` uint8 copy."""
+        return np.asarray(self.image)
+
+    def _paste(self, rgb: np.ndarray, left: int, top: int) -> None:
+        from PIL import Image
+
+        self.image.paste(Image.fromarray(np.ascontiguousarray(rgb, np.uint8)), (int(left), int(top)))
+
+    def _fill(self, box: tuple[int, int, int, int], color) -> None:
+        """Fill page pixels ``[x0, x1) x [y0, y1)`` (image rows from the top)."""
+        from PIL import ImageDraw
+
+        x0, y0, x1, y1 = box
+        if x1 > x0 and y1 > y0:
+            ImageDraw.Draw(self.image).rectangle([x0, y0, x1 - 1, y1 - 1], fill=tuple(int(v) for v in color))
 
     def px(self, points: float) -> float:
         """Points -> page pixels."""
@@ -170,24 +191,24 @@ class Page:
         ix = ((np.arange(w) + 0.5) * rgb.shape[0] / w).astype(int)
         iy = ((np.arange(h) + 0.5) * rgb.shape[1] / h).astype(int)[::-1]  # page rows run downwards
         top = self.height - (py + h)
-        self.canvas[top:top + h, px:px + w] = np.transpose(rgb[ix][:, iy], (1, 0, 2))
+        self._paste(np.transpose(rgb[ix][:, iy], (1, 0, 2)), px, top)
         return Panel(px, py, w, h, (x0w, x1w, y0w, y1w))
 
     def frame(self, panel: Panel, color: str = "#444444") -> None:
         """A 1-pixel frame around a panel."""
         top = self.height - (panel.y0 + panel.h)
-        c = np.array(_rgb(color), np.uint8)
-        self.canvas[top - 1, panel.x0 - 1:panel.x0 + panel.w + 1] = c
-        self.canvas[top + panel.h, panel.x0 - 1:panel.x0 + panel.w + 1] = c
-        self.canvas[top - 1:top + panel.h + 1, panel.x0 - 1] = c
-        self.canvas[top - 1:top + panel.h + 1, panel.x0 + panel.w] = c
+        c, x0, x1 = _rgb(color), panel.x0 - 1, panel.x0 + panel.w + 1
+        self._fill((x0, top - 1, x1, top), c)
+        self._fill((x0, top + panel.h, x1, top + panel.h + 1), c)
+        self._fill((x0, top - 1, x0 + 1, top + panel.h + 1), c)
+        self._fill((x1 - 1, top - 1, x1, top + panel.h + 1), c)
 
     def colorbar(self, panel: Panel, cmap: str, lo: float, hi: float, label: str = "", gamma: float = 1.0) -> None:
         """A colour bar glued to the right edge of ``panel``, with its limits written beside it."""
         ramp = np.linspace(0.0, 1.0, panel.h)[::-1]
         top = self.height - (panel.y0 + panel.h)
         x = panel.x0 + panel.w + 3
-        self.canvas[top:top + panel.h, x:x + 12] = colorize(ramp, cmap, 0.0, 1.0, gamma)[:, None, :]
+        self._paste(np.repeat(colorize(ramp, cmap, 0.0, 1.0, gamma)[:, None, :], 12, axis=1), x, top)
         kw = {"fontsize": 6.5, "va": "center", "ha": "left"}
         for value, y in ((hi, panel.y0 + panel.h - 6), (lo, panel.y0 + 6)):
             self.text(x + 15, y, f"{value:.3g}", **kw)
@@ -213,7 +234,7 @@ class Page:
         px = length / span * panel.w
         x, y = panel.x0 + 8, panel.y0 + 8
         top = self.height - y
-        self.canvas[top - 2:top + 1, int(x):int(x + px)] = 255
+        self._fill((int(x), top - 2, int(x + px), top + 1), (255, 255, 255))
         box = {"facecolor": "black", "alpha": 0.45, "pad": 1.0}
         self.text(x + px / 2, y + 5, f"{length:g} {unit}", ha="center", va="bottom", fontsize=6.5, color="white",
                   bbox=box)
@@ -298,14 +319,18 @@ class Page:
                     else [(x, yy - 1.1 * r), (x + 0.65 * r, yy), (x, yy + 1.1 * r), (x - 0.65 * r, yy)]
                 draw.polygon(pts, outline=color, width=width, fill=color if m.filled else None)
 
-    def render(self):
-        """The page as a Pillow RGB image: the painted array, then every text and marker item in order.
+    def render(self, keep: bool = True):
+        """The page as a Pillow RGB image: the painted panels, then every text and marker item in order.
 
-        Sets :attr:`text_boxes` (image pixels, top-left origin) of every non-empty text.
+        Sets :attr:`text_boxes` (image pixels, top-left origin) of every non-empty text. With
+        ``keep=False`` the items are drawn into the page buffer itself (no copy: :meth:`save`).
         """
-        from PIL import Image, ImageDraw
+        from PIL import ImageDraw
 
-        image = Image.fromarray(self.canvas)
+        if self._final:
+            return self.image
+        image = self.image.copy() if keep else self.image
+        self._final = not keep
         draw = ImageDraw.Draw(image, "RGBA")  # RGBA fills blend (the scale-bar label boxes)
         self.text_boxes = []
         for item in self.items:
@@ -319,4 +344,4 @@ class Page:
 
     def save(self, path, compress_level: int = 1) -> None:
         """Render once and write a PNG (Pillow, ``compress_level`` 1: fast, a few hundred kB)."""
-        self.render().save(path, format="PNG", compress_level=compress_level, dpi=(self.dpi, self.dpi))
+        self.render(keep=False).save(path, format="PNG", compress_level=compress_level, dpi=(self.dpi, self.dpi))
