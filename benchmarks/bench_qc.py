@@ -1,8 +1,9 @@
 """``qc.png`` rendering: dualmode's composed page against a conventional matplotlib subplot grid.
 
 Case ``qc.png 2D demo folder``: the demo folder (64 x 64, modulated optics) analysed once,
-then its QC figure rendered to PNG. ``dualmode`` = :func:`dualmode.qc.write_qc_png` (one
-composed RGB array + text and markers, 1920 x 1010 at 150 dpi); ``matplotlib subplot grid``
+then its QC figure rendered to PNG. ``dualmode`` = :func:`dualmode.qc.write_qc_png` (panels
+through colour lookup tables pasted into one Pillow page, text and markers drawn once with
+``ImageDraw``, no matplotlib; 1920 x 1010 at 150 dpi); ``matplotlib subplot grid``
 = the same eight panels drawn the usual way (``plt.subplots``, ``imshow`` per panel, colour
 bars, ``constrained_layout``) at the same size and dpi, as ``qc.png`` was drawn before
 (issue 18: 1.07 s of a 1.37 s folder). Times are the best of alternating rounds; ``ratio``
