@@ -245,17 +245,26 @@ def registration_report(reg, c13: Volume) -> dict:
     }
 
 
-def _flag_near_tie(reg, report: dict) -> None:
-    """Flag a registration the particles could not decide: two hypotheses (e.g. proper and mirrored) fit
-    about equally and image similarity (Mattes MI) chose; deep, blurred optics do that (docs/quantitative.md)."""
-    if not reg.details.get("mirror_tie_break"):
-        return
-    fits = " and ".join(f"{c['matched']} pairs ({'mirrored' if c['mirrored'] else 'proper'})"
-                        for c in reg.details.get("candidates", [])[:2])
-    text = (f"registration: two hypotheses fit the particles about equally ({fits}); image similarity "
-            "(Mattes MI) alone chose: check the transform (--no-mirror if the microscope never flips the image)")
-    report.setdefault("flags", []).append(text)
-    log.warning("%s: %s", report["name"], text)
+#: a registration on at most this many particle pairs is flagged (a similarity fit has 4 parameters in a plane)
+FEW_PAIRS = 4
+
+
+def _flag_registration(reg, report: dict) -> None:
+    """Flag a registration the particles cannot vouch for: two hypotheses (e.g. proper and mirrored) fitting
+    about equally, image similarity (Mattes MI) choosing; or no more than :data:`FEW_PAIRS` pairs. Deep,
+    blurred optics produce both, with wrong transforms the chance model accepts (docs/quantitative.md)."""
+    texts = []
+    if reg.details.get("mirror_tie_break"):
+        fits = " and ".join(f"{c['matched']} pairs ({'mirrored' if c['mirrored'] else 'proper'})"
+                            for c in reg.details.get("candidates", [])[:2])
+        texts.append(f"registration: two hypotheses fit the particles about equally ({fits}); image similarity "
+                     "(Mattes MI) alone chose: check the transform (--no-mirror if the microscope never flips)")
+    if reg.matched <= FEW_PAIRS:
+        texts.append(f"registration: rests on {reg.matched} particle pairs, too few to cross-check a similarity "
+                     "fit (4 parameters in a plane): check the transform")
+    for text in texts:
+        report.setdefault("flags", []).append(text)
+        log.warning("%s: %s", report["name"], text)
 
 
 def _check_polarization(acq, lock, shots, affine, report: dict) -> None:
@@ -336,7 +345,7 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         result.fused, result.optical_on_mri, result.optical_native = fuse_volumes(
             c13, result.optics, result.registration, opts.fused_grid)
         report["registration"] = registration_report(result.registration, c13)
-        _flag_near_tie(result.registration, report)
+        _flag_registration(result.registration, report)
         clock.lap("fuse")
     result.timings = clock.total()
     return result
