@@ -47,3 +47,23 @@ def test_mattes_value_prefers_truth(setup):
         fixed, fsp, opt, pair.spacing_um, start)
     with pytest.raises(ValueError, match="model"):
         mattes_refine(fixed, fsp, opt, pair.spacing_um, start, model="bspline")
+
+
+def test_register_runs_mattes_only_when_it_can_help(setup):
+    """Many matched particles: the point fit's standard error (the most an accepted refinement may
+    move them) is far below 0.1 voxel, so MI is not run and registration.json says why; with the
+    acceptance bound widened past 0.1 voxel it runs (and is judged as before)."""
+    from dualmode.registration import register
+    from dualmode.registration.register import MI_USEFUL_VOXELS
+
+    pair = setup[0]
+    reg = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical, center_mm=pair.center_mm)
+    info = reg.details["mattes"]
+    vox = float(voxel_sizes(pair.mri_affine)[:2].min())
+    assert info["skipped"] and not info["accepted"] and "not run" in info["reason"]
+    assert reg.matched >= 6 and info["tolerance_mm"] < MI_USEFUL_VOXELS * vox
+    assert "mattes" not in reg.method
+    wide = 1.5 * MI_USEFUL_VOXELS * vox / info["tolerance_mm"]  # accept_tol that puts the bound past 0.1 voxel
+    ran = register(pair.mri_image, pair.mri_affine, pair.noise_sigma, pair.optical, center_mm=pair.center_mm,
+                   accept_tol=wide).details["mattes"]
+    assert "skipped" not in ran and "metric_after" in ran
