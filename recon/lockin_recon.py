@@ -103,7 +103,9 @@ def motion_step(shots: np.ndarray, polarization, *, threshold_voxels: float = 0.
     voxels. The sum, not the robust ``shot_sigma`` (a median over voxels), because a wrong
     shift shows in the few particle voxels: shifts of 1.6 voxel in z on a still 3D folder
     lowered ``shot_sigma`` by 0.3 % (noise) while they raised the RSS by 3 % and, accepted,
-    halved ``H``. Measured drops: 1700-6500 sigma^2 for 5-50 µm motion in 2D at a background
+    halved ``H``. Both fits use the drift order the corrected shots choose (uncorrected shots
+    choose a higher one that absorbs part of the motion, and its smaller RSS refused real
+    corrections). Measured drops: 1700-6500 sigma^2 for 5-50 µm motion in 2D at a background
     10x the particles; -10 to +4 for noise-only shifts on still folders.
     Returns ``(MotionCorrection, accepted)``.
     """
@@ -112,7 +114,9 @@ def motion_step(shots: np.ndarray, polarization, *, threshold_voxels: float = 0.
     motion = correct_motion(shots, polarization, threshold_voxels=threshold_voxels)
     if not motion.corrected:
         return motion, False
-    before, after = signflip_combine(shots, polarization), signflip_combine(motion.images, polarization)
+    after = signflip_combine(motion.images, polarization)
+    # the same model for both: uncorrected shots choose a higher drift order that absorbs part of the motion
+    before = signflip_combine(shots, polarization, drift_order=after.drift_order)
     rss = [float(np.sum(np.abs(s - fit.model_shots()) ** 2)) for s, fit in ((shots, before), (motion.images, after))]
     n_params = (shots.shape[0] - 1) * sum(n > 1 for n in shots.shape[1:])
     drop = (rss[0] - rss[1]) / max(after.shot_sigma, 1e-30) ** 2

@@ -18,7 +18,8 @@ from dualmode.io import load_acquisition
 from dualmode.pipeline import process_folder
 from dualmode.simulate import SimulationConfig, simulate_folder
 
-MOTION_SEEDS = (3, 5)  # register without motion (docs/quantitative.md: 13 of 16 seeds do)
+MOTION_SEEDS = (3, 4)  # register without motion (docs/quantitative.md: 14 of 16 seeds do); on 4 the
+# uncorrected shots choose drift order 1 (a fairness check of the acceptance test)
 
 
 def _truth(folder):
