@@ -201,6 +201,7 @@ def _bench_case(case: str, shape, coords, kind: str, quick: bool) -> list[dict]:
                         note=f"nthreads={THREADS}; dualmode / {tool.split()[0]} median over alternating "
                              f"rounds {1 / median[tool]:.2f}"))
     rows += [missing(SUITE, name, tool, e) for tool, e in absent]
+    rows += _stage_rows(name, coords, plan, kind, data)
 
     try:
         import sigpy  # noqa: F401
@@ -223,6 +224,42 @@ def _bench_case(case: str, shape, coords, kind: str, quick: bool) -> list[dict]:
                                      f"OMP_NUM_THREADS={THREADS}, incl. process + file I/O"))
             except (subprocess.CalledProcessError, OSError) as e:
                 rows.append(missing(SUITE, name, "bart", e))
+    return rows
+
+
+def _stage_rows(name: str, coords, plan: NUFFTPlan, kind: str, data) -> list[dict]:
+    """Per-stage times of the one-shot call (best of 3, same threads): where the time goes.
+
+    Stages: sort (plan build), then forward = deapodise + zero-pad, FFT, interpolate (incl. the
+    reorder of the output), adjoint = spread (incl. the reorder of the input), inverse FFT,
+    crop + deapodise. Uses the plan's internals on purpose (the stages are not public API).
+    """
+    import scipy.fft
+
+    from dualmode.recon import nufft_kernels as k
+
+    d, cdt, rdt = plan.ndim, np.complex64, np.float32
+    axes = tuple(range(1, d + 1))
+    grid = np.zeros((1, *plan.oversampled_shape), cdt)
+    stages = {"sort (plan build)": lambda: NUFFTPlan(coords, plan.shape, threads=THREADS)}
+    if kind == "forward":
+        img = data.reshape(1, *plan.grid_size)
+        pad = k.pad3d if d == 3 else k.pad2d
+        stages["deapodise + pad"] = lambda: pad(img, grid, *plan._idx, *plan._corr32)
+        stages["FFT"] = lambda: scipy.fft.fftn(grid, axes=axes, workers=THREADS)
+        stages["interpolate"] = lambda: plan._interp(grid, rdt)
+    else:
+        y = data.reshape(1, -1)
+        stages["spread"] = lambda: plan._spread(np.zeros_like(grid), y, rdt)
+        stages["FFT"] = lambda: scipy.fft.ifftn(grid, axes=axes, workers=THREADS, norm="forward")
+        crop = k.crop3d if d == 3 else k.crop2d
+        img = np.empty((1, *plan.grid_size), cdt)
+        stages["crop + deapodise"] = lambda: crop(grid, img, *plan._idx, *plan._corr32)
+    rows = []
+    for stage, fn in stages.items():
+        t, _ = best_time(fn, 3)
+        rows.append(row(SUITE, name, f"stage: {stage}", t, note="dualmode one-shot stage, "
+                        f"{THREADS} threads (x dualmode = share of the one-shot time)"))
     return rows
 
 
