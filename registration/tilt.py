@@ -13,7 +13,10 @@ weighted least-squares fit of the in-plane residuals over ``R = R_0 exp([omega]_
 (``R_0`` the in-plane fit, with its handedness), ``c`` (within the scale bounds) and the
 in-plane offset is solved by trust-region least squares (``scipy.optimize.least_squares``).
 The tilt is observable through the depth-dependent shift ``z sin(theta)`` and the
-foreshortening ``cos(theta)`` of the in-plane positions. The focal plane (optical ``z = 0``)
+foreshortening ``cos(theta)`` of the in-plane positions, i.e. only as far as the matched
+particles spread in depth: it is *applied* only when it lowers the in-plane residuals
+significantly (F-test of the two extra parameters, ``p < TILT_P``); the fitted tilt and its
+p-value are always reported. The focal plane (optical ``z = 0``)
 is then placed at the weighted median depth of the matched MRI particles along the fitted
 optical axis (where a user focuses: the particle layer); their spread is reported.
 
@@ -28,6 +31,22 @@ import numpy as np
 
 #: a fitted tilt beyond this is not a refinement of the axis search (the wrong axis): rejected
 MAX_TILT_DEG = 25.0
+#: the tilt is applied only if it lowers the in-plane residuals significantly (F-test, 2 extra
+#: parameters): with the particles in a thin layer normal to the axis it is barely observable
+TILT_P = 0.02
+
+
+def _f_test(rms0: float, rms1: float, k: int) -> float:
+    """p-value of the 2 tilt parameters (nested least squares: 2k residuals, 6 parameters)."""
+    from scipy.special import fdtrc
+
+    dof = 2 * k - 6
+    if dof <= 0:
+        return 1.0
+    if rms1 <= 0:
+        return 0.0 if rms0 > 0 else 1.0
+    f = ((rms0**2 - rms1**2) * k / 2) / (rms1**2 * k / dof)
+    return float(fdtrc(2, dof, max(f, 0.0)))
 
 
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
@@ -58,9 +77,11 @@ def refine_tilt(o: np.ndarray, m: np.ndarray, w: np.ndarray, start: np.ndarray, 
     affine : (4, 4) ndarray
         Optical um -> search frame mm, focal plane (optical ``z = 0``) at the median depth.
     info : dict
-        ``tilt_deg`` (angle between the fitted and the searched optical axis), ``accepted``,
-        ``focal_depth_spread_mm`` (weighted MAD of the matched particles' depths),
-        ``rms_in_plane_mm`` before and after.
+        ``tilt_deg`` (angle between the applied and the searched optical axis),
+        ``tilt_fitted_deg``, ``tilt_p_value`` (F-test of the tilt against no tilt; applied when
+        below ``TILT_P`` and not above ``MAX_TILT_DEG``), ``accepted``,
+        ``focal_depth_spread_mm`` (weighted median distance of the matched particles from the
+        focal plane), ``rms_in_plane_mm`` before and after.
 
     Examples
     --------
@@ -84,11 +105,18 @@ def refine_tilt(o: np.ndarray, m: np.ndarray, w: np.ndarray, start: np.ndarray, 
     axis0 = start[:3, 2] / np.linalg.norm(start[:3, 2])
     axis = aff[:3, 2] / np.linalg.norm(aff[:3, 2])
     tilt = float(np.degrees(np.arccos(np.clip(abs(axis @ axis0), -1.0, 1.0))))
-    info = {"tilt_deg": tilt, "rms_in_plane_mm": [rms0, _rms_in_plane(aff, o, m, w)],
-            "accepted": tilt <= MAX_TILT_DEG}
-    if not info["accepted"]:
+    rms1 = _rms_in_plane(aff, o, m, w)
+    p_value = _f_test(rms0, rms1, len(o))
+    info = {"tilt_deg": tilt, "tilt_fitted_deg": tilt, "tilt_p_value": p_value, "rms_in_plane_mm": [rms0, rms1],
+            "fitted_axis": axis,
+            "accepted": tilt <= MAX_TILT_DEG and p_value < TILT_P}
+    if tilt > MAX_TILT_DEG:
         info["reason"] = f"fitted tilt {tilt:.1f} deg > {MAX_TILT_DEG:g} deg: kept the axis-aligned fit"
-        aff = start
+    elif p_value >= TILT_P:
+        info["reason"] = (f"fitted tilt {tilt:.1f} deg does not lower the in-plane residuals significantly "
+                          f"(F-test p = {p_value:.2g}): kept the axis-aligned fit")
+    if not info["accepted"]:
+        aff, info["tilt_deg"] = start, 0.0
     aff = _place_focal(aff, m, w)
     depth = _to_optical(aff, m)[:, 2] * float(np.cbrt(abs(np.linalg.det(aff[:3, :3]))))  # mm
     info["focal_depth_spread_mm"] = _weighted_median(np.abs(depth), w)
@@ -127,6 +155,10 @@ def _fit(o, m, w, start, model, scale_bounds) -> np.ndarray:
     return out
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return np.asarray(v, float) / np.linalg.norm(v)
+
+
 def _to_optical(aff: np.ndarray, m: np.ndarray) -> np.ndarray:
     """MRI points in optical um under ``aff``."""
     return (m - aff[:3, 3]) @ np.linalg.inv(aff[:3, :3]).T
@@ -152,16 +184,20 @@ def focal_plane_report(optical_to_mri: np.ndarray, searched_frame: np.ndarray, i
     """The widefield geometry in MRI RAS for ``registration.json``.
 
     ``optical_axis_ras`` (unit, the optical z), ``searched_axis_ras`` (the MRI axis the search
-    started from), ``tilt_deg`` between them, ``focal_plane_center_mm`` (RAS of the image centre
-    on the focal plane), ``focal_plane_depth_mm`` (its position along the optical axis,
-    ``axis . center``) and ``focal_depth_spread_mm`` (median distance of the matched particles
-    from the focal plane).
+    started from), ``tilt_deg`` between them (0 when the fitted tilt was not applied),
+    ``fitted_axis_ras``, ``tilt_fitted_deg`` and ``tilt_p_value`` (the fit and its F-test),
+    ``focal_plane_center_mm`` (RAS of the image centre on the focal plane),
+    ``focal_plane_depth_mm`` (its position along the optical axis, ``axis . center``) and
+    ``focal_depth_spread_mm`` (median distance of the matched particles from the focal plane).
     """
     axis = optical_to_mri[:3, 2] / np.linalg.norm(optical_to_mri[:3, 2])
     searched = searched_frame[:3, 2] / np.linalg.norm(searched_frame[:3, 2])
     centre = optical_to_mri[:3, :3] @ np.r_[np.asarray(optical_center_um, float)[:2], 0.0] + optical_to_mri[:3, 3]
     return {"optical_axis_ras": axis.tolist(), "searched_axis_ras": (searched * np.sign(searched @ axis)).tolist(),
             "tilt_deg": float(info.get("tilt_deg", 0.0)), "tilt_accepted": bool(info.get("accepted", False)),
+            "tilt_fitted_deg": info.get("tilt_fitted_deg"), "tilt_p_value": info.get("tilt_p_value"),
+            "fitted_axis_ras": (None if info.get("fitted_axis") is None else
+                                _unit(searched_frame @ info["fitted_axis"]).tolist()),
             "focal_plane_center_mm": centre.tolist(), "focal_plane_depth_mm": float(axis @ centre),
             "focal_depth_spread_mm": info.get("focal_depth_spread_mm"),
             **({"tilt_note": info["reason"]} if "reason" in info else {})}

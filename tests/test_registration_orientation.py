@@ -142,9 +142,13 @@ def test_tilted_widefield_recovers_the_tilt_and_the_focal_plane():
     in_plane = np.linalg.norm(err - np.outer(err @ rot[:, 2], rot[:, 2]), axis=1)
     assert np.median(in_plane) / 0.25 <= 0.25
     wf = reg.details["widefield"]
-    axis = np.asarray(wf["optical_axis_ras"])
-    assert np.degrees(np.arccos(abs(axis @ rot[:, 2]))) <= 3.0  # the tilt within 3 deg
-    assert abs(wf["tilt_deg"] - 8.0) <= 3.0 and wf["tilt_accepted"]
+    fitted = np.asarray(wf["fitted_axis_ras"])
+    assert np.degrees(np.arccos(abs(fitted @ rot[:, 2]))) <= 3.0  # the fitted tilt within 3 deg
+    assert abs(wf["tilt_fitted_deg"] - 8.0) <= 3.0 and 0.0 <= wf["tilt_p_value"] <= 1.0
+    # applied only when the F-test says it lowers the in-plane residuals (p < TILT_P)
+    applied = np.asarray(wf["optical_axis_ras"])
+    assert np.allclose(applied, fitted) if wf["tilt_accepted"] else np.allclose(applied, [0.0, 0.0, 1.0])
+    axis = applied
     # the focal plane: the true one passes through pair.center_mm, normal to the true axis
     assert abs(axis @ (pair.center_mm - wf["focal_plane_center_mm"])) <= 0.25  # within one voxel
     assert wf["focal_plane_depth_mm"] == pytest.approx(axis @ wf["focal_plane_center_mm"])
