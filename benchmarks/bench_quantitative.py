@@ -155,9 +155,11 @@ def motion_table(seeds) -> str:
     ok = [r for r in rows if np.isfinite(r["tre_still"])]
     for r in rows:
         tre = r["tre_moved"] / r["tre_still"]
-        lines.append(f"| {r['seed']} | {r['max_shift']:.2f} | {r['shift_error']:.3f}{'' if r['corrected'] else ' (not corrected)'} | "
-                     f"{r['tre_still']:.3f} / {r['tre_moved']:.3f} | {tre:.2f} | {r['rms_still']:.3f} / {r['rms_moved']:.3f} | "
-                     f"{r['rms_moved'] / r['rms_still']:.2f} | {r['rb_still']:+.3f} / {r['rb_moved']:+.3f} |")
+        note = "" if r["corrected"] else " (not corrected)"
+        lines.append(f"| {r['seed']} | {r['max_shift']:.2f} | {r['shift_error']:.3f}{note} | "
+                     f"{r['tre_still']:.3f} / {r['tre_moved']:.3f} | {tre:.2f} | "
+                     f"{r['rms_still']:.3f} / {r['rms_moved']:.3f} | {r['rms_moved'] / r['rms_still']:.2f} | "
+                     f"{r['rb_still']:+.3f} / {r['rb_moved']:+.3f} |")
     both = [r for r in ok if r["tre_moved"] <= 1.2 * r["tre_still"] and r["rms_moved"] <= 1.2 * r["rms_still"]]
     lines += ["", f"{len(ok)} of {len(rows)} seeds register without motion (nan: no registration); with 50 µm "
               f"both TRE and background RMS stay within 20 % on {len(both)} of them. Median ratios: TRE "

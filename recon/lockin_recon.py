@@ -120,9 +120,10 @@ def motion_step(shots: np.ndarray, polarization, *, threshold_voxels: float = 0.
     rss = [float(np.sum(np.abs(s - fit.model_shots()) ** 2)) for s, fit in ((shots, before), (motion.images, after))]
     n_params = (shots.shape[0] - 1) * sum(n > 1 for n in shots.shape[1:])
     drop = (rss[0] - rss[1]) / max(after.shot_sigma, 1e-30) ** 2
+    needed = float(n_params + 4 * np.sqrt(2 * n_params))
     motion.report.update({"residual_sigma_before": before.shot_sigma, "residual_sigma_after": after.shot_sigma,
-                          "residual_drop_sigma2": drop, "residual_drop_needed": n_params + 4 * np.sqrt(2 * n_params)})
-    return motion, bool(drop > motion.report["residual_drop_needed"])
+                          "residual_drop_sigma2": drop, "residual_drop_needed": needed})
+    return motion, bool(drop > needed)
 
 
 def _shift_kspace(ksp: KSpace, data: np.ndarray, shifts: np.ndarray) -> np.ndarray:
