@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks [--quick] [--only SUITE ...] [--no-write]
+    python -m benchmarks [--quick] [--only SUITE ...] [--no-write] [--write-docs]
 
 A suite whose module is missing or raises appears in the table as such. Ratios are
 ``time_s / time_s of the "dualmode" row of the same case`` (> 1: dualmode is faster).
@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small cases, few repeats")
     parser.add_argument("--only", nargs="+", metavar="SUITE", help=f"subset of {', '.join(SUITES)}")
     parser.add_argument("--no-write", action="store_true", help="print only, write no results file")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="regenerate docs/performance.md and the README table from this run")
     parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results"),
                         help="results folder (default: benchmarks/results)")
     args = parser.parse_args(argv)
@@ -201,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         with open(path + ".json", "w", encoding="utf-8") as f:
             json.dump(_clean({"environment": env, "argv": argv, "seconds": seconds, "rows": rows}), f, indent=1)
         print(f"wrote {path}.md and {path}.json", file=sys.stderr)
+        if args.write_docs:
+            from .report_docs import main as write_docs
+
+            write_docs([path + ".json"])
     return 0
 
 

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 
 import distributed
@@ -139,7 +140,7 @@ def test_resume_detects_changed_inputs_options_and_outputs(folders, first_run, t
 
 def test_external_scheduler_and_json_lines(folders, tmp_path, capsys):
     root, good, bad = folders
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
         code = main(["run", good[0], bad, "-o", str(tmp_path), "--scheduler", cluster.scheduler_address,
                      "--json"])
@@ -155,6 +156,10 @@ def test_external_scheduler_and_json_lines(folders, tmp_path, capsys):
     assert summary["execution"]["mode"] == "scheduler"
     assert summary["execution"]["scheduler"] == cluster.scheduler_address
     assert [e["name"] for e in summary["folders"]] == ["good3", "corrupt"]
+    # two 1-thread workers on this host share its cores: numba, BLAS and FFT at cores // 2 each
+    share = max(1, batch.default_workers() // 2)
+    assert summary["execution"]["threads_per_host"] == {socket.gethostname(): share}
+    assert summary["folders"][0]["threads"] == {"numba": share, "blas": share, "fft": share, "itk": batch.ITK_THREADS}
 
 
 def test_same_output_name_is_refused(folders, tmp_path):
@@ -315,3 +320,8 @@ def test_unwritable_output_is_a_failed_entry(folders, tmp_path):
     entry = batch.run_one(folders[1][0], str(blocker))
     assert entry["status"] == "failed" and "good3: exists and is not a result folder" in entry["error"]
     assert (blocker / "good3").read_text() == "a file where the result folder should be"
+
+
+def test_effective_threads_reports_the_pinned_pools():
+    with batch.pinned_threads(1):
+        assert batch.threads.effective_threads() == {"numba": 1, "blas": 1, "fft": 1, "itk": batch.ITK_THREADS}

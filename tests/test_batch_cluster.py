@@ -62,6 +62,13 @@ def test_twenty_folders_two_workers(tmp_path):
         spans.sort()
         for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
             assert s1 >= e0, f"{n0} and {n1} overlapped on one worker"
+    # workers forked from a forkserver that imported the pipeline; each pinned to its share of the cores
+    assert s["execution"]["start_method"] == "forkserver"
+    share = max(1, (len(os.sched_getaffinity(0)) // 2))
+    for e in s["folders"]:
+        if not e["worker"].endswith(f":{proc.pid}"):
+            assert e["threads"] == {"numba": share, "blas": share, "fft": share, "itk": 1}, e
+            assert 0 < e["cpu_s"], e
     for e in s["folders"]:  # and the per-folder logs say where each ran
         assert f"start on {e['worker']}" in (out / e["name"] / "log.txt").read_text()
     # deterministic: byte-identical outputs in this process (-j 1)

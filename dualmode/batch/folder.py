@@ -13,13 +13,14 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Mapping
 
 from dualmode import __version__
 from dualmode.serialize import jsonable
 
 from .logs import folder_log
 from .resume import folder_name, resume_entry
-from .threads import pinned_threads
+from .threads import effective_threads, pinned_threads, share_here
 from .warm import warm_imports
 
 log = logging.getLogger("dualmode")
@@ -122,7 +123,8 @@ def _process(folder: str, out_root: str, opts, entry: dict, timeout: float | Non
 
 
 def run_one(folder: str, out_root: str, options=None, *, resume: bool = False, log_level: int = logging.INFO,
-            timeout: float | None = None, threads: int | None = None, forward_level: int | None = None) -> dict:
+            timeout: float | None = None, threads: int | Mapping[str, int] | None = None,
+            forward_level: int | None = None) -> dict:
     """Process one folder into ``out_root/<name>/``; never raises: returns its summary entry.
 
     Parameters
@@ -138,8 +140,9 @@ def run_one(folder: str, out_root: str, options=None, *, resume: bool = False, l
         Lowest level written to ``out_root/<name>/log.txt``.
     timeout : float, optional
         Seconds before the folder fails as not finished (main thread only: ``SIGALRM``).
-    threads : int, optional
-        Threads for numba, BLAS and FFT (default: all cores).
+    threads : int or mapping, optional
+        Threads for numba, BLAS and FFT (default: all cores); a mapping gives them per host
+        name (:func:`dualmode.batch.threads.host_shares`).
     forward_level : int, optional
         In a Dask worker: also send records at this level and up to the client.
 
@@ -150,7 +153,7 @@ def run_one(folder: str, out_root: str, options=None, *, resume: bool = False, l
     """
     from dualmode.pipeline import PipelineOptions
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     opts = options or PipelineOptions()
     folder = os.fspath(folder)
     if resume:
@@ -161,10 +164,12 @@ def run_one(folder: str, out_root: str, options=None, *, resume: bool = False, l
     out_dir = os.path.join(os.fspath(out_root), entry["name"])
     warm_imports()  # once per process, outside the folder's time limit
     entry["started"] = time.time()
-    with _synchronous_dask(), pinned_threads(threads), \
+    with _synchronous_dask(), pinned_threads(share_here(threads)), \
             folder_log(os.path.join(out_dir, "log.txt"), log_level, forward_level):
+        entry["threads"] = effective_threads()
         _process(folder, out_root, opts, entry, timeout)
         entry["seconds"] = round(time.perf_counter() - t0, 3)
+        entry["cpu_s"] = round(time.process_time() - cpu0, 3)  # all threads; above seconds: parallel kernels
         log.info("%s: %s in %.1f s", entry["name"], entry["status"], entry["seconds"])
     entry["finished"] = time.time()
     return jsonable(entry)

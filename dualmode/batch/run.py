@@ -16,7 +16,7 @@ from . import cluster as dk
 from .folder import DEFAULT_TIMEOUT, run_one
 from .outroot import OutputLock, Summary, check_out_root, clean_out_root, source_conflict
 from .resume import folder_name, resume_entry
-from .threads import default_workers, thread_share
+from .threads import default_workers, host_shares, thread_share
 
 log = logging.getLogger("dualmode")
 
@@ -133,6 +133,7 @@ def _local_overlapped(todo, report, kw, n, dashboard, execution, timeout) -> Non
         finally:
             ready.set()
 
+    execution["start_method"] = dk.start_method()
     starter = threading.Thread(target=start, name="dualmode-cluster-start", daemon=True)
     starter.start()
     local = {**kw, "threads": None}
@@ -171,9 +172,10 @@ def _remote(todo, report, kw, scheduler, execution, timeout) -> None:
     client, owned = dk.connect(scheduler)
     try:
         execution["dashboard"] = getattr(client, "dashboard_link", None)
+        execution["threads_per_host"] = shares = host_shares(client)
         dispatcher = dk.Dispatcher(client, kw["out_root"], kw["options"], timeout=timeout,
                                    log_level=kw["log_level"], forward_level=kw["forward_level"],
-                                   threads=None, restart=False)
+                                   threads=shares, restart=False)
         dispatcher.submit(todo)
         try:
             dispatcher.drain(report)

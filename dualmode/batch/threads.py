@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+from collections.abc import Mapping
 
 #: Threads of every SimpleITK filter (fixed in every mode: bit-identical registrations).
 ITK_THREADS = 1
@@ -37,6 +39,54 @@ def thread_env(workers: int) -> dict[str, str]:
     env = {v: share for v in THREAD_VARIABLES if v not in os.environ}
     env.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(ITK_THREADS))
     return env
+
+
+def host_shares(client) -> dict[str, int]:
+    """Threads per folder on each host of a Dask cluster: its cores // the task threads of all
+    the workers on it (two 1-thread workers on 2 cores: 1 each, not 2 each)."""
+    try:
+        per_worker = client.run(_host_cores_slots)  # address -> (host, cores, task threads)
+    except Exception:  # no worker reachable yet: the folders fall back to all cores
+        return {}
+    slots: dict[str, int] = {}
+    cores: dict[str, int] = {}
+    for host, n_cores, n_slots in per_worker.values():
+        slots[host] = slots.get(host, 0) + n_slots
+        cores[host] = n_cores
+    return {host: max(1, cores[host] // max(1, slots[host])) for host in slots}
+
+
+def _host_cores_slots(dask_worker=None) -> tuple[str, int, int]:
+    """``(host name, cores, task threads)`` of a Dask worker (run there by ``Client.run``)."""
+    return socket.gethostname(), default_workers(), getattr(getattr(dask_worker, "state", None), "nthreads", 1)
+
+
+def share_here(threads: int | Mapping[str, int] | None) -> int | None:
+    """``threads`` for this process: a number, or this host's entry of :func:`host_shares`."""
+    if isinstance(threads, Mapping):
+        return threads.get(socket.gethostname())
+    return threads
+
+
+def effective_threads() -> dict[str, int]:
+    """Threads each library would use now in this process (for ``summary.json``: proof, not intent).
+
+    ``numba`` (:func:`numba.get_num_threads`; numba not loaded yet: the ``NUMBA_NUM_THREADS``
+    it would start with), ``blas`` (largest pool that threadpoolctl sees: OpenBLAS, MKL,
+    OpenMP), ``fft`` (:func:`scipy.fft.get_workers`), ``itk`` (SimpleITK's global default).
+    """
+    import sys
+
+    import scipy.fft
+    import SimpleITK as sitk
+    from threadpoolctl import threadpool_info
+
+    numba = sys.modules.get("numba")
+    nb = numba.get_num_threads() if numba is not None else int(os.environ.get("NUMBA_NUM_THREADS",
+                                                                              default_workers()))
+    pools = [p.get("num_threads", 1) for p in threadpool_info()]
+    return {"numba": nb, "blas": max(pools, default=1), "fft": scipy.fft.get_workers(),
+            "itk": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}
 
 
 @contextlib.contextmanager
