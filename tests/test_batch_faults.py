@@ -70,7 +70,7 @@ def test_fifo_dev_zero_and_stuck_folder(tiny, tmp_path):
     s = _summary(out)
     by = {e["name"]: e for e in s["folders"]}
     assert s["state"] == "finished" and s["execution"]["mode"] == "LocalCluster"
-    assert [by[n]["status"] for n in ("g1", "g2", "g3", "g4", "zero")] == ["ok"] * 5
+    assert [by[n]["status"] for n in ("g1", "g2", "g3", "g4", "zero")] == ["ok"] * 5, s["folders"]
     assert by["fifo"]["status"] == "failed"
     assert by["fifo"]["error"] == (f"{fifo}/mri/kspace.h5 [mri.source.path]: is a FIFO (named pipe), not a regular "
                                    f"file; refusing to read it")

@@ -49,30 +49,44 @@ def start_method() -> str:
 
 def _preload_forkserver() -> None:
     """Add the pipeline's heavy modules to the forkserver's preload (before it starts)."""
+    import multiprocessing.forkserver
+
     from distributed.utils import get_mp_context
 
-    ctx = get_mp_context()  # Dask's context; sets its own preload list the first time
-    current = list(getattr(getattr(ctx, "_forkserver", None), "_preload_modules", None) or [])
-    if "dualmode.batch.preload" not in current:
-        ctx.set_forkserver_preload(current + ["dualmode.batch.preload"])
+    ctx = get_mp_context()  # Dask's context; sets its own preload list (distributed, numpy...) the first time
+    current = list(getattr(multiprocessing.forkserver._forkserver, "_preload_modules", None) or [])
+    if "dualmode.batch.preload" not in current:  # pandas: Dask's choice, not needed by a folder
+        ctx.set_forkserver_preload([m for m in current if m != "pandas"] + ["dualmode.batch.preload"])
+
+
+def worker_config():
+    """Dask settings of the local workers, for as long as the cluster lives (restarted workers too).
+
+    One folder at a time per worker (``worker-saturation`` 1.0), started by
+    :func:`start_method`, and glibc's default malloc tuning: Dask sets
+    ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's dynamic mmap threshold, so every
+    array > 128 KiB is mmapped and page-faulted afresh (measured: ~20 % more CPU per folder).
+    """
+    import dask
+
+    method = start_method()
+    stack = contextlib.ExitStack()
+    stack.enter_context(dask.config.set({"distributed.scheduler.worker-saturation": 1.0,
+                                         "distributed.worker.multiprocessing-method": method,
+                                         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}))
+    if method == "forkserver":
+        _preload_forkserver()
+    return stack
 
 
 def local_cluster(workers: int, dashboard: str | None = "127.0.0.1:0"):
     """A ``LocalCluster`` of ``workers`` single-threaded processes bound to the loopback,
-    started by :func:`start_method`."""
+    with :func:`worker_config` (keep it set while the cluster runs)."""
     import dask
     from distributed import LocalCluster
 
     preload = list(dask.config.get("distributed.worker.preload", None) or []) + ["dualmode.batch.warm"]
-    method = start_method()
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0,
-                          "distributed.worker.multiprocessing-method": method,
-                          # Dask sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns off glibc's
-                          # dynamic mmap threshold: every array > 128 KiB is mmapped and page-faulted
-                          # afresh (measured: ~20 % more CPU per folder than in-process)
-                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        if method == "forkserver":
-            _preload_forkserver()
+    with worker_config():
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                             dashboard_address=dashboard, worker_dashboard_address=None, preload=preload,
                             silence_logs=logging.ERROR, env=thread_env(workers))
@@ -128,6 +142,7 @@ class Dispatcher:
         self.tag = uuid.uuid4().hex[:8]
         self.futures: dict = {}  # key -> (future, folder)
         self.started: dict = {}
+        self.next_check = 0.0
         if forward_level is not None:
             with contextlib.suppress(Exception):
                 client.subscribe_topic(LOG_TOPIC, show_forwarded)
@@ -181,7 +196,10 @@ class Dispatcher:
                     entry = task_failed(folder, err)
                 report(entry)
                 fut.release()
-            if self.timeout:
+            if self.timeout and time.monotonic() >= self.next_check:
+                # asking every worker what it runs costs each of them a wake-up: check as often as
+                # 1 % of the limit needs (0.5 s to 5 s), not every poll
+                self.next_check = time.monotonic() + min(5.0, max(POLL_S, self.timeout / 100))
                 self._check_time(report)
 
     def cancel_all(self) -> None:

@@ -330,7 +330,7 @@ def _execute(given, summary, report, kw, how: dict, on_start) -> None:
     if mode == "in-process":
         _in_process(todo, report, kw)
     elif mode == "LocalCluster":
-        with dk.quiet_distributed():
+        with dk.quiet_distributed(), dk.worker_config():  # restarted workers start the same way
             _local_overlapped(todo, report, kw, n, how["dashboard"], execution, kw["timeout"])
     elif mode == "scheduler":
         with dk.quiet_distributed():
