@@ -30,7 +30,7 @@ POLL_S = 0.5
 def start_method() -> str:
     """How local workers start: ``forkserver`` where there is one (POSIX), else Dask's setting.
 
-    A forkserver imports numpy, scipy, numba, SimpleITK, matplotlib and the pipeline once
+    A forkserver imports distributed, numpy, scipy, SimpleITK, zarr and the pipeline once
     (:mod:`dualmode.batch.preload`) and forks every worker from that state, so a worker
     starts in a fraction of a second instead of re-importing everything (``spawn``: seconds
     per worker, all of them at once on the same cores). A method set by the user
