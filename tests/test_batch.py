@@ -158,8 +158,9 @@ def test_external_scheduler_and_json_lines(folders, tmp_path, capsys):
     assert [e["name"] for e in summary["folders"]] == ["good3", "corrupt"]
     # two 1-thread workers on this host share its cores: numba, BLAS and FFT at cores // 2 each
     share = max(1, batch.default_workers() // 2)
-    assert summary["execution"]["threads_per_host"] == {socket.gethostname(): share}
-    assert summary["folders"][0]["threads"] == {"numba": share, "blas": share, "fft": share, "itk": batch.ITK_THREADS}
+    assert summary["execution"]["threads_per_host"] == {socket.gethostname(): share}, summary["execution"]
+    assert summary["folders"][0]["threads"] == {"numba": share, "blas": share, "fft": share,
+                                                "itk": batch.ITK_THREADS}, summary["folders"][0]
 
 
 def test_same_output_name_is_refused(folders, tmp_path):

@@ -101,7 +101,8 @@ def pinned_threads(threads: int | None):
     itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(ITK_THREADS)
     try:
-        with threadpool_limits(limits=n), scipy.fft.set_workers(n), _numba_threads(n):
+        # numba first: setting its threads may load its OpenMP runtime, which the limits then cover
+        with _numba_threads(n), threadpool_limits(limits=n), scipy.fft.set_workers(n):
             yield n
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
