@@ -43,13 +43,17 @@ def off_resonance_step(acq, lock):
 def quantify_step(acq, lock, affine: np.ndarray, opts):
     """``c13_phased``, detection at a stated false-alarm rate, amplitudes (:mod:`dualmode.recon.quantify`).
 
+    A non-Cartesian acquisition's particle model is limited to the k-space its trajectory
+    sampled (:func:`~dualmode.recon.quantify.sampled_k_max`; ``report["k_max"]``).
     Returns ``(Volume, Amplitudes, report)``; positions in the report are RAS mm.
     """
-    from dualmode.recon.quantify import quantify_image
+    from dualmode.recon.quantify import quantify_image, sampled_k_max
 
+    ksp = acq.kspace
+    k_max = None if ksp.coords is None else sampled_k_max(ksp.coords, ksp.header.matrix)
     phased, amps, report = quantify_image(lock.signal, lock.noise_sigma, affine,
                                           float(acq.particle_diameter_um or 200.0) / 1000.0,
-                                          false_alarms_per_image=opts.false_alarms_per_image)
+                                          false_alarms_per_image=opts.false_alarms_per_image, k_max=k_max)
     return Volume(phased, affine), amps, report
 
 

@@ -6,6 +6,14 @@ the grid blurred by a sphere of diameter ``d`` (``sum_x m = 1``), as the whole g
 (:func:`particle_model`), its spectrum (:func:`spectrum`), or on a small window with its
 derivatives (:func:`window_model`, for the fits), plus the partial inverse DFT of any
 spectrum on a window (:func:`window_idft`).
+
+Sampled support. A non-Cartesian (radial, centre-out, spiral) acquisition samples only the
+ellipsoid ``sum_d (k_d / K_d)^2 <= 1`` of k-space (``K_d`` in cycles/FOV, the project's k
+units: :mod:`dualmode.conventions`), not the grid's square, and its image is the object
+seen through that support. With ``k_max = (K_0, K_1, K_2)`` (or one ``K`` for every axis)
+every function here multiplies the spectrum by the support's indicator
+``chi(k)``: ``m(x) = (1/N) sum_k chi(k) f(pi d |k| / FOV) e^{2 pi i k x / N}`` (still
+``sum_x m = 1``). ``k_max=None``, or a support that holds the whole grid, is the square.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ def _form_factor(u: np.ndarray) -> np.ndarray:
     return np.where(np.abs(u) < 1e-3, 1.0 - u**2 / 10, 3.0 * (np.sin(us) - us * np.cos(us)) / us**3)
 
 
-def particle_model(shape, voxel_mm, centre_vox, diameter_mm: float) -> np.ndarray:
-    """``m(x - x_0)`` on the grid (``sum = 1``): a sphere of ``diameter_mm`` at ``centre_vox`` (centred index).
+def particle_model(shape, voxel_mm, centre_vox, diameter_mm: float, k_max=None) -> np.ndarray:
+    """``m(x - x_0)`` on the grid (``sum = 1``): a sphere of ``diameter_mm`` at ``centre_vox`` (centred index),
+    seen through the sampled support ``k_max`` (cycles/FOV per axis, or one for all; ``None``: the grid).
 
     Examples
     --------
@@ -31,31 +40,58 @@ def particle_model(shape, voxel_mm, centre_vox, diameter_mm: float) -> np.ndarra
     >>> round(float(m.sum()), 6)
     1.0
     """
-    return ifft_centered(spectrum(shape, voxel_mm, centre_vox, diameter_mm)).real
+    return ifft_centered(spectrum(shape, voxel_mm, centre_vox, diameter_mm, k_max)).real
 
 
-def spectrum(shape, voxel_mm, centre_vox, diameter_mm: float) -> np.ndarray:
-    """Centred spectrum of :func:`particle_model`: ``f(pi d |k|) e^{-2 pi i k.x_0 / N}``.
+def support_semi_axes(shape, k_max) -> tuple | None:
+    """``k_max`` (``None``, one number or one per axis, cycles/FOV) as a tuple of semi-axes, or ``None``
+    when the ellipsoid holds every frequency of the grid (then the support is the grid's square).
+
+    Examples
+    --------
+    >>> support_semi_axes((64, 64, 1), 31.5)
+    (31.5, 31.5, 31.5)
+    >>> support_semi_axes((64, 64, 1), 64) is None
+    True
+    """
+    if k_max is None:
+        return None
+    semi = np.broadcast_to(np.asarray(k_max, float), (3,))
+    if not np.all(semi > 0):
+        raise ValueError(f"k_max must be positive, got {k_max}")
+    corner = sum((n // 2 / s) ** 2 for n, s in zip(shape, semi) if n > 1)
+    return None if corner <= 1.0 + 1e-12 else tuple(float(v) for v in semi)
+
+
+def spectrum(shape, voxel_mm, centre_vox, diameter_mm: float, k_max=None) -> np.ndarray:
+    """Centred spectrum of :func:`particle_model`: ``chi(k) f(pi d |k|) e^{-2 pi i k.x_0 / N}``.
 
     The form factor is evaluated once per distinct ``|k|`` of the grid (:func:`_frequency_grid`)
     and the phase ramp is the outer product of one ramp per axis.
     """
     shape = tuple(int(n) for n in shape)
-    _, kabs, index = _frequency_grid(shape, tuple(float(v) for v in voxel_mm))
+    _, kabs, index, inside = _frequency_grid(shape, tuple(float(v) for v in voxel_mm),
+                                             support_semi_axes(shape, k_max))
     ramps = [np.exp(-2j * np.pi * (np.arange(n) - n // 2) * float(c) / n) for n, c in zip(shape, centre_vox)]
     ramp = ramps[0][:, None, None] * (ramps[1][:, None] * ramps[2][None, :])[None]
-    return _form_factor(np.pi * diameter_mm * kabs)[index].reshape(shape) * ramp
+    return (inside * _form_factor(np.pi * diameter_mm * kabs))[index].reshape(shape) * ramp
 
 
-@functools.lru_cache(maxsize=4)
-def _frequency_grid(shape: tuple, voxel_mm: tuple) -> tuple[list, np.ndarray, np.ndarray]:
-    """Centred frequency indices per axis, the distinct ``|k|`` (1/mm) of the grid and each
-    frequency's index into them (``(N0, N1 N2)``), computed as :func:`particle_model` does."""
+@functools.lru_cache(maxsize=8)
+def _frequency_grid(shape: tuple, voxel_mm: tuple, semi: tuple | None = None):
+    """Centred frequency indices per axis, the distinct ``|k|`` (1/mm) of the grid, each
+    frequency's index into them (``(N0, N1 N2)``) and the support's indicator per distinct
+    value (frequencies outside the ellipsoid ``semi`` share one distinct value, ``|k| = 0``,
+    indicator 0), computed as :func:`particle_model` does."""
     k = [np.arange(n) - n // 2 for n in shape]
-    kmm2 = sum(np.meshgrid(*[(kk / (n * v)) ** 2 for kk, n, v in zip(k, shape, voxel_mm)],
-                           indexing="ij", sparse=True))
-    distinct, index = np.unique(np.broadcast_to(kmm2, shape), return_inverse=True)
-    return k, np.sqrt(distinct), index.reshape(shape[0], -1)
+    kmm2 = np.broadcast_to(sum(np.meshgrid(*[(kk / (n * v)) ** 2 for kk, n, v in zip(k, shape, voxel_mm)],
+                                           indexing="ij", sparse=True)), shape)
+    if semi is not None:
+        rho2 = sum(np.meshgrid(*[(kk / s) ** 2 for kk, s in zip(k, semi)], indexing="ij", sparse=True))
+        kmm2 = np.where(rho2 <= 1.0 + 1e-12, kmm2, -1.0)
+    distinct, index = np.unique(kmm2, return_inverse=True)
+    inside = (distinct >= 0).astype(float)
+    return k, np.sqrt(np.maximum(distinct, 0.0)), index.reshape(shape[0], -1), inside
 
 
 def _form_factor_derivative(u: np.ndarray) -> np.ndarray:
@@ -79,8 +115,9 @@ def _first_axis_half(n: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return c * np.cos(theta), c * np.sin(theta) * (2 * np.pi * k / n), nyq
 
 
-def window_model(shape, voxel_mm, centre_vox, diameter_mm: float, window: tuple, jacobian: bool = False):
-    """``particle_model(shape, voxel_mm, centre_vox, diameter_mm)[window]``, computed on the window only;
+def window_model(shape, voxel_mm, centre_vox, diameter_mm: float, window: tuple, jacobian: bool = False,
+                 k_max=None):
+    """``particle_model(shape, voxel_mm, centre_vox, diameter_mm, k_max)[window]``, computed on the window only;
     with ``jacobian``, also its derivatives along each axis of ``centre_vox`` and ``diameter_mm``.
 
     The form factor is evaluated once per distinct ``|k|`` of the grid, and the inverse DFT
@@ -94,9 +131,10 @@ def window_model(shape, voxel_mm, centre_vox, diameter_mm: float, window: tuple,
     Returns the model ``(W0, W1, W2)``, or ``(model, d model / d x0 (3, W0, W1, W2), d model / d d)``.
     """
     shape = tuple(int(n) for n in shape)
-    k, kabs, index = _frequency_grid(shape, tuple(float(v) for v in voxel_mm))
+    k, kabs, index, inside = _frequency_grid(shape, tuple(float(v) for v in voxel_mm),
+                                             support_semi_axes(shape, k_max))
     u = np.pi * diameter_mm * kabs
-    specs = [_form_factor(u)] + ([np.pi * kabs * _form_factor_derivative(u)] if jacobian else [])
+    specs = [inside * _form_factor(u)] + ([inside * np.pi * kabs * _form_factor_derivative(u)] if jacobian else [])
     e = [np.exp(2j * np.pi * np.outer(np.arange(n)[s] - n // 2 - c, kk) / n) / n
          for kk, n, s, c in zip(k, shape, window, centre_vox)]
     de = [ea * (-2j * np.pi * kk / n) for ea, kk, n in zip(e, k, shape)]
@@ -141,7 +179,7 @@ def hermitian(spec: np.ndarray) -> np.ndarray:
     return (spec + np.conj(flip)) / 2
 
 
-def filter_spectrum(shape, voxel_mm, diameter_mm: float) -> tuple[np.ndarray, float]:
+def filter_spectrum(shape, voxel_mm, diameter_mm: float, k_max=None) -> tuple[np.ndarray, float]:
     """Spectrum of the particle model at the origin (real and even) and ``||m||`` (Parseval)."""
-    spec = spectrum(shape, voxel_mm, np.zeros(3), diameter_mm).real
+    spec = spectrum(shape, voxel_mm, np.zeros(3), diameter_mm, k_max).real
     return spec, float(np.sqrt(np.sum(spec**2) / spec.size))
