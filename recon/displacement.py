@@ -3,8 +3,9 @@
 A sample that moves between shots breaks the sign-flip cancellation: the
 background no longer subtracts and leaves edge ghosts of ``B`` in ``H``. Shifts are
 measured by cross-correlation with sub-voxel upsampling (Guizar-Sicairos,
-Thurman & Fienup, Opt. Lett. 33, 156 (2008); :func:`skimage.registration.
-phase_cross_correlation`) of *magnitude* images: ``|s c H + B|`` does not depend
+Thurman & Fienup, Opt. Lett. 33, 156 (2008), the estimator of :func:`skimage.registration.
+phase_cross_correlation`, here with the reference spectrum kept and a two-step peak
+refinement, :func:`estimate_shot_shifts`) of *magnitude* images: ``|s c H + B|`` does not depend
 on the sign ``s`` wherever ``H`` and ``B`` do not overlap, so every shot can be
 registered to one reference. Magnitudes are taken on a 2x finer grid
 (:func:`oversampled_magnitude`), which removes the aliasing bias of ``|.|``.
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 import scipy.ndimage
-from skimage.registration import phase_cross_correlation
+
+from .blas import single_thread_blas
 
 
 def oversampled_magnitude(image: np.ndarray, factor: int = 2) -> np.ndarray:
@@ -37,14 +39,16 @@ def oversampled_magnitude(image: np.ndarray, factor: int = 2) -> np.ndarray:
 
     The magnitude of a band-limited complex image is not band-limited: sampled on the
     original grid it aliases and biases sub-voxel correlation; on a 2x grid
-    ``|image|^2`` is exactly band-limited and ``|image|`` nearly so.
+    ``|image|^2`` is exactly band-limited and ``|image|`` nearly so. The centred spectrum
+    is zero-padded at the end rather than on both sides: that multiplies the interpolated
+    image by a linear phase, which the magnitude does not see.
     """
     if factor == 1:
         return np.abs(image)
-    k = scipy.fft.fftshift(scipy.fft.fftn(image))
-    pad = [((factor - 1) * n // 2, (factor - 1) * n - (factor - 1) * n // 2) if n > 1 else (0, 0)
-           for n in image.shape]
-    return np.abs(scipy.fft.ifftn(scipy.fft.ifftshift(np.pad(k, pad))))
+    axes = [d for d, n in enumerate(image.shape) if n > 1]
+    k = scipy.fft.fftshift(scipy.fft.fftn(image, axes=axes), axes=axes)
+    fine = scipy.fft.ifftn(k, s=[factor * image.shape[d] for d in axes], axes=axes)
+    return np.abs(fine) * np.float32(factor ** len(axes))
 
 
 def _magnitudes(images: np.ndarray, polarization, mode: str, background) -> np.ndarray:
@@ -58,6 +62,70 @@ def _magnitudes(images: np.ndarray, polarization, mode: str, background) -> np.n
     raise ValueError(f"mode must be 'magnitude', 'signal' or 'same_sign', got {mode!r}")
 
 
+def _refinement_grids(upsample_factor: int) -> list[tuple[int, float]]:
+    """``(factor, half-width in voxels)`` of the successive peak searches on grids ``1 / factor``:
+    a coarse grid near ``sqrt(u)`` first (+-1 voxel around the integer peak), then ``1 / u``
+    within one coarse step."""
+    coarse = [f for f in range(2, int(np.sqrt(upsample_factor)) + 1) if upsample_factor % f == 0]
+    if coarse and upsample_factor > 4:
+        return [(coarse[-1], 1.0), (upsample_factor, 1.0 / coarse[-1])]
+    return [(upsample_factor, 1.0)]
+
+
+def _correlation_at(product: np.ndarray, shape, points: list[np.ndarray]) -> np.ndarray:
+    """Real cross-correlation ``ifftn(product)`` at the off-grid positions ``points[d]`` of every axis.
+
+    ``product`` is the half spectrum of :func:`scipy.fft.rfftn` (last axis ``n // 2 + 1``):
+    the correlation of real images is ``Re sum_k w_k P_k exp(2 pi i k.x / n)`` with
+    ``w = 2`` on the half-axis frequencies that stand for a conjugate pair (matrix-multiply
+    DFT of Guizar-Sicairos et al. 2008, on the half spectrum).
+    """
+    data = product
+    for d in range(len(shape) - 1, -1, -1):  # contract the last axis first (the smallest data)
+        n = shape[d]
+        last = d == len(shape) - 1
+        freq = scipy.fft.rfftfreq(n) if last else scipy.fft.fftfreq(n)
+        kernel = np.exp(2j * np.pi * points[d][:, None] * freq[None, :])
+        if last:
+            weight = np.full(freq.size, 2.0)
+            weight[0] = 1.0
+            if n % 2 == 0:
+                weight[-1] = 1.0
+            kernel = kernel * weight
+        data = np.tensordot(kernel.astype(product.dtype), data, axes=(1, -1))
+    return data.real / np.prod(shape)
+
+
+def _peak_shift(ref_spectrum: np.ndarray, spectrum: np.ndarray, shape, upsample_factor: int,
+                normalization: str | None) -> np.ndarray:
+    """Shift (fine-grid voxels) that registers the image of ``spectrum`` to that of ``ref_spectrum``.
+
+    Integer peak of the correlation by an inverse FFT, then refined on the grids of
+    :func:`_refinement_grids` (each search spans one step of the previous grid, the first
+    +-1 voxel), so the result lies on the ``1 / upsample_factor`` grid like
+    :func:`skimage.registration.phase_cross_correlation`, whose single ``1.5 u``-wide
+    matrix-multiply DFT costs ~10x more in 3D.
+    """
+    product = ref_spectrum * spectrum.conj()
+    if normalization == "phase":
+        product /= np.maximum(np.abs(product), 100 * np.finfo(product.real.dtype).eps)
+    elif normalization is not None:
+        raise ValueError("normalization must be None or 'phase'")
+    corr = scipy.fft.irfftn(product, s=shape)
+    peak = np.array(np.unravel_index(np.argmax(np.abs(corr)), shape), dtype=float)
+    shape_arr = np.asarray(shape, dtype=float)
+    shift = np.where(peak > np.trunc(shape_arr / 2), peak - shape_arr, peak)
+    if upsample_factor > 1:
+        for factor, span in _refinement_grids(upsample_factor):
+            half = int(round(span * factor))
+            points = [shift[d] + np.arange(-half, half + 1) / factor for d in range(len(shape))]
+            local = np.abs(_correlation_at(product, shape, points))
+            best = np.unravel_index(np.argmax(local), local.shape)
+            shift = np.array([points[d][best[d]] for d in range(len(shape))])
+    return shift
+
+
+@single_thread_blas  # the refinement's small matrix products: threaded BLAS collapsed under load
 def estimate_shot_shifts(
     images: np.ndarray,
     polarization=None,
@@ -86,19 +154,29 @@ def estimate_shot_shifts(
         unless ``background`` is given). ``"same_sign"``: register each shot to the
         reference of its own sign, then the minus reference to the plus reference.
     upsample_factor : int
-        Sub-voxel precision ``1 / upsample_factor``.
+        Sub-voxel precision ``1 / upsample_factor`` (of the oversampled grid).
     oversample : int
         Magnitudes computed on a grid this many times finer
         (:func:`oversampled_magnitude`; 2 removes the aliasing bias, 1 saves memory).
     normalization : None or "phase"
-        Passed to :func:`skimage.registration.phase_cross_correlation`; ``None``
-        (plain cross-correlation) is more robust to noise.
+        ``None``: plain cross-correlation (more robust to noise); ``"phase"``: phase
+        correlation, as in :func:`skimage.registration.phase_cross_correlation`.
 
     Returns
     -------
     shifts : (n_shots, ndim) ndarray
         Shift to apply to each shot (:func:`correct_shot_shifts`) to register it
         to the reference; minus the displacement of the shot.
+
+    Notes
+    -----
+    The correlation peak is that of :func:`skimage.registration.phase_cross_correlation`
+    (same estimator, same ``1 / upsample_factor`` grid; with ``normalization=None`` it
+    agrees within one grid step), computed on real FFTs of the magnitudes with the
+    reference's spectrum kept, and refined in two small matrix-multiply DFTs instead of one
+    (:func:`_peak_shift`): 3-4x less time for four 64x64x32 shots. The phase correlation
+    interpolates the Nyquist terms as a real function (skimage: complex), which moves its
+    noisier peak by up to ~0.02 voxel.
     """
     images = np.asarray(images)
     n = images.shape[0]
@@ -106,24 +184,28 @@ def estimate_shot_shifts(
         raise ValueError(f"reference shot {reference} out of range 0..{n - 1}")
     if mode != "magnitude" and polarization is None:
         raise ValueError(f"mode {mode!r} needs the polarization signs")
+    if int(upsample_factor) < 1:
+        raise ValueError(f"upsample_factor must be >= 1, got {upsample_factor}")
     source = _magnitudes(images, polarization, mode, background)
-    scale = np.array([oversample if n > 1 else 1 for n in images.shape[1:]], dtype=float)
-    cache: dict[int, np.ndarray] = {}  # reference shots only
+    axes = [d for d, size in enumerate(images.shape[1:]) if size > 1]  # shifts along the others are 0
+    source = source.reshape(n, *[images.shape[1 + d] for d in axes])
+    fine_shape = tuple(oversample * size for size in source.shape[1:])
+    spectra: dict[int, np.ndarray] = {}  # reference shots only
 
-    def magnitude(k: int, keep: bool = False) -> np.ndarray:
-        if k in cache:
-            return cache[k]
-        mag = oversampled_magnitude(source[k], oversample)
+    def spectrum(k: int, keep: bool = False) -> np.ndarray:
+        if k in spectra:
+            return spectra[k]
+        spec = scipy.fft.rfftn(oversampled_magnitude(source[k], oversample))
         if keep:
-            cache[k] = mag
-        return mag
+            spectra[k] = spec
+        return spec
 
     def register(ref: int, k: int) -> np.ndarray:
-        if ref == k:
-            return np.zeros(images.ndim - 1)
-        shift, _, _ = phase_cross_correlation(magnitude(ref, keep=True), magnitude(k), upsample_factor=upsample_factor,
-                                              normalization=normalization)
-        return np.asarray(shift, dtype=float) / scale
+        shift = np.zeros(images.ndim - 1)
+        if ref != k and axes:
+            shift[axes] = _peak_shift(spectrum(ref, keep=True), spectrum(k), fine_shape, int(upsample_factor),
+                                      normalization) / oversample
+        return shift
 
     if mode != "same_sign":
         return np.stack([register(reference, k) for k in range(n)])

@@ -107,23 +107,28 @@ def motion_step(shots: np.ndarray, polarization, *, threshold_voxels: float = 0.
     choose a higher one that absorbs part of the motion, and its smaller RSS refused real
     corrections). Measured drops: 1700-6500 sigma^2 for 5-50 µm motion in 2D at a background
     10x the particles; -10 to +4 for noise-only shifts on still folders.
-    Returns ``(MotionCorrection, accepted)``.
+    Returns ``(MotionCorrection, accepted, lock_in)``: ``lock_in`` is the automatic-order
+    :func:`signflip_combine` of the shots to keep (the corrected ones if accepted), reused by
+    the caller, or ``None`` when no shot moved more than the threshold (nothing was fitted).
     """
     from .displacement import correct_motion
 
     motion = correct_motion(shots, polarization, threshold_voxels=threshold_voxels)
     if not motion.corrected:
-        return motion, False
+        return motion, False, None
     after = signflip_combine(motion.images, polarization)
+    still = signflip_combine(shots, polarization)  # the lock-in if the correction is refused
     # the same model for both: uncorrected shots choose a higher drift order that absorbs part of the motion
-    before = signflip_combine(shots, polarization, drift_order=after.drift_order)
+    before = still if still.drift_order == after.drift_order else \
+        signflip_combine(shots, polarization, drift_order=after.drift_order)
     rss = [float(np.sum(np.abs(s - fit.model_shots()) ** 2)) for s, fit in ((shots, before), (motion.images, after))]
     n_params = (shots.shape[0] - 1) * sum(n > 1 for n in shots.shape[1:])
     drop = (rss[0] - rss[1]) / max(after.shot_sigma, 1e-30) ** 2
     needed = float(n_params + 4 * np.sqrt(2 * n_params))
     motion.report.update({"residual_sigma_before": before.shot_sigma, "residual_sigma_after": after.shot_sigma,
                           "residual_drop_sigma2": drop, "residual_drop_needed": needed})
-    return motion, bool(drop > needed)
+    accepted = bool(drop > needed)
+    return motion, accepted, (after if accepted else still)
 
 
 def _shift_kspace(ksp: KSpace, data: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -190,11 +195,13 @@ def lockin_reconstruct(ksp: KSpace, polarization, *, rf_correction: bool = True,
 
         dcf = cached_dcf(_noncartesian_coords(ksp), _image_shape(ksp))
     shots = shot_images(ksp, data, dcf=dcf)
-    moved, motion_info = _motion(shots, polarization, motion)
+    moved, motion_info, first = _motion(shots, polarization, motion)
     if moved is not None:  # correct the k-space itself: H and B are reconstructed from it
         data = _shift_kspace(ksp, data, moved.shifts)
         shots = shot_images(ksp, data, dcf=dcf)
-    first = signflip_combine(shots, polarization)
+        first = None  # fitted on the image-domain correction; refit on the shifted k-space
+    if first is None:
+        first = signflip_combine(shots, polarization)
     first = dataclasses.replace(first, shifts=None if moved is None else moved.shifts,
                                 info={**first.info, "motion": motion_info,
                                       "reconstruction": "l1 + debiased least squares" if h.trajectory == "cartesian"
@@ -246,20 +253,22 @@ def on_grid(ksp: KSpace, data: np.ndarray) -> np.ndarray | None:
 def _lock_in_shots(shots, polarization, motion: bool, how: str) -> tuple[SignFlipResult, np.ndarray]:
     """Lock-in of image-domain shots (motion corrected on the images when it helps); returns
     the result and the shots it combined."""
-    moved, info = _motion(shots, polarization, motion)
+    moved, info, result = _motion(shots, polarization, motion)
     if moved is not None:
         shots = moved.images
-    result = signflip_combine(shots, polarization)
+    if result is None:
+        result = signflip_combine(shots, polarization)
     return dataclasses.replace(result, shifts=None if moved is None else moved.shifts,
                                info={**result.info, "motion": info, "reconstruction": how}), shots
 
 
 def _motion(shots, polarization, enabled: bool):
-    """``(MotionCorrection or None, report)``: the correction if accepted, and what was found."""
+    """``(MotionCorrection or None, report, lock-in or None)``: the correction if accepted, what
+    was found, and the lock-in of the shots kept if :func:`motion_step` fitted it."""
     if not enabled:
-        return None, {"estimated": False}
-    motion, accepted = motion_step(shots, polarization)
-    return (motion if accepted else None), {"estimated": True, **motion.report, "corrected": accepted}
+        return None, {"estimated": False}, None
+    motion, accepted, lock_in = motion_step(shots, polarization)
+    return (motion if accepted else None), {"estimated": True, **motion.report, "corrected": accepted}, lock_in
 
 
 def _reconstruct_combined(ksp, coil_data, sigma, lam_sigma, max_iter, dcf):
