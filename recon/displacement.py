@@ -125,6 +125,36 @@ def _peak_shift(ref_spectrum: np.ndarray, spectrum: np.ndarray, shape, upsample_
     return shift
 
 
+def _shot_registration(source: np.ndarray, oversample: int, upsample_factor: int, normalization):
+    """``register(ref, k)``: shift (voxels) registering shot ``k`` of ``source`` to shot ``ref``.
+
+    Works on the axes longer than one voxel (the shift along the others is 0) and keeps the
+    spectrum of every reference it computed.
+    """
+    n_shots, shape = source.shape[0], source.shape[1:]
+    axes = [d for d, size in enumerate(shape) if size > 1]
+    source = source.reshape(n_shots, *[shape[d] for d in axes])
+    fine_shape = tuple(oversample * size for size in source.shape[1:])
+    spectra: dict[int, np.ndarray] = {}
+
+    def spectrum(k: int, keep: bool = False) -> np.ndarray:
+        if k in spectra:
+            return spectra[k]
+        spec = scipy.fft.rfftn(oversampled_magnitude(source[k], oversample))
+        if keep:
+            spectra[k] = spec
+        return spec
+
+    def register(ref: int, k: int) -> np.ndarray:
+        shift = np.zeros(len(shape))
+        if ref != k and axes:
+            shift[axes] = _peak_shift(spectrum(ref, keep=True), spectrum(k), fine_shape, upsample_factor,
+                                      normalization) / oversample
+        return shift
+
+    return register
+
+
 @single_thread_blas  # the refinement's small matrix products: threaded BLAS collapsed under load
 def estimate_shot_shifts(
     images: np.ndarray,
@@ -186,27 +216,8 @@ def estimate_shot_shifts(
         raise ValueError(f"mode {mode!r} needs the polarization signs")
     if int(upsample_factor) < 1:
         raise ValueError(f"upsample_factor must be >= 1, got {upsample_factor}")
-    source = _magnitudes(images, polarization, mode, background)
-    axes = [d for d, size in enumerate(images.shape[1:]) if size > 1]  # shifts along the others are 0
-    source = source.reshape(n, *[images.shape[1 + d] for d in axes])
-    fine_shape = tuple(oversample * size for size in source.shape[1:])
-    spectra: dict[int, np.ndarray] = {}  # reference shots only
-
-    def spectrum(k: int, keep: bool = False) -> np.ndarray:
-        if k in spectra:
-            return spectra[k]
-        spec = scipy.fft.rfftn(oversampled_magnitude(source[k], oversample))
-        if keep:
-            spectra[k] = spec
-        return spec
-
-    def register(ref: int, k: int) -> np.ndarray:
-        shift = np.zeros(images.ndim - 1)
-        if ref != k and axes:
-            shift[axes] = _peak_shift(spectrum(ref, keep=True), spectrum(k), fine_shape, int(upsample_factor),
-                                      normalization) / oversample
-        return shift
-
+    register = _shot_registration(_magnitudes(images, polarization, mode, background), oversample,
+                                  int(upsample_factor), normalization)
     if mode != "same_sign":
         return np.stack([register(reference, k) for k in range(n)])
     s = np.asarray(polarization, dtype=float)
