@@ -198,7 +198,8 @@ def nufft_table(rows: list[dict]) -> str:
 def _source_line(results: dict, path: str) -> str:
     env = results.get("environment", {})
     command = " ".join(["python -m benchmarks", *results.get("argv", [])])
-    return (f"From `{os.path.relpath(path, ROOT) if os.path.isabs(path) else path}`: "
+    rel = os.path.relpath(os.path.abspath(path), ROOT)
+    return (f"From `{path if rel.startswith('..') else rel}`: "
             f"`{command}`, {env.get('date_utc', 'date unknown')}, "
             f"{env.get('machine', 'machine unknown')}, load average at start {env.get('load_average', '?')}.")
 
