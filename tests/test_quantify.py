@@ -122,6 +122,28 @@ def test_c13_phased_error_is_the_noise_floor_and_background_is_gone(sim2d, analy
     assert analysed.report["signflip"]["residual_background_sigma"] <= 1.5
 
 
+def test_more_shots_bring_c13_phased_below_the_issue_limit(tmp_path):
+    """The nearest right thing to the issue's NRMSE <= 0.15 (seed 7, background 10x, SNR 20).
+
+    With 4 shots the floor ``sigma_H sqrt(n) / ||truth||`` is 0.173: an unbiased image reaches
+    0.15 with probability 0.01 (chi-square, docs/quantitative.md). Three +- cycles (6 shots) lower
+    sigma_H by sqrt(6/4); the same folder then meets 0.15 without any denoising.
+    """
+    from dualmode.pipeline import process_folder
+    from dualmode.simulate import SimulationConfig, simulate_folder
+
+    folder = tmp_path / "seed7x3"
+    simulate_folder(folder, SimulationConfig(seed=7, background_ratio=10.0, snr=20.0, n_cycles=3))
+    result = process_folder(folder)
+    th = nib.load(os.path.join(folder, "truth", "c13_bandlimited.nii.gz")).get_fdata()
+    region = ndimage.binary_dilation(th > 0.05 * th.max(), iterations=1)
+    nrmse = np.linalg.norm((result.c13_phased.data - th)[region]) / np.linalg.norm(th[region])
+    floor = result.lockin.noise_sigma * np.sqrt(region.sum()) / np.linalg.norm(th[region])
+    assert nrmse <= 0.15
+    assert nrmse <= 1.1 * floor
+    assert result.report["signflip"]["residual_background_sigma"] <= 1.5
+
+
 def test_pipeline_amplitudes_match_the_truth(sim2d, analysed):
     with open(os.path.join(sim2d, "truth.json")) as f:
         truth = json.load(f)
