@@ -73,6 +73,22 @@ def _row_pointer(builder, base, offset, vecty):
     return _vector_ptr(builder, builder.gep(base, [offset]), vecty)
 
 
+def _row_operands(context, builder, sig, args, length):
+    """Vector type, grid base pointer and ``row(c) -> (fac kc[c] splat, pointer to grid row c)``."""
+    grid_arr, start_v, stride_v, fac_v, kc_p = args[:5]
+    vecty = ir.VectorType(context.get_value_type(sig.args[0].dtype), length)
+    base = _data(context, builder, sig.args[0], grid_arr)
+    i64 = ir.IntType(64)
+
+    def row(c):
+        kc_c = builder.load(builder.gep(kc_p, [ir.Constant(i64, c)]))
+        f = _splat(builder, builder.fmul(fac_v, kc_c, flags=_FAST), vecty)
+        off = builder.add(start_v, builder.mul(stride_v, ir.Constant(i64, c)))
+        return f, _row_pointer(builder, base, off, vecty)
+
+    return vecty, row
+
+
 @intrinsic
 def axpy_rows(typingctx, grid, start, stride, fac, kc, kv, count, length):
     """``grid[start + c stride + e] += fac kc[c] kv[e]`` for ``c < count``, ``e < length``.
@@ -85,17 +101,10 @@ def axpy_rows(typingctx, grid, start, stride, fac, kc, kv, count, length):
     cnt, ln = count.literal_value, length.literal_value
 
     def codegen(context, builder, sig, args):
-        grid_arr, start_v, stride_v, fac_v, kc_p, kv_p = args[:6]
-        elt = context.get_value_type(sig.args[0].dtype)
-        vecty = ir.VectorType(elt, ln)
-        base = _data(context, builder, sig.args[0], grid_arr)
-        kvec = builder.load(_vector_ptr(builder, kv_p, vecty), align=1)
-        i64 = ir.IntType(64)
+        vecty, row = _row_operands(context, builder, sig, args, ln)
+        kvec = builder.load(_vector_ptr(builder, args[5], vecty), align=1)
         for c in range(cnt):
-            kc_c = builder.load(builder.gep(kc_p, [ir.Constant(i64, c)]))
-            f = _splat(builder, builder.fmul(fac_v, kc_c, flags=_FAST), vecty)
-            off = builder.add(start_v, builder.mul(stride_v, ir.Constant(i64, c)))
-            ptr = _row_pointer(builder, base, off, vecty)
+            f, ptr = row(c)
             old = builder.load(ptr, align=1)
             builder.store(builder.fadd(old, builder.fmul(f, kvec, flags=_FAST), flags=_FAST), ptr,
                           align=1)
@@ -116,19 +125,13 @@ def dot_rows(typingctx, grid, start, stride, fac, kc, acc, count, length):
     cnt, ln = count.literal_value, length.literal_value
 
     def codegen(context, builder, sig, args):
-        grid_arr, start_v, stride_v, fac_v, kc_p, acc_p = args[:6]
-        elt = context.get_value_type(sig.args[0].dtype)
-        vecty = ir.VectorType(elt, ln)
-        base = _data(context, builder, sig.args[0], grid_arr)
-        acc_ptr = _vector_ptr(builder, acc_p, vecty)
-        sums = [builder.load(acc_ptr, align=1), ir.Constant(vecty, [elt(0)] * ln)]
-        i64 = ir.IntType(64)
+        vecty, row = _row_operands(context, builder, sig, args, ln)
+        acc_ptr = _vector_ptr(builder, args[5], vecty)
+        sums = [builder.load(acc_ptr, align=1), ir.Constant(vecty, [vecty.element(0)] * ln)]
         for c in range(cnt):
-            kc_c = builder.load(builder.gep(kc_p, [ir.Constant(i64, c)]))
-            f = _splat(builder, builder.fmul(fac_v, kc_c, flags=_FAST), vecty)
-            off = builder.add(start_v, builder.mul(stride_v, ir.Constant(i64, c)))
-            row = builder.load(_row_pointer(builder, base, off, vecty), align=1)
-            sums[c % 2] = builder.fadd(sums[c % 2], builder.fmul(f, row, flags=_FAST), flags=_FAST)
+            f, ptr = row(c)
+            values = builder.load(ptr, align=1)
+            sums[c % 2] = builder.fadd(sums[c % 2], builder.fmul(f, values, flags=_FAST), flags=_FAST)
         builder.store(builder.fadd(sums[0], sums[1], flags=_FAST), acc_ptr, align=1)
         return context.get_dummy_value()
 
