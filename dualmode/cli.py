@@ -32,7 +32,7 @@ def _options(args):
         optical_pixel_size_um=tuple(args.optical_pixel_size) if args.optical_pixel_size else None,
         fused_grid=args.fused_grid,
         match_tolerance_mm=args.match_tolerance_mm,
-        t2star_deconvolution=getattr(args, "t2star_deconvolution", False),
+        t2star_deconvolution=args.t2star_deconvolution,
     )
 
 
@@ -113,6 +113,7 @@ def cmd_run(args) -> int:
 
 def cmd_demo(args) -> int:
     from .batch import run_batch
+    from .pipeline import PipelineOptions
     from .simulate import SimulationConfig, simulate_folder
 
     t0 = time.perf_counter()
@@ -121,7 +122,7 @@ def cmd_demo(args) -> int:
     say(f"simulating a 2D acquisition folder with ground truth in {acq} ...")
     simulate_folder(acq, SimulationConfig(seed=args.seed, background_ratio=10.0, snr=20.0, rotation_deg=20.0,
                                           optical_frames=8))  # modulated optics: the NV lock-in image is fused
-    summary = run_batch([acq], args.out, _options(args), progress=_print_progress(args.quiet))
+    summary = run_batch([acq], args.out, PipelineOptions(), progress=_print_progress(args.quiet))
     out = os.path.join(args.out, "demo")
     if summary["failed"]:
         return 1

@@ -12,8 +12,6 @@ def demo(p: argparse.ArgumentParser) -> None:
     """``dualmode demo``."""
     p.add_argument("-o", "--out", default="dualmode-demo", help="output root (default: %(default)s)")
     p.add_argument("--seed", type=bounded(int, "seed", ge=0), default=7, help="random seed of the simulation (default: 7)")
-    p.set_defaults(optical_pixel_size=None, no_rf_correction=False, no_refine=False, no_mirror=False,
-                   fused_grid="mri")
 
 
 def simulate(p: argparse.ArgumentParser) -> None:

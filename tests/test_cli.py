@@ -161,3 +161,16 @@ def test_failed_simulate_leaves_nothing(tmp_path, capsys):
         assert main(["simulate", str(dest), *SMALL, "--ndim", "3", "--trajectory", "spiral"]) == 1
         assert "2D only" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["empty"] and os.listdir(tmp_path / "empty") == []
+
+
+def test_demo_command_runs_end_to_end(tmp_path):
+    """The README's first command: ``dualmode demo`` simulates, processes and registers one folder."""
+    from dualmode.cli import main
+
+    out = tmp_path / "demo-out"
+    assert main(["demo", "-o", str(out), "-q"]) == 0
+    entry = json.loads((out / "summary.json").read_text())["folders"][0]
+    assert entry["status"] == "ok" and not entry.get("flags") and entry["matched"] >= 5
+    report = json.loads((out / "demo" / "report.json").read_text())
+    assert report["signflip"]["residual_background_sigma"] <= 1.5
+    assert (out / "demo" / "qc.png").stat().st_size > 10_000 and (out / "demo" / "fused.nii.gz").is_file()
