@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Mapping
 
 #: Threads of every SimpleITK filter (fixed in every mode: bit-identical registrations).
@@ -92,20 +93,61 @@ def effective_threads() -> dict[str, int]:
 @contextlib.contextmanager
 def pinned_threads(threads: int | None):
     """Limit numba, BLAS/OpenMP and ``scipy.fft`` to ``threads`` (None: all cores) and ITK to
-    :data:`ITK_THREADS` for the block."""
+    :data:`ITK_THREADS` for the block.
+
+    numba's, OpenMP's and ``scipy.fft``'s settings are per thread and set for the calling thread;
+    BLAS pools and ITK are per process and held by :func:`_process_limits` for as long as any
+    folder of this process runs.
+    """
     import scipy.fft
-    import SimpleITK as sitk
-    from threadpoolctl import threadpool_limits
 
     n = threads or default_workers()
-    itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(ITK_THREADS)
+    # numba first: setting its threads may load its OpenMP runtime, which the limits then cover
+    with _numba_threads(n), _limit_pools("openmp", n), _process_limits(n), scipy.fft.set_workers(n):
+        yield n
+
+
+def _limit_pools(user_api: str, n: int):
+    """``threadpoolctl`` limit of the ``user_api`` pools only (``threadpool_limits(user_api=...)``
+    restores every pool it saw on exit, which would undo another folder's BLAS limit)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api=user_api).limit(limits=n)
+
+
+_PROCESS_LOCK = threading.Lock()
+_process_holders = 0
+_process_restore = None
+
+
+@contextlib.contextmanager
+def _process_limits(n: int):
+    """BLAS pools at ``n`` threads and ITK at :data:`ITK_THREADS`, process-wide.
+
+    Folders of a threaded Dask worker run concurrently in one process: the first to enter sets
+    the limits, the last to leave restores them (a plain nested ``threadpool_limits`` per folder
+    would restore the pools of a folder that is still running when another one finishes).
+    """
+    global _process_holders, _process_restore
+    import SimpleITK as sitk
+
+    with _PROCESS_LOCK:
+        if _process_holders == 0:
+            itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+            limits = _limit_pools("blas", n)
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(ITK_THREADS)
+            _process_restore = (limits, itk_before)
+        _process_holders += 1
     try:
-        # numba first: setting its threads may load its OpenMP runtime, which the limits then cover
-        with _numba_threads(n), threadpool_limits(limits=n), scipy.fft.set_workers(n):
-            yield n
+        yield
     finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
+        with _PROCESS_LOCK:
+            _process_holders -= 1
+            if _process_holders == 0:
+                limits, itk_before = _process_restore
+                limits.restore_original_limits()
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
+                _process_restore = None
 
 
 @contextlib.contextmanager
