@@ -24,6 +24,8 @@ from skimage.feature import peak_local_max
 
 from dualmode.conventions import apply_affine
 
+from .mri_view import CLUSTER_ELONGATION, CLUSTER_WEIGHT, as_mri_sees, merge_clusters
+
 #: Mean of the Rician noise floor in units of the per-component sigma.
 RICIAN_FLOOR = float(np.sqrt(np.pi / 2))
 
@@ -215,83 +217,6 @@ def _measure(img, peaks, blur, amp_map, step, sigma_full, active, threshold):
     return out
 
 
-#: In-plane elongation (sqrt of the second-moment eigenvalue ratio) above which a blob is
-#: taken for a cluster of touching particles; two touching spheres give ~1.9, a single ~1.0-1.2.
-CLUSTER_ELONGATION = 1.4
-#: Weight factor of a cluster (the MRI's weighting of its members is not known).
-CLUSTER_WEIGHT = 0.3
-
-
-def _as_mri_sees(img, xyz_um, spacing, diameter_um, mri_voxel_mm, active):
-    """Centroids on the image blurred to the MRI resolution (Gaussian sigma = half the median
-    MRI voxel) over a window of 1.6 diameters, and the in-plane elongation of each blob.
-
-    A cluster of touching particles is one blob for the MRI: its centroid there is the
-    intensity-weighted centroid of the whole cluster, not the brightest member's."""
-    sig_um = 0.5e3 * float(np.median(np.asarray(mri_voxel_mm, float)))
-    sig_px = np.where(active, sig_um / spacing, 0.0)
-    radius = np.where(active, (1.6 * diameter_um + 2 * sig_um) / spacing, 0.0)
-    out, elong = [], []
-    for c in xyz_um / spacing:
-        lo = np.maximum(np.floor(c - radius), 0).astype(int)
-        hi = np.minimum(np.ceil(c + radius) + 1, img.shape).astype(int)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        patch = ndi.gaussian_filter(img[box].astype(float), sig_px, mode="nearest")
-        g = np.meshgrid(*[np.arange(a, b, dtype=float) for a, b in zip(lo, hi)], indexing="ij")
-        r2 = sum(((g[d] - c[d]) / radius[d]) ** 2 for d in range(3) if active[d])
-        inside = np.broadcast_to(r2 <= 1.0, patch.shape)
-        w = (patch - _plane(patch, g, ~inside, active)) * inside
-        w = np.where(w > 0.15 * w.max(), w, 0.0)  # the blob, not the noise of the window
-        if w.sum() <= 0:
-            out.append(c)
-            elong.append(1.0)
-            continue
-        cen = np.array([(w * g[d]).sum() / w.sum() for d in range(3)])
-        dx = [(g[d] - cen[d]) * spacing[d] for d in range(2)]
-        cov = np.array([[(w * dx[i] * dx[j]).sum() for j in range(2)] for i in range(2)]) / w.sum()
-        ev = np.linalg.eigvalsh(cov)
-        out.append(cen)
-        elong.append(float(np.sqrt(ev[1] / max(ev[0], 1e-12))))
-    return np.array(out).reshape(-1, 3) * spacing, np.array(elong)
-
-
-def _plane(patch, g, outside, active):
-    """Background of a patch: least-squares plane (linear in the active axes) through ``outside``."""
-    cols = [np.ones(patch.shape)] + [np.broadcast_to(g[d], patch.shape) for d in range(3) if active[d]]
-    a = np.stack([c[outside] for c in cols], 1)
-    if len(a) <= a.shape[1]:
-        return np.median(patch)
-    coef, *_ = np.linalg.lstsq(a, patch[outside], rcond=None)
-    return sum(k * c for k, c in zip(coef, cols))
-
-
-def merge_clusters(xyz_um, amplitude, confidence, merge_um: float, cluster_weight: float = CLUSTER_WEIGHT):
-    """Merge detections closer than ``merge_um`` (touching particles the MRI sees as one blob).
-
-    A cluster becomes one particle at the amplitude-weighted centroid of its members (the
-    centroid an MRI of that resolution sees if 13C signal follows fluorescence) with the
-    members' summed amplitude and ``cluster_weight`` times their best confidence (the MRI's
-    relative weighting of the members is not known). Returns ``(xyz, amplitude, confidence,
-    label)`` with ``label[n]`` the merged particle of detection ``n``.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    xyz_um = np.asarray(xyz_um, float).reshape(-1, 3)
-    n = len(xyz_um)
-    pairs = cKDTree(xyz_um).query_pairs(merge_um, output_type="ndarray") if n > 1 else np.zeros((0, 2), int)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    ncomp, label = connected_components(graph, directed=False)
-    members = np.bincount(label, minlength=ncomp)
-    amp = np.bincount(label, amplitude, ncomp)
-    xyz = np.stack([np.bincount(label, amplitude * xyz_um[:, d], ncomp) for d in range(3)], 1) / amp[:, None]
-    conf = np.zeros(ncomp)
-    np.maximum.at(conf, label, confidence)
-    conf = np.where(members > 1, cluster_weight * conf, conf)
-    return xyz, amp, conf, label
-
-
 def detect_optical_particles(
     image: np.ndarray,
     spacing_um,
@@ -352,7 +277,7 @@ def detect_optical_particles(
     members = np.ones(len(xyz), int)
     elongation = np.ones(len(xyz))
     if mri_voxel_mm is not None and len(xyz):
-        xyz, elongation = _as_mri_sees(img, xyz, spacing, diameter_um, mri_voxel_mm, active)
+        xyz, elongation = as_mri_sees(img, xyz, spacing, diameter_um, mri_voxel_mm, active)
         conf = np.where(elongation > CLUSTER_ELONGATION, CLUSTER_WEIGHT * conf, conf)
     if mri_voxel_mm is not None and len(xyz) > 1:
         merge_um = 1.25e3 * float(np.median(np.asarray(mri_voxel_mm, float)))

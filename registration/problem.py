@@ -100,7 +100,7 @@ def _search_space(p_img, vox, frame, data, spacing, mode, opts) -> SearchSpace:
 def prepare(mri_image, mri_affine, noise_sigma, optical, opts) -> Problem:
     img = np.asarray(mri_image, float)
     aff = np.asarray(mri_affine, float)
-    data = np.asarray(optical.data, float)
+    data = np.asarray(optical.data, np.float32)  # detection and refinement work in float32
     _check_args(img, aff, data, opts["model"])
     spacing = np.asarray(optical.spacing_um, float)
     vox = voxel_sizes(aff)

@@ -113,7 +113,7 @@ def mattes_refine(
     dim = fixed.ndim
     fsp = np.asarray(fixed_spacing_mm, float)[:dim]
     osp_mm = np.asarray(optical_spacing_um, float)[:dim] * 1e-3
-    opt = np.asarray(optical, float)
+    opt = np.asarray(optical, np.float32)  # _moving blurs it in float32
     fixed_img = _image(fixed, fsp)
     moving_img, ones = _moving(opt, osp_mm, fsp)
     scale_um = np.diag([*([1e3] * dim), 1.0])

@@ -229,3 +229,38 @@ def test_non_cartesian_pipeline_amplitudes_match_the_truth(tmp_path, trajectory)
     ratio = q.amplitude / true_amp[dist.argmin(axis=1)]
     assert np.median(ratio[q.snr >= 10]) == pytest.approx(1.0, abs=0.10)
     assert np.all(np.abs((q.amplitude - true_amp[dist.argmin(axis=1)]) / q.sigma) < 4)
+
+
+def _sphere_image_direct(shape, vox, centre, diam, k_max=None):
+    """The sphere seen through the grid (or the ball |k| <= ``k_max``), by the explicit DFT sum in numpy."""
+    k = [np.arange(n) - n // 2 for n in shape]
+    kk = np.stack([g.ravel() for g in np.meshgrid(*k, indexing="ij")], 1)
+    x = np.stack([g.ravel() for g in np.meshgrid(*k, indexing="ij")], 1) - np.asarray(centre)
+    kmm = np.sqrt(np.sum((kk / (np.array(shape) * np.asarray(vox))) ** 2, 1))
+    u = np.maximum(np.pi * diam * kmm, 1e-9)
+    f = np.where(kmm == 0, 1.0, 3 * (np.sin(u) - u * np.cos(u)) / u**3)
+    if k_max is not None:
+        f = f * (np.sum((kk / k_max) ** 2, 1) <= 1.0)
+    phase = np.exp(2j * np.pi * (x / np.array(shape)) @ kk.T)
+    return ((phase @ f).real / np.prod(shape)).reshape(shape)
+
+
+@pytest.mark.parametrize("shape, k_max", [((10, 9, 6), None), ((9, 10, 5), 3.5), ((12, 12, 1), None)])
+def test_window_model_and_its_jacobian_match_the_explicit_sum(shape, k_max):
+    """The folded window model, its position and diameter derivatives (central differences of the sum)."""
+    from dualmode.recon.sphere_model import window_model
+
+    vox, diam = (0.2, 0.25, 0.4), 0.3
+    centre = np.array([0.37, -1.21, 0.6]) * (np.array(shape) > 1)
+    window = quantify._window(centre, shape, 2)
+    model, d_pos, d_diam = window_model(shape, vox, centre, diam, window, jacobian=True, k_max=k_max)
+    np.testing.assert_allclose(model, _sphere_image_direct(shape, vox, centre, diam, k_max)[window], atol=1e-12)
+    h = 1e-5
+    for axis in [a for a in range(3) if shape[a] > 1]:
+        step = h * np.eye(3)[axis]
+        fd = (_sphere_image_direct(shape, vox, centre + step, diam, k_max)
+              - _sphere_image_direct(shape, vox, centre - step, diam, k_max))[window] / (2 * h)
+        np.testing.assert_allclose(d_pos[axis], fd, atol=1e-7 * np.abs(fd).max())
+    fd = (_sphere_image_direct(shape, vox, centre, diam + h, k_max)
+          - _sphere_image_direct(shape, vox, centre, diam - h, k_max))[window] / (2 * h)
+    np.testing.assert_allclose(d_diam, fd, atol=1e-7 * np.abs(fd).max())
