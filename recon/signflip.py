@@ -66,7 +66,7 @@ import numpy as np
 import scipy.ndimage
 
 from .schemes import cancelled_drift_order, drift_basis, drift_efficiency, normalized_times, scheme_string
-from .signflip_fit import _chi2_scale, _fit
+from .signflip_fit import _chi2_scale, _fit, per_shot_sigma
 
 
 @dataclass
@@ -293,7 +293,7 @@ def _shot_whitening(m, s, order, shot_times, shot_noise, fit_args) -> np.ndarray
         if n < order + 3:
             raise ValueError("shot_noise='estimate' needs n_shots >= drift_order + 3")
         first = _fit(m, s, drift_basis(n, order, shot_times), np.ones(n), *fit_args)
-        return 1.0 / np.maximum(first["per_shot_sigma"], 1e-30)
+        return 1.0 / np.maximum(per_shot_sigma(first), 1e-30)
     if shot_noise is None:
         return np.ones(n)
     sig = np.asarray(shot_noise, dtype=float).ravel()
@@ -347,7 +347,7 @@ def _result(fit, s, d, order, shape, shot_times, noise_window, shifts, drift_tes
         polarization=s,
         efficiency=drift_efficiency(s, order, shot_times),
         shifts=shifts,
-        info={"per_shot_sigma": fit["per_shot_sigma"].tolist() if dof_r >= 1 else None,
+        info={"per_shot_sigma": per_shot_sigma(fit).tolist() if dof_r >= 1 else None,
               "residual_dof": dof_r, "sign_alignment": fit["sign_alignment"],
               "tau": normalized_times(n, shot_times).tolist(), "drift_tests": drift_tests},
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
+from .blas import single_thread_blas
+
 # chi-square quantiles through scipy.special, as scipy.stats.chi2 computes them
 # (ppf = 2 gammaincinv(k/2, q), isf = 2 gammainccinv(k/2, a)): scipy.stats costs ~0.4 s to import
 
@@ -42,8 +44,10 @@ def _rank_one_direction(m, s, d, q, mask, robust: bool, n_iter: int, huber_k: fl
         return yw - q @ (q.T @ yw)
 
     energy = np.empty(n_vox)
-    for sl in _chunks(n_vox):
-        energy[sl] = np.sum(np.abs(project(m[:, sl])) ** 2, axis=0)
+    for sl in _chunks(n_vox):  # |P y|^2 = |y|^2 - |Q^T y|^2 (Q orthonormal): no projected copy
+        yw = m[:, sl].astype(np.complex128) * d[:, None]
+        t = q.T @ yw
+        energy[sl] = np.sum(yw.real ** 2 + yw.imag ** 2, axis=0) - np.sum(t.real ** 2 + t.imag ** 2, axis=0)
     sigma2 = _chi2_scale(energy, dof_p)
     if mask is None:
         keep = energy > sigma2 * 2 * scipy.special.gammainccinv(dof_p, alpha)
@@ -69,6 +73,15 @@ def _rank_one_direction(m, s, d, q, mask, robust: bool, n_iter: int, huber_k: fl
     return u, keep
 
 
+def per_shot_sigma(fit: dict) -> np.ndarray:
+    """Noise sigma of each shot from the residuals of a :func:`_fit` (median, hat-corrected);
+    computed when asked: the fits of a rejected drift order never need it."""
+    hat, d = fit["hat"], fit["d"]
+    per_shot = np.sqrt(np.median(fit["resid_shot"], axis=1) / (2 * np.log(2) * np.maximum(1 - hat, 1e-12)))
+    return per_shot / d
+
+
+@single_thread_blas  # products with a few shots as inner dimension: threaded BLAS was 2-4x slower under load
 def _fit(m, s, basis, d, mask, robust, n_iter, huber_k, alpha) -> dict:
     """One whitened pass of steps 1-4 (see module docstring); ``d = 1 / sigma_k``."""
     n, n_vox = m.shape
@@ -92,14 +105,15 @@ def _fit(m, s, basis, d, mask, robust, n_iter, huber_k, alpha) -> dict:
         coef[:, sl] = c
         resid_energy[sl] = r.sum(axis=0)
         resid_shot[:, sl] = r
-    per_shot = np.sqrt(np.median(resid_shot, axis=1) / (2 * np.log(2) * np.maximum(1 - hat, 1e-12)))
     return {
         "g": g,
         "coef": coef,
         "cov": np.real(np.linalg.inv(x.conj().T @ x)),
         "weights": pinv * d[None, :],
         "resid_energy": resid_energy,
-        "per_shot_sigma": per_shot / d,
+        "resid_shot": resid_shot,
+        "hat": hat,
+        "d": d,
         "mask": keep,
         "sign_alignment": float(abs(np.vdot(u, y_s)) / max(np.linalg.norm(y_s), 1e-30)),
     }
