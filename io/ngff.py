@@ -153,15 +153,47 @@ async def _write_group(root, key: str, attrs: dict, levels: list[np.ndarray]) ->
     await asyncio.gather(*(level(i, data) for i, data in enumerate(levels)))
 
 
-async def _write_store(path: str, root_attrs: dict, groups: list[tuple[str, dict, list]]) -> None:
+async def _write_store(store, root_attrs: dict, groups: list[tuple[str, dict, list]]) -> None:
     """The whole store in one coroutine: zarr creates every group and array concurrently, and the
     caller pays one hand-over to zarr's event loop instead of one per group, array and write."""
     import asyncio
 
     import zarr.api.asynchronous as za
 
-    root = await za.open_group(store=path, mode="w", zarr_format=3, attributes=root_attrs)
+    root = await za.open_group(store=store, mode="w", zarr_format=3, attributes=root_attrs)
     await asyncio.gather(*(_write_group(root, key, attrs, levels) for key, attrs, levels in groups))
+
+
+#: stores whose arrays take at most this many bytes are encoded in memory, then written out
+_IN_MEMORY_BYTES = 256 * 2**20
+
+
+def _save_store(folder: str, root_attrs: dict, groups: list[tuple[str, dict, list]]) -> None:
+    """Write the store into the new ``folder``.
+
+    Up to :data:`_IN_MEMORY_BYTES` zarr encodes every document and chunk into a
+    ``MemoryStore`` and the files are then written here in one pass (each key is a
+    relative path: exactly the layout zarr's ``LocalStore`` makes, without its temporary
+    file, rename and worker thread per key; ``folder`` is swapped in whole by the caller).
+    Larger stores go to the ``LocalStore`` directly, a chunk at a time.
+    """
+    from zarr.core.sync import sync  # runs a coroutine on zarr's event loop (zarr's own sync API does)
+    from zarr.storage import MemoryStore
+
+    if sum(level.nbytes for _, _, levels in groups for level in levels) > _IN_MEMORY_BYTES:
+        sync(_write_store(folder, root_attrs, groups))
+        return
+    encoded: dict = {}
+    sync(_write_store(MemoryStore(encoded), root_attrs, groups))
+    made = set()
+    for key, buffer in encoded.items():
+        path = os.path.join(folder, *key.split("/"))
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        with open(path, "wb") as f:
+            f.write(buffer.as_numpy_array().data)
 
 
 def _ome_xml(images: list[tuple[str, np.ndarray, np.ndarray, dict]]) -> str:
@@ -227,8 +259,6 @@ def write_ome_zarr(
     dict
         The ``dualmode`` attributes written (frame, affines).
     """
-    from zarr.core.sync import sync  # runs a coroutine on zarr's event loop (zarr's own sync API does)
-
     mri = np.asarray(mri_image, np.float32)
     aff = np.asarray(mri_affine, float)
     opt = np.asarray(optical_image, np.float32)
@@ -257,7 +287,7 @@ def write_ome_zarr(
     groups.append(("OME", {"ome": {"version": "0.5", "series": ["0", "1"]}}, []))
     root_attrs = {"ome": {"version": "0.5", "bioformats2raw.layout": 3}, "dualmode": json.loads(json.dumps(meta))}
     with atomic_path(path) as tmp:
-        sync(_write_store(tmp, root_attrs, groups))
+        _save_store(tmp, root_attrs, groups)
         with open(os.path.join(tmp, "OME", "METADATA.ome.xml"), "w", encoding="utf-8") as f:
             f.write(_ome_xml([facts for _, _, facts in images]))
     return meta

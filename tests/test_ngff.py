@@ -150,3 +150,24 @@ def test_chunks_split_each_axis_evenly_within_16_planes_of_512_squared():
     assert _chunks((16, 1024, 1000)) == (16, 512, 500)
     assert _chunks((1, 8, 8)) == (1, 8, 8)
     assert _chunks((33, 513, 1)) == (11, 257, 1)
+
+
+def test_store_encoded_in_memory_equals_the_one_zarr_writes_itself(tmp_path, monkeypatch):
+    """Small stores are encoded into a MemoryStore and written out by dualmode; large ones through
+    zarr's LocalStore: the same files with the same bytes either way."""
+    import dualmode.io.ngff as ngff
+
+    aff = mri_affine((20, 12, 3), (4.0, 2.4, 3.0))
+    mri = np.random.default_rng(4).random((20, 12, 3)).astype(np.float32)
+    opt = np.random.default_rng(5).random((45, 31, 4)).astype(np.float32)
+    opt_aff = mri_affine((45, 31, 4), (4.5, 3.1, 2.0))
+    write_ome_zarr(tmp_path / "memory.ome.zarr", mri, aff, opt, opt_aff)
+    monkeypatch.setattr(ngff, "_IN_MEMORY_BYTES", 0)
+    write_ome_zarr(tmp_path / "local.ome.zarr", mri, aff, opt, opt_aff)
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    memory, local = files(tmp_path / "memory.ome.zarr"), files(tmp_path / "local.ome.zarr")
+    assert sorted(memory) == sorted(local) and "1/s2/c/0/0/0" in memory
+    assert memory == local
