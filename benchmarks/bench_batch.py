@@ -2,20 +2,22 @@
 
 Cases
     ``batch of 20 small 2D folders``: ``dualmode run acq/* -o OUT -q`` in a fresh process,
-    everything included (imports, cluster start, shutdown). ``dualmode`` = ``-j 1``, in
-    that process, one folder after the other (the reference row; the other rows' ratio is
-    their time over this one: below 1 means faster than ``-j 1``); ``dualmode --workers 2`` = a
-    local cluster of 2 single-threaded workers, started while the parent already works;
-    ``dualmode automatic`` = no ``-j`` (dualmode chooses, and the note says what it chose).
+    everything included (imports, worker or cluster start, shutdown). ``dualmode`` = ``-j 1``,
+    in that process, one folder after the other (the reference row; the other rows' ratio is
+    their time over this one: below 1 means faster than ``-j 1``); ``dualmode --workers 2`` =
+    2 worker processes forked from the parent once it has imported the pipeline
+    (:mod:`dualmode.batch.forked`); ``dualmode automatic`` = no ``-j`` (dualmode chooses; the
+    note says what it chose and why); ``dualmode --workers 2 --scheduler local`` = a Dask
+    ``LocalCluster`` of 2 workers (forkserver, started while the parent works), for comparison.
     Rounds alternate between the modes; the median of the rounds is reported. The machine
     the numbers come from may be shared and loaded: compare the ratios, not the seconds.
     ``speedup_vs_j1`` = ``-j 1`` time / the row's time (issue 18: ``--workers 2`` >= 1.7);
-    the note adds how the run went (start method, folders done in the parent while the
-    cluster started, median CPU seconds per folder from ``summary.json``) and the load.
+    the note adds how the run went (start method, median CPU seconds per folder from
+    ``summary.json``) and the load average.
 
     Bound: both modes pay the imports ``I`` once in the critical path, so on 2 cores the
-    speed-up cannot exceed ``(I + 20 t) / (I + 10 t)`` for a folder time ``t`` (with I = 3 s:
-    1.77x at t = 1 s, 1.54x at t = 0.35 s).
+    speed-up cannot exceed ``(I + 20 t) / (I + 10 t)`` for a folder time ``t`` (with
+    I = 1.3 s: 1.83x at t = 0.8 s, 1.78x at t = 0.6 s).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import time
 from . import row
 
 SUITE = "batch"
-MODES = {"dualmode": ["-j", "1"], "dualmode --workers 2": ["--workers", "2"], "dualmode automatic": []}
+MODES = {"dualmode": ["-j", "1"], "dualmode --workers 2": ["--workers", "2"], "dualmode automatic": [],
+         "dualmode --workers 2 --scheduler local": ["--workers", "2", "--scheduler", "local"]}
 
 
 def _folders(root: str, n: int) -> str:
@@ -60,12 +63,13 @@ def _run(acq: str, out: str, flags: list[str]) -> tuple[float, dict]:
 
 
 def _how(summary: dict) -> str:
-    """How the run went, from its ``summary.json``: mode, start method, CPU per folder."""
+    """How the run went, from its ``summary.json``: mode (and why), start method, CPU per folder."""
     ex, entries = summary["execution"], summary["folders"]
-    text = ex["mode"]
+    text = f"{ex['mode']} ({ex.get('reason')})"
+    if ex["mode"] in ("LocalCluster", "processes"):
+        text += f", start method {ex.get('start_method', 'spawn')}"
     if ex["mode"] == "LocalCluster":
-        text += (f", {ex['workers']} workers ({ex.get('start_method', 'spawn')}), "
-                 f"{ex.get('in_process_while_starting', 0)} folders in the parent while the cluster started")
+        text += f", {ex.get('in_process_while_starting', 0)} folders in the parent while the cluster started"
     cpu = [e["cpu_s"] for e in entries if e.get("cpu_s") is not None]
     return text + (f"; CPU per folder median {statistics.median(cpu):.2f} s" if cpu else "")
 

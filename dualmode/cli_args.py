@@ -30,9 +30,11 @@ def run(p: argparse.ArgumentParser) -> None:
     pipeline_flags(p)
     g = p.add_argument_group("execution")
     g.add_argument("-j", "--workers", type=positive_int, metavar="N",
-                   help="local worker processes (default: all cores; 1: in this process)")
+                   help="local worker processes, forked from this process after its imports "
+                        "(default: all cores; 1: in this process)")
     g.add_argument("--scheduler", type=scheduler_address, metavar="ADDRESS",
-                   help="run on an existing dask.distributed scheduler, e.g. tcp://host:8786")
+                   help="run on an existing dask.distributed scheduler, e.g. tcp://host:8786; "
+                        "'local': on a Dask LocalCluster of --workers processes (with its dashboard)")
     g.add_argument("--resume", action="store_true",
                    help="skip folders whose outputs are complete and whose inputs are unchanged")
     g.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",

@@ -76,7 +76,10 @@ def fused_grid(text: str):
 
 
 def scheduler_address(text: str) -> str:
-    """A Dask scheduler address ``[protocol://]host:port`` (checked before anything runs)."""
+    """A Dask scheduler address ``[protocol://]host:port``, or ``local`` (a Dask LocalCluster), checked
+    before anything runs."""
+    if text == "local":
+        return text
     proto, sep, rest = text.rpartition("://")
     if sep and proto not in SCHEDULER_PROTOCOLS:
         raise argparse.ArgumentTypeError(f"unknown protocol {proto!r} in {text!r}; expected one of "

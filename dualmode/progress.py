@@ -49,7 +49,8 @@ class BatchProgress:
         """The start line: folders, where they run, the output root."""
         self.execution, self.t0 = info["execution"], time.time()
         ex = self.execution
-        where = ex["mode"] if ex["mode"] != "LocalCluster" else f"{ex['workers']} local workers"
+        where = {"LocalCluster": f"Dask LocalCluster of {ex['workers']} workers",
+                 "processes": f"{ex['workers']} local worker processes"}.get(ex["mode"], ex["mode"])
         text = (f"dualmode run: {info['folders']} folders ({info['to_run']} to run) -> {info['out_root']}; "
                 f"{where}" + (f" ({ex['reason']})" if ex.get("reason") else ""))
         if ex.get("scheduler"):
@@ -59,6 +60,7 @@ class BatchProgress:
         if self.want_bar and info["to_run"]:
             from tqdm import tqdm
 
+            tqdm.monitor_interval = 0  # no monitor thread: local workers are forked from this process
             self.bar = tqdm(total=info["folders"], unit="folder", file=self.err, dynamic_ncols=True)
 
     def _dashboard(self) -> None:

@@ -154,6 +154,57 @@ def folder_page(out_root: str, row: dict, report: dict) -> str | None:
     return f"{row['name']}/report.html"
 
 
+class StudyReport:
+    """``OUT/index.html`` built as a batch goes: each folder's page and thumbnail are made when the
+    folder is :meth:`add`-ed (while the other folders still run), so :meth:`write` at the end
+    only assembles the table.
+
+    Examples
+    --------
+    >>> study = StudyReport("out")                                    # doctest: +SKIP
+    >>> study.add(entry)                                              # doctest: +SKIP
+    >>> study.write(json.load(open("out/summary.json")))              # doctest: +SKIP
+    'out/index.html'
+    """
+
+    def __init__(self, out_root: str | os.PathLike):
+        self.out_root = os.fspath(out_root)
+        self.rows: dict[tuple, str] = {}
+
+    @staticmethod
+    def _key(entry: dict) -> tuple:
+        return tuple(str(entry.get(k)) for k in ("name", "status", "error", "seconds", "folder"))
+
+    def add(self, entry: dict) -> str:
+        """Write the folder's ``report.html``; keep its table row (HTML) for :meth:`write`."""
+        report = _report(self.out_root, entry.get("name", ""))
+        row = folder_row(entry, report)
+        link = folder_page(self.out_root, row, report)
+        thumb = _data_uri(os.path.join(self.out_root, row["name"], "qc.png"), 240)
+        self.rows[self._key(entry)] = html_row = _row_html(row, thumb, link)
+        return html_row
+
+    def write(self, summary: dict) -> str:
+        """Write ``index.html`` for ``summary`` (folders not added yet are added now); return its path."""
+        entries = list(summary.get("folders", []))
+        rank = {"failed": 0, "pending": 1, "skipped": 2, "ok": 3}
+        rows_html = [self.rows.get(self._key(entry)) or self.add(entry)
+                     for entry in sorted(entries, key=lambda e: (rank.get(e.get("status"), 1), str(e.get("name"))))]
+        counts = "".join(f'<span class="c-{k}">{summary.get(k, 0)} {k}</span>' for k in ("ok", "failed", "skipped")
+                         if summary.get(k))
+        head = "".join(f"<th>{c}</th>" for c in COLUMNS)
+        out_root = self.out_root
+        body = (f"<h1>dualmode study report</h1><div class='meta'>{len(entries)} folders in "
+                f"{html.escape(out_root)}; started {html.escape(str(summary.get('started', '')))}, "
+                f"{summary.get('seconds', 0)} s, dualmode {html.escape(str(summary.get('dualmode', '')))}; "
+                f"state: {html.escape(str(summary.get('state', '')))}</div><p class='counts'>{counts}</p>"
+                f"<table class='sortable' id='folders'><thead><tr>{head}</tr></thead><tbody>"
+                + "".join(rows_html) + "</tbody></table>")
+        path = os.path.join(out_root, "index.html")
+        write_text(path, _page("dualmode study report", body, _SORT_JS))
+        return path
+
+
 def write_study_report(out_root: str | os.PathLike, summary: dict) -> str:
     """Write ``out_root/index.html`` and the per-folder pages from a batch ``summary``; return the path.
 
@@ -169,35 +220,16 @@ def write_study_report(out_root: str | os.PathLike, summary: dict) -> str:
     >>> write_study_report("out", json.load(open("out/summary.json")))  # doctest: +SKIP
     'out/index.html'
     """
-    out_root = os.fspath(out_root)
-    entries = list(summary.get("folders", []))
-    rows_html = []
-    rank = {"failed": 0, "pending": 1, "skipped": 2, "ok": 3}
-    for entry in sorted(entries, key=lambda e: (rank.get(e.get("status"), 1), str(e.get("name")))):
-        report = _report(out_root, entry.get("name", ""))
-        row = folder_row(entry, report)
-        link = folder_page(out_root, row, report)
-        rows_html.append(_row_html(row, _data_uri(os.path.join(out_root, row["name"], "qc.png"), 240), link))
-    counts = "".join(f'<span class="c-{k}">{summary.get(k, 0)} {k}</span>' for k in ("ok", "failed", "skipped")
-                     if summary.get(k))
-    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    body = (f"<h1>dualmode study report</h1><div class='meta'>{len(entries)} folders in "
-            f"{html.escape(out_root)}; started {html.escape(str(summary.get('started', '')))}, "
-            f"{summary.get('seconds', 0)} s, dualmode {html.escape(str(summary.get('dualmode', '')))}; "
-            f"state: {html.escape(str(summary.get('state', '')))}</div><p class='counts'>{counts}</p>"
-            f"<table class='sortable' id='folders'><thead><tr>{head}</tr></thead><tbody>"
-            + "".join(rows_html) + "</tbody></table>")
-    path = os.path.join(out_root, "index.html")
-    write_text(path, _page("dualmode study report", body, _SORT_JS))
-    return path
+    return StudyReport(out_root).write(summary)
 
 
-def update_study_report(out_root: str | os.PathLike, summary: dict) -> str | None:
-    """:func:`write_study_report`, logging instead of raising: the overview never costs a batch its results."""
+def update_study_report(out_root: str | os.PathLike, summary: dict, study: StudyReport | None = None) -> str | None:
+    """:meth:`StudyReport.write` (of ``study``, with the folders it has already), logging instead of
+    raising: the overview never costs a batch its results."""
     import logging
 
     try:
-        return write_study_report(out_root, summary)
+        return (study or StudyReport(out_root)).write(summary)
     except Exception:  # noqa: BLE001 - any failure here is reported, the batch's files stay
         logging.getLogger("dualmode").warning("study report %s/index.html not written", out_root, exc_info=True)
         return None

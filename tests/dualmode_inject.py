@@ -5,6 +5,9 @@ Activated through environment variables (set by the tests, never in normal use):
 ``DUALMODE_INJECT_SLEEP``
     Folders whose name starts with this prefix sleep for an hour inside the pipeline
     (a stuck folder: ``--timeout`` must end it).
+``DUALMODE_INJECT_CRASH``
+    Folders whose name starts with this prefix SIGKILL the process running them (a worker
+    dying under a folder, as the kernel's out-of-memory killer does).
 ``DUALMODE_INJECT_KILL_AT``
     SIGKILL this process right before its N-th file-system call (rename, replace, unlink,
     remove, rmdir, mkdir) made while writing outputs; ``0`` only counts and prints
@@ -22,15 +25,18 @@ import time
 
 _SLEEP = os.environ.get("DUALMODE_INJECT_SLEEP")
 _KILL = os.environ.get("DUALMODE_INJECT_KILL_AT")
+_CRASH = os.environ.get("DUALMODE_INJECT_CRASH")
 
 
-def _install_sleep(prefix: str) -> None:
+def _install_sleep(prefix: str, crash: bool = False) -> None:
     import dualmode.pipeline as pipeline
 
     real = pipeline.analyse_folder
 
     def analyse(folder, *args, **kwargs):
         if os.path.basename(os.path.normpath(os.fspath(folder))).startswith(prefix):
+            if crash:
+                os.kill(os.getpid(), signal.SIGKILL)
             print(f"sleeping in {folder}", file=sys.stderr, flush=True)
             time.sleep(3600)
         return real(folder, *args, **kwargs)
@@ -69,6 +75,8 @@ def _install_kill(at: int) -> None:
 
 if _SLEEP:
     _install_sleep(_SLEEP)
+if _CRASH:
+    _install_sleep(_CRASH, crash=True)
 if _KILL is not None:
     _install_kill(int(_KILL))
 

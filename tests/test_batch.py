@@ -36,12 +36,12 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(folders, tmp_path_factory):
-    """One batch on a local Dask cluster of 2 worker processes, given as a glob pattern."""
+    """One batch on a local Dask cluster of 2 worker processes (``--scheduler local``), given as a glob pattern."""
     root, good, bad = folders
     out = tmp_path_factory.mktemp("out")
     ballast = np.ones(2**30 // 8)  # 1 GiB in the parent: must not count in the workers' peak RSS
     t0 = time.perf_counter()
-    code = main(["run", str(root / "*"), "-o", str(out), "--workers", "2", "-q"])
+    code = main(["run", str(root / "*"), "-o", str(out), "--workers", "2", "--scheduler", "local", "-q"])
     seconds = time.perf_counter() - t0
     del ballast
     return code, out, seconds
@@ -339,10 +339,37 @@ def test_automatic_execution_choice(folders, monkeypatch):
     monkeypatch.setattr(batch.threads, "default_workers", lambda: 2)
     monkeypatch.setattr(batch_run, "default_workers", lambda: 2)
     mode, n, why = batch.choose_execution(good, None, None)
-    assert (mode, n) == ("in-process", 1) and "few small folders" in why
-    assert batch.choose_execution(good * 20, None, None)[:2] == ("LocalCluster", 2)
-    assert batch.choose_execution(good, 2, None)[:2] == ("LocalCluster", 2)
+    assert (mode, n) == ("processes", 2) and "2 folders on 2 cores" in why and "no cluster start" in why
+    assert batch.choose_execution(good * 20, None, None)[:2] == ("processes", 2)
+    assert batch.choose_execution(good, 2, None)[:2] == ("processes", 2)
+    assert batch.choose_execution(good, 2, "local")[:2] == ("LocalCluster", 2)
     assert batch.choose_execution(good, 1, None) == ("in-process", 1, "-j 1")
+    assert batch.choose_execution(good[:1], None, None) == ("in-process", 1, "one folder")
+    assert batch.choose_execution(good, None, "tcp://10.0.0.5:8786")[0] == "scheduler"
+
+
+def test_forked_workers_same_bytes_as_the_local_cluster(folders, first_run, tmp_path):
+    """``--workers 2``: two worker processes forked here, one folder at a time each, their share
+    of the cores, a failing folder isolated, and outputs byte for byte those of the Dask run."""
+    root, good, bad = folders
+    out = tmp_path / "out"
+    assert main(["run", *good, bad, "-o", str(out), "--workers", "2", "-q"]) == 1
+    s = _summary(out)
+    assert s["execution"]["mode"] == "processes" and s["execution"]["workers"] == 2
+    assert s["execution"]["start_method"] in ("fork", "forkserver")  # forkserver once numba's pool runs here
+    by_name = {e["name"]: e for e in s["folders"]}
+    assert [by_name[n]["status"] for n in ("good3", "good14", "corrupt")] == ["ok", "ok", "failed"]
+    assert os.path.join("corrupt", "mri", "kspace.h5") in by_name["corrupt"]["error"]
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    for name in ("good3", "good14"):
+        entry = by_name[name]
+        assert entry["worker"].split(":")[-1] != str(os.getpid())  # ran in a worker, not here
+        assert entry["threads"] == {"numba": share, "blas": share, "fft": share, "itk": batch.ITK_THREADS}
+        mine, dask_run = _report(out, name), _report(first_run[1], name)
+        assert mine["outputs"] == dask_run["outputs"]  # every file's sha256
+        assert batch.resume.incomplete_outputs(str(out / name), mine) == ""
+        assert f"start on {entry['worker']}" in (out / name / "log.txt").read_text()
+    assert (out / "index.html").is_file() and "good3/report.html" in (out / "index.html").read_text()
 
 
 def test_unwritable_output_is_a_failed_entry(folders, tmp_path):

@@ -1,4 +1,5 @@
-"""20 small folders on 2 local workers: one folder at a time per worker, loopback only, same bytes as ``-j 1``."""
+"""Small folders on 2 local workers (forked processes; a Dask LocalCluster): one folder at a time per
+worker, no network (processes) or loopback only (Dask), same bytes as ``-j 1``."""
 
 import json
 import os
@@ -6,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+import pytest
 
 from dualmode.cli import main
 from dualmode.simulate import SimulationConfig, simulate_folder
@@ -25,17 +28,19 @@ def _listening(procs):
     return found
 
 
-def test_twenty_folders_two_workers(tmp_path):
+@pytest.mark.parametrize("mode,n", [("processes", 20), ("LocalCluster", 8)])
+def test_folders_on_two_workers(tmp_path, mode, n):
     import psutil
 
     acq = tmp_path / "acq"
     simulate_folder(acq / "f00", SimulationConfig(seed=3, matrix=32))
     simulate_folder(acq / "f01", SimulationConfig(seed=14, matrix=32))
-    for i in range(2, 20):
+    for i in range(2, n):
         shutil.copytree(acq / f"f0{i % 2}", acq / f"f{i:02d}")
     out = tmp_path / "out"
+    local = ["--scheduler", "local"] if mode == "LocalCluster" else []
     proc = subprocess.Popen([sys.executable, "-m", "dualmode", "run", str(acq / "*"), "-o", str(out),
-                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--workers", "2", *local], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     me, listening = psutil.Process(proc.pid), set()
     while proc.poll() is None:
         try:
@@ -47,24 +52,26 @@ def test_twenty_folders_two_workers(tmp_path):
     assert proc.returncode == 0, stderr
     with open(out / "summary.json") as f:
         s = json.load(f)
-    assert s["ok"] == 20 and s["execution"]["mode"] == "LocalCluster"
-    # every socket the run listened on (scheduler, nannies, workers, dashboard) is on the loopback
-    assert listening and {ip for ip, _ in listening} <= {"127.0.0.1", "::1"}, listening
-    assert s["execution"]["dashboard"].startswith("http://127.0.0.1:")
-    assert "Dask dashboard: http://127.0.0.1:" in stdout
-    # at most one folder at a time per worker process
+    assert s["ok"] == n and s["execution"]["mode"] == mode
     by_worker = {}
     for e in s["folders"]:
         by_worker.setdefault(e["worker"], []).append((e["started"], e["finished"], e["name"]))
     workers = [w for w in by_worker if not w.endswith(f":{proc.pid}")]
     assert len(workers) == 2, by_worker.keys()
-    for spans in by_worker.values():
+    if mode == "processes":  # no socket at all; workers forked from the parent after its imports, none ran here
+        assert not listening, listening
+        assert s["execution"]["start_method"] == "fork" and len(by_worker) == 2
+        assert "Dask dashboard" not in stdout
+    else:  # every socket the run listened on (scheduler, nannies, workers, dashboard) is on the loopback
+        assert listening and {ip for ip, _ in listening} <= {"127.0.0.1", "::1"}, listening
+        assert s["execution"]["dashboard"].startswith("http://127.0.0.1:")
+        assert "Dask dashboard: http://127.0.0.1:" in stdout
+        assert s["execution"]["start_method"] == "forkserver"  # from a forkserver that imported the pipeline
+    for spans in by_worker.values():  # at most one folder at a time per worker process
         spans.sort()
         for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
             assert s1 >= e0, f"{n0} and {n1} overlapped on one worker"
-    # workers forked from a forkserver that imported the pipeline; each pinned to its share of the cores
-    assert s["execution"]["start_method"] == "forkserver"
-    share = max(1, (len(os.sched_getaffinity(0)) // 2))
+    share = max(1, (len(os.sched_getaffinity(0)) // 2))  # each worker pinned to its share of the cores
     for e in s["folders"]:
         if not e["worker"].endswith(f":{proc.pid}"):
             assert e["threads"] == {"numba": share, "blas": share, "fft": share, "itk": 1}, e
@@ -80,6 +87,6 @@ def test_twenty_folders_two_workers(tmp_path):
         assert a["outputs"] == b["outputs"]
         for key in ("signflip", "registration", "mri"):
             assert a[key] == b[key]
-    print(f"20 folders on 2 workers: {s['seconds']:.1f} s; "
+    print(f"{mode}: {n} folders on 2 workers: {s['seconds']:.1f} s; "
           f"{s['execution'].get('in_process_while_starting', 0)} in the parent while the cluster started; "
           f"listening on {sorted(listening)}")

@@ -52,7 +52,12 @@ def _dualmode(args, **env):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_fifo_dev_zero_and_stuck_folder(tiny, tmp_path):
+#: ``dualmode run`` flags of the two local modes: forked worker processes, a Dask LocalCluster
+LOCAL_MODES = {"processes": ["--workers", "2"], "LocalCluster": ["--workers", "2", "--scheduler", "local"]}
+
+
+@pytest.mark.parametrize("mode", LOCAL_MODES)
+def test_fifo_dev_zero_and_stuck_folder(tiny, tmp_path, mode):
     root = tmp_path / "acq"
     good = _copies(tiny, root, ["g1", "g2", "g3", "g4"])
     fifo, zero, stuck = _copies(tiny, root, ["fifo", "zero", "sleepy"])
@@ -62,21 +67,42 @@ def test_fifo_dev_zero_and_stuck_folder(tiny, tmp_path):
     os.mkfifo(os.path.join(zero, "pipe"))
     out = tmp_path / "out"
     t0 = time.monotonic()
-    proc = _dualmode([*good, fifo, zero, stuck, "-o", str(out), "--workers", "2", "--timeout", "60", "-q"],
+    proc = _dualmode([*good, fifo, zero, stuck, "-o", str(out), *LOCAL_MODES[mode], "--timeout", "30", "-q"],
                      DUALMODE_INJECT_SLEEP="sleepy")
-    stdout, stderr = proc.communicate(timeout=60 + 300)
+    stdout, stderr = proc.communicate(timeout=30 + 300)
     seconds = time.monotonic() - t0
     assert proc.returncode == 1, stderr
     s = _summary(out)
     by = {e["name"]: e for e in s["folders"]}
-    assert s["state"] == "finished" and s["execution"]["mode"] == "LocalCluster"
+    assert s["state"] == "finished" and s["execution"]["mode"] == mode
     assert [by[n]["status"] for n in ("g1", "g2", "g3", "g4", "zero")] == ["ok"] * 5, s["folders"]
     assert by["fifo"]["status"] == "failed"
     assert by["fifo"]["error"] == (f"{fifo}/mri/kspace.h5 [mri.source.path]: is a FIFO (named pipe), not a regular "
                                    f"file; refusing to read it")
-    assert by["sleepy"]["status"] == "failed" and "time limit of 60 s" in by["sleepy"]["error"]
+    assert by["sleepy"]["status"] == "failed" and "time limit of 30 s" in by["sleepy"]["error"]
     assert "fifo: FAILED" in stderr and "sleepy: FAILED" in stderr  # failures on stderr even with -q
-    print(f"FIFO/dev-zero/stuck batch of 7 folders: {seconds:.1f} s with --timeout 60")
+    print(f"{mode}: FIFO/dev-zero/stuck batch of 7 folders: {seconds:.1f} s with --timeout 30")
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_worker_dying_under_a_folder_is_replaced(tiny, tmp_path, method):
+    """A worker killed under a folder (as by the out-of-memory killer): the folder is tried once
+    more on a new worker, then failed naming the signal; the other folders are done."""
+    folders = _copies(tiny, tmp_path / "acq", ["boom", "g1", "g2", "g3"])
+    out = tmp_path / "out"
+    code = (f"import sys, dualmode_inject, dualmode.batch.forked as f; f.start_method = lambda: {method!r}; "
+            f"import multiprocessing.forkserver as fs; fs.set_forkserver_preload(['dualmode_inject']); "
+            f"from dualmode.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "run", *folders, "-o", str(out), "--workers", "2", "-q"],
+                          env=_env(DUALMODE_INJECT_CRASH="boom"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    s = _summary(out)
+    assert s["state"] == "finished" and s["execution"]["start_method"] == method
+    by = {e["name"]: e for e in s["folders"]}
+    assert [by[n]["status"] for n in ("g1", "g2", "g3")] == ["ok"] * 3, s["folders"]
+    assert by["boom"]["status"] == "failed"
+    assert by["boom"]["error"] == (f"{folders[0]}: its worker process died (killed by SIGKILL, e.g. out of "
+                                   f"memory) in each of 2 tries")
 
 
 def test_stuck_folder_in_process_times_out(tiny, tmp_path, monkeypatch):
@@ -90,19 +116,20 @@ def test_stuck_folder_in_process_times_out(tiny, tmp_path, monkeypatch):
                                                              f"1.5 s (--timeout)"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_stops_workers_within_seconds(tiny, tmp_path, sig):
+@pytest.mark.parametrize("sig,mode", [(signal.SIGINT, "processes"), (signal.SIGTERM, "processes"),
+                                      (signal.SIGINT, "LocalCluster"), (signal.SIGTERM, "LocalCluster")])
+def test_interrupt_stops_workers_within_seconds(tiny, tmp_path, sig, mode):
     import psutil
 
     folders = _copies(tiny, tmp_path / "acq", [f"sleepy{i}" for i in range(4)])
     out = tmp_path / "out"
-    proc = _dualmode([*folders, "-o", str(out), "--workers", "2"], DUALMODE_INJECT_SLEEP="sleepy")
+    proc = _dualmode([*folders, "-o", str(out), *LOCAL_MODES[mode]], DUALMODE_INJECT_SLEEP="sleepy")
     me = psutil.Process(proc.pid)
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:  # until both workers run a folder (and this process one too)
+    while time.monotonic() < deadline:  # until both workers run a folder (LocalCluster: this process one too)
         time.sleep(1)
-        if os.path.exists(out / "summary.json") and len(me.children(recursive=True)) >= 3 \
-                and _summary(out).get("execution", {}).get("mode") == "LocalCluster":
+        if os.path.exists(out / "summary.json") and len(me.children(recursive=True)) >= (2 if mode == "processes" else 3) \
+                and _summary(out).get("execution", {}).get("mode") == mode:
             break
     else:
         pytest.fail("the batch never got its workers running")

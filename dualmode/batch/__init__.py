@@ -1,14 +1,16 @@
 """Run the pipeline over many acquisition folders, never losing, mixing or hiding a result.
 
 Execution (:func:`run_batch`)
-    In this process, one folder after the other (``workers=1``, a single folder, or few
-    small folders: chosen automatically and reported in ``summary.json["execution"]``);
-    a loopback-only ``distributed.LocalCluster`` of single-threaded worker processes, each
-    processing one folder at a time with its share of the cores (numba, BLAS, FFT;
-    SimpleITK at a fixed thread count), started in the background while this process
-    works on the first folders; or any existing ``dask.distributed`` scheduler
-    (``scheduler="tcp://host:8786"`` or ``tls://``, or a ``Client``). Workers must see the
-    input and output folders under the same paths and have dualmode installed.
+    In this process, one folder after the other (``workers=1``, a single folder or one
+    core); several folders in local worker processes forked from this process once it has
+    imported the pipeline (:mod:`dualmode.batch.forked`: no cluster to start, one folder at
+    a time per worker, each with its share of the cores: numba, BLAS, FFT; SimpleITK at a
+    fixed thread count), chosen automatically and reported in ``summary.json["execution"]``;
+    a loopback-only ``distributed.LocalCluster`` (``scheduler="local"``), started in the
+    background while this process works on the first folders; or any existing
+    ``dask.distributed`` scheduler (``scheduler="tcp://host:8786"`` or ``tls://``, or a
+    ``Client``). Workers must see the input and output folders under the same paths and
+    have dualmode installed.
 Outputs (:mod:`dualmode.outputs`, :mod:`dualmode.atomic`)
     Each folder's outputs are written into ``OUT/.<name>.staging-*`` and swapped in whole:
     ``OUT/<name>`` holds the previous complete result or the new one, never a mix.
@@ -16,8 +18,8 @@ Outputs (:mod:`dualmode.outputs`, :mod:`dualmode.atomic`)
     are removed when a run starts; ``OUT/<name>/log.txt`` holds the folder's log records.
 Faults
     :func:`run_one` never raises: an error becomes a ``"failed"`` entry naming the file.
-    Per-folder time limit (``timeout``); a worker that dies is restarted and the folder
-    retried by Dask, then reported failed. Ctrl-C or SIGTERM stop the batch within
+    Per-folder time limit (``timeout``); a worker that dies is replaced and the folder
+    retried (once by a local worker process, by Dask's rules on Dask), then reported failed. Ctrl-C or SIGTERM stop the batch within
     seconds with ``summary.json`` ``"state": "interrupted"``. One run per OUT (a lock).
 """
 

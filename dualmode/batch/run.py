@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 from . import cluster as dk
 from .folder import DEFAULT_TIMEOUT, run_one
+from .forked import ForkedWorkers
 from .outroot import OutputLock, Summary, check_out_root, clean_out_root, source_conflict
 from .resume import folder_name, resume_entry
 from .threads import default_workers, host_shares, thread_share
@@ -21,8 +22,8 @@ from .threads import default_workers, host_shares, thread_share
 log = logging.getLogger("dualmode")
 
 Progress = Callable[[dict, int, int], None]
-#: In-process instead of a local cluster when the folders' estimated serial time is below this (s).
-CLUSTER_WORTH_S = 12.0
+#: ``scheduler=LOCAL`` (``dualmode run --scheduler local``): a Dask ``LocalCluster`` of ``workers`` processes.
+LOCAL = "local"
 
 
 def expand_folders(args: Iterable[str]) -> list[str]:
@@ -62,30 +63,27 @@ def plan(folders: list[str], out_root: str, overwrite: bool) -> tuple[list[str],
     return todo, rejected
 
 
-def estimated_seconds(folder: str) -> float:
-    """Rough serial cost of a folder from its size (2D demo folder ~1 s; 1 s more per 20 MB)."""
-    size = 0
-    for here, _, files in os.walk(folder):
-        for name in files:
-            with contextlib.suppress(OSError):
-                size += os.stat(os.path.join(here, name)).st_size
-    return 1.0 + size / 20e6
-
-
 def choose_execution(todo: list[str], workers: int | None, scheduler) -> tuple[str, int, str]:
-    """``(mode, workers, reason)``: ``"in-process"``, ``"LocalCluster"`` or ``"scheduler"``."""
-    if scheduler is not None:
+    """``(mode, workers, reason)``: ``"in-process"``, ``"processes"``, ``"LocalCluster"`` or ``"scheduler"``.
+
+    ``scheduler="local"`` asks for a Dask ``LocalCluster`` of ``workers`` processes; any other
+    scheduler is an existing Dask cluster. Otherwise one folder or one core runs in this
+    process, and several folders run in worker processes forked from this one after its
+    imports (:mod:`dualmode.batch.forked`: no cluster to start, so even two small folders
+    gain; measured in ``benchmarks/bench_batch.py``).
+    """
+    if scheduler is not None and scheduler != LOCAL:
         return "scheduler", 0, "--scheduler given"
     cores = default_workers()
     n = max(1, min(workers or cores, len(todo)))
+    if scheduler == LOCAL:
+        return "LocalCluster", n, f"--scheduler local: a Dask LocalCluster of {n} worker processes"
     if n == 1:
         why = "-j 1" if workers == 1 else ("one folder" if len(todo) <= 1 else "one core")
         return "in-process", 1, why
-    if workers is None:
-        est = sum(estimated_seconds(f) for f in todo)
-        if est < CLUSTER_WORTH_S:
-            return "in-process", 1, f"few small folders (about {est:.0f} s of work): no worker start-up"
-    return "LocalCluster", n, f"{n} local worker processes, {thread_share(n)} thread(s) each"
+    chosen = f"--workers {workers}" if workers else f"{len(todo)} folders on {cores} cores"
+    return "processes", n, (f"{chosen}: {n} worker processes forked after the imports (no cluster start), "
+                            f"{thread_share(n)} thread(s) each")
 
 
 @contextlib.contextmanager
@@ -224,11 +222,14 @@ def run_batch(folders: Iterable[str], out_root: str, options=None, progress: Pro
     progress : callable ``(entry, done, total)``, optional
         Called in this process as each folder finishes (in completion order).
     workers : int, optional
-        Local worker processes (never more than folders). 1 runs in this process; by
-        default all cores, or in this process when the folders are few and small.
-        Ignored with ``scheduler``.
+        Local worker processes (never more than folders), forked from this process after
+        its imports. 1 runs in this process; by default all cores (one folder: in this
+        process). With ``scheduler="local"``: the Dask workers. Ignored with another
+        ``scheduler``.
     scheduler : str or distributed.Client, optional
-        Address of an existing Dask scheduler (``tcp://`` or ``tls://``), or a ``Client``.
+        ``"local"``: a Dask ``LocalCluster`` of ``workers`` processes (with its dashboard);
+        else the address of an existing Dask scheduler (``tcp://`` or ``tls://``), or a
+        ``Client``.
     resume : bool
         Skip folders whose result is complete and inputs, options and version unchanged.
     log_level : int
@@ -238,7 +239,8 @@ def run_batch(folders: Iterable[str], out_root: str, options=None, progress: Pro
     overwrite : bool
         Replace ``OUT/<name>`` even when it holds the result of another source folder.
     dashboard : str, optional
-        Address of the local cluster's Dask dashboard (loopback by default; None: none).
+        Address of the ``scheduler="local"`` cluster's Dask dashboard (loopback by default;
+        None: none).
     console_level : int, optional
         Records at this level and up from Dask workers are shown in this process.
     on_start : callable ``(info)``, optional
@@ -288,12 +290,14 @@ def _run_locked(given, execution, kw, how, progress, on_start) -> dict:
     """Hold OUT's lock, keep ``summary.json`` current, turn Ctrl-C/SIGTERM into ``"interrupted"``."""
     with OutputLock(kw["out_root"]):
         summary = Summary(kw["out_root"], given, execution)
+        study = _Study(kw["out_root"])
 
         def report(entry: dict) -> None:
             summary.add(entry)
             summary.write("running")  # a killed run still says how far it got
             if progress:
                 progress(entry, len(summary.entries), len(given))
+            study.add(entry)  # its page and thumbnail now, while other folders run
 
         with sigterm_as_interrupt():
             try:
@@ -303,18 +307,32 @@ def _run_locked(given, execution, kw, how, progress, on_start) -> dict:
                 interrupted = True
                 _mark_unfinished(summary)
         result = summary.write("interrupted" if interrupted else "finished")
-        _study_report(kw["out_root"], result)
+        study.write(result)
     result["this_run"] = summary.this_run()
     if interrupted:
         raise KeyboardInterrupt
     return result
 
 
-def _study_report(out_root: str, summary: dict) -> None:
-    """``OUT/index.html`` (:mod:`dualmode.report_html`), once per batch; never fails the batch."""
-    from dualmode.report_html import update_study_report
+class _Study:
+    """``OUT/index.html`` (:class:`dualmode.report_html.StudyReport`), built as folders finish and
+    written once per batch; it never fails the batch (a failure is logged)."""
 
-    update_study_report(out_root, summary)  # logs instead of raising
+    def __init__(self, out_root: str):
+        from dualmode.report_html import StudyReport
+
+        self.study = StudyReport(out_root)
+
+    def add(self, entry: dict) -> None:
+        try:
+            self.study.add(entry)
+        except Exception:  # noqa: BLE001 - written again (or reported) at the end
+            log.debug("study report row of %s deferred", entry.get("name"), exc_info=True)
+
+    def write(self, summary: dict) -> None:
+        from dualmode.report_html import update_study_report
+
+        update_study_report(self.study.out_root, summary, self.study)  # logs instead of raising
 
 
 def _execute(given, summary, report, kw, how: dict, on_start) -> None:
@@ -329,6 +347,10 @@ def _execute(given, summary, report, kw, how: dict, on_start) -> None:
     summary.write("running")
     if mode == "in-process":
         _in_process(todo, report, kw)
+    elif mode == "processes":
+        pool = ForkedWorkers(n, {**kw, "threads": thread_share(n), "forward_level": None}, kw["timeout"])
+        execution["start_method"] = pool.method
+        pool.run(todo, report)
     elif mode == "LocalCluster":
         with dk.quiet_distributed(), dk.worker_config():  # restarted workers start the same way
             _local_overlapped(todo, report, kw, n, how["dashboard"], execution, kw["timeout"])

@@ -19,12 +19,16 @@ MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "SimpleITK", "nibabel", "tifff
 
 
 def warm_imports() -> None:
-    """Import :data:`MODULES` (each only once per process; missing optional ones are skipped)."""
+    """Import :data:`MODULES` (each only once per process; missing optional ones are skipped) and
+    read the library versions every ``report.json`` records (cached; forked workers inherit both)."""
     for name in MODULES:
         try:
             importlib.import_module(name)
         except ImportError:
             pass
+    from dualmode.provenance import versions
+
+    versions()
 
 
 def dask_setup(worker=None) -> None:
