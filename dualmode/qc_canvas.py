@@ -44,10 +44,14 @@ def colorize(a: np.ndarray, cmap: str, lo: float, hi: float, gamma: float = 1.0)
     >>> colorize(np.array([0.0, 1.0]), "gray", 0.0, 1.0).tolist()
     [[0, 0, 0], [255, 255, 255]]
     """
-    x = np.clip((np.asarray(a, float) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+    x = np.subtract(a, lo, dtype=float)  # the steps in place on one float64 copy: same values, 1/4 the memory
+    x /= hi - lo if hi > lo else 1.0
+    np.clip(x, 0.0, 1.0, out=x)
     if gamma != 1.0:
-        x = x ** gamma
-    return lut(cmap)[np.round(np.nan_to_num(x) * 255.0).astype(np.intp)]
+        x **= gamma
+    np.nan_to_num(x, copy=False)
+    x *= 255.0
+    return lut(cmap)[np.round(x, out=x).astype(np.intp)]
 
 
 def _nice_length(span: float) -> float:

@@ -140,6 +140,24 @@ def antialias_sigma(spacing_um, optical_to_mri, affine) -> np.ndarray:
     return np.maximum(0.0, (factor - 1.0) / 2.0)
 
 
+def _resample(moving: sitk.Image, shape, affine: np.ndarray, transform, interpolator) -> np.ndarray:
+    """``moving`` sampled (float32, 0 outside) on the grid ``(shape, affine)`` (voxel -> RAS mm): an
+    ``[i, j, k]`` array. The output grid is given to ITK as numbers, not as a reference image (which
+    would be allocated and zero-filled only to carry its geometry)."""
+    origin, spacing, direction = sitk_geometry(affine)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([int(n) for n in shape])
+    resampler.SetOutputOrigin(origin)
+    resampler.SetOutputSpacing(spacing)
+    resampler.SetOutputDirection(direction)
+    resampler.SetTransform(transform)
+    resampler.SetInterpolator(interpolator)
+    resampler.SetDefaultPixelValue(0.0)
+    resampler.SetOutputPixelType(sitk.sitkFloat32)
+    out = resampler.Execute(moving)
+    return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32, copy=False)
+
+
 def resample_optical(
     optical_data: np.ndarray,
     spacing_um,
@@ -191,13 +209,7 @@ def resample_optical(
         thick_mm = 1.0 / max(np.abs(steps).max(), 1e-12)
         slab = thick_mm / np.linalg.norm(zdir)
     moving = optical_sitk_image(data, grid_sp, slab, origin)
-    geometry = sitk_geometry(affine)
-    ref = sitk.Image([int(n) for n in shape], sitk.sitkFloat32)
-    ref.SetOrigin(geometry[0])
-    ref.SetSpacing(geometry[1])
-    ref.SetDirection(geometry[2])
-    out = sitk.Resample(moving, ref, fixed_to_moving(optical_to_mri), interpolator, 0.0, sitk.sitkFloat32)
-    out = np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32, copy=False)
+    out = _resample(moving, shape, affine, fixed_to_moving(optical_to_mri), interpolator)
     step = np.rint(grid_sp / np.asarray(spacing_um, float)).astype(int)
     if np.any(np.asarray(field) % step):  # the binned copy was padded past the field's far edge
         out[_outside_field(shape, affine, optical_to_mri, field, spacing_um)] = 0.0
@@ -229,10 +241,4 @@ def resample_image(
     moving.SetOrigin(origin)
     moving.SetSpacing(spacing)
     moving.SetDirection(direction)
-    origin, spacing, direction = sitk_geometry(target_affine)
-    ref = sitk.Image([int(n) for n in shape], sitk.sitkFloat32)
-    ref.SetOrigin(origin)
-    ref.SetSpacing(spacing)
-    ref.SetDirection(direction)
-    out = sitk.Resample(moving, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32)
+    return _resample(moving, shape, target_affine, sitk.Transform(), sitk.sitkLinear)
