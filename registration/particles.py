@@ -196,9 +196,31 @@ def _candidates(small, step, sigma_full, active, spacing, diameter_um, max_blur)
     response = stack.max(axis=0)
     del stack
     mind = max(1, int(np.floor(np.sqrt(2) * sigma0[active].min())))
-    peaks = peak_local_max(response, min_distance=mind, threshold_abs=0.0, exclude_border=False)
+    peaks = _local_maxima(response, mind)
     blur = scales[best_scale[tuple(peaks.T)]] if len(peaks) else np.zeros(0)
     return peaks, blur, ndi.gaussian_filter(flat, 0.5 * sigma0)
+
+
+def _local_maxima(response, min_distance: int) -> np.ndarray:
+    """``peak_local_max(response, min_distance=min_distance, threshold_abs=0, exclude_border=False)``.
+
+    Two maxima of the ``2 min_distance + 1`` cube maximum filter closer than ``min_distance``
+    (Chebyshev) hold equal values (each is the maximum of a cube holding the other), so the
+    spacing pass of :func:`skimage.feature.peak_local_max`, a Python loop over all candidates
+    (0.1-0.2 s for the ~1300 of a 3D stack), removes nothing unless there are such ties: it
+    runs only then.
+    """
+    from scipy.spatial import cKDTree
+
+    peak = response == ndi.maximum_filter(response, size=2 * min_distance + 1, mode="nearest")
+    if peak.all():  # a flat image has no peak (as peak_local_max)
+        return np.zeros((0, response.ndim), int)
+    peak &= response > 0
+    coord = np.transpose(np.nonzero(peak))
+    coord = coord[np.argsort(-response[peak], kind="stable")]
+    if min_distance > 1 and len(coord) > 1 and len(cKDTree(coord).query_pairs(min_distance, p=np.inf)):
+        return peak_local_max(response, min_distance=min_distance, threshold_abs=0.0, exclude_border=False)
+    return coord
 
 
 def _measure(img, peaks, blur, amp_map, step, sigma_full, active, threshold):
