@@ -154,7 +154,8 @@ def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_par
     dmax = 3.0 * float(vox[:2].mean())
     filt, norm = filter_spectrum(shape, vox, diameter_mm, k_max)
     resid_spec = fft_centered(np.asarray(phased, float))
-    z = ifft_centered(resid_spec * (filt + 1j))
+    filt_i = filt + 1j
+    z = ifft_centered(resid_spec * filt_i)
     # the image is mostly noise: if T spreads wider than N(0, 1) (sigma underestimated, coloured
     # noise), widen the null distribution by T's robust standard deviation (never narrow it)
     t_img = z.real / (sigma * norm)
@@ -170,7 +171,7 @@ def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_par
         a, x0, d, s = _fit_one(z.imag[sl], sl, shape, vox, pos0, diameter_mm, free, sigma, dmax, k_max)
         fits.append((a, x0, d, s, float(t_img[peak]), sl, z.imag[sl]))
         resid_spec -= a * hermitian(spectrum(shape, vox, x0, d, k_max))
-        z = ifft_centered(resid_spec * (filt + 1j))
+        z = ifft_centered(resid_spec * filt_i)
     amps = Amplitudes(np.array([f[0] for f in fits]), np.array([f[3] for f in fits]),
                       np.array([f[1] for f in fits]).reshape(-1, 3), np.array([f[2] for f in fits]))
     return amps.position.copy(), np.array([f[4] for f in fits]), thr, (amps, [f[5] for f in fits],

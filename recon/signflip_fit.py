@@ -99,9 +99,11 @@ def _fit(m, s, basis, d, mask, robust, n_iter, huber_k, alpha) -> dict:
     resid_energy = np.empty(n_vox)
     resid_shot = np.empty((n, n_vox), np.float32)
     for sl in _chunks(n_vox):
-        mw = m[:, sl].astype(np.complex128) * d[:, None]
+        mw = m[:, sl].astype(np.complex128)
+        mw *= d[:, None]
         c = pinv @ mw
-        r = np.abs(mw - x @ c) ** 2
+        mw -= x @ c  # the residual
+        r = mw.real ** 2 + mw.imag ** 2
         coef[:, sl] = c
         resid_energy[sl] = r.sum(axis=0)
         resid_shot[:, sl] = r
