@@ -282,8 +282,8 @@ def _fit_one(data, sl, shape, vox, pos0, d0, free, sigma, dmax, k_max=None):
 
     last = {}
 
-    def parts(theta):  # model and derivatives at theta: trf asks for the Jacobian where it evaluated the residual
-        key = theta.tobytes()
+    def parts(theta):  # model and derivatives at (x0, d): trf asks for the Jacobian where it evaluated the residual
+        key = theta[1:].tobytes()  # the model does not depend on the amplitude
         if last.get("key") != key:
             _, x0, d = unpack(theta)
             last.update(key=key, parts=window_model(shape, vox, x0, d, sl, jacobian=True, k_max=k_max))
@@ -297,9 +297,9 @@ def _fit_one(data, sl, shape, vox, pos0, d0, free, sigma, dmax, k_max=None):
         cols = [m] + [theta[0] * d_pos[f] for f in free] + [theta[0] * d_diam]
         return np.stack([c.ravel() for c in cols], axis=1) / sigma
 
-    m0 = window_model(shape, vox, pos0, d0, sl, k_max=k_max)
-    a0 = float(np.sum(m0 * data) / max(np.sum(m0 ** 2), 1e-30))
-    theta0 = np.r_[a0, pos0[free], np.clip(d0, 1e-3, dmax)]
+    theta0 = np.r_[0.0, pos0[free], np.clip(d0, 1e-3, dmax)]
+    m0 = parts(theta0)[0]  # also the first evaluation of the fit
+    theta0[0] = float(np.sum(m0 * data) / max(np.sum(m0 ** 2), 1e-30))
     lo = np.r_[-np.inf, pos0[free] - 1.0, 1e-3]
     hi = np.r_[np.inf, pos0[free] + 1.0, dmax]
     # tolerances 1e-5: the parameters within 0.5 % of their standard errors of the 1e-8 default's, 25 % fewer steps
