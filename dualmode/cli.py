@@ -321,7 +321,12 @@ def _check_inputs(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``dualmode``; returns the exit code (2: usage error)."""
+    """Entry point of ``dualmode``; returns the exit code (2: usage error).
+
+    Without ``argv`` (the ``dualmode`` command itself), ``dualmode run`` ends the process
+    when done (:func:`_exit_without_teardown`) instead of returning.
+    """
+    argv_given = argv
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     try:
@@ -332,10 +337,28 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version, usage errors (argparse already printed them)
         return stop.code if isinstance(stop.code, int) else 2
     try:
-        return args.func(args)
+        code = args.func(args)
     except BrokenPipeError:  # e.g. dualmode schema | head
         sys.stdout = open(os.devnull, "w")
         return 1
+    if argv_given is None and getattr(args, "command", None) == "run":  # this process's own command line
+        _exit_without_teardown(code)
+    return code
+
+
+def _exit_without_teardown(code: int) -> None:
+    """End the process now with ``code``: the atexit handlers run (logging, multiprocessing, finalizers)
+    and stdout/stderr are flushed, but the interpreter does not tear down every imported module one by
+    one (about 0.4 s of CPU after a batch, measured; every file the batch wrote is already closed)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -68,8 +68,8 @@ def _data_uri(png_path: str, width: int | None = None) -> str | None:
     from PIL import Image
 
     with Image.open(png_path) as img:
+        img.thumbnail((width, width * img.height // max(img.width, 1)))  # reduce, then resample the small one
         img = img.convert("RGB")
-        img.thumbnail((width, width * img.height // max(img.width, 1)))
         buf = stdio.BytesIO()
         img.save(buf, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -5,6 +5,8 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 
 import distributed
@@ -384,3 +386,17 @@ def test_unwritable_output_is_a_failed_entry(folders, tmp_path):
 def test_effective_threads_reports_the_pinned_pools():
     with batch.pinned_threads(1):
         assert batch.threads.effective_threads() == {"numba": 1, "blas": 1, "fft": 1, "itk": batch.ITK_THREADS}
+
+
+def test_command_exits_with_its_code_and_all_output(folders, tmp_path):
+    """``python -m dualmode run`` ends without the interpreter's teardown: the exit code, the
+    buffered stdout (a pipe) and stderr must still all come out."""
+    root, good, bad = folders
+    proc = subprocess.run([sys.executable, "-m", "dualmode", "run", good[0], bad, "-o", str(tmp_path), "-j", "1",
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["status"] for e in lines[:-1]] == ["ok", "failed"]
+    assert lines[-1]["state"] == "finished" and (lines[-1]["ok"], lines[-1]["failed"]) == (1, 1)
+    assert "corrupt: FAILED" in proc.stderr
+    assert _summary(tmp_path)["state"] == "finished" and (tmp_path / "index.html").is_file()

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import importlib
 
-#: what a folder imports (the package __init__s are lazy, PEP 562: name the modules, not the packages);
+#: what a 2D folder imports (the package __init__s are lazy, PEP 562: name the modules, not the packages);
 #: numba is left to the folders that run a kernel (non-Cartesian NUFFT): a 2D Cartesian folder never loads it
-MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "SimpleITK", "nibabel", "tifffile", "zarr",
-           "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.io.manifest",
-           "dualmode.io.readers", "dualmode.recon.lockin_recon", "dualmode.recon.quantify",
-           "dualmode.registration.register", "dualmode.registration.fusion")
+MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "scipy.sparse.csgraph", "SimpleITK", "nibabel", "tifffile",
+           "zarr", "ismrmrd", "PIL.Image", "PIL.PngImagePlugin", "PIL.ImageDraw", "PIL.ImageFont",
+           "skimage.transform", "skimage.exposure",
+           "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.qc_canvas", "dualmode.sanity",
+           "dualmode.io.manifest", "dualmode.io.readers", "dualmode.io.ngff", "dualmode.recon.lockin_recon",
+           "dualmode.recon.quantify", "dualmode.recon.displacement", "dualmode.recon.t2star",
+           "dualmode.registration.register", "dualmode.registration.refine", "dualmode.registration.noise",
+           "dualmode.registration.fusion")
 
 
 def warm_imports() -> None:
