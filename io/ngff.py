@@ -112,13 +112,29 @@ def _omero(arr: np.ndarray, label: str, color: str, window) -> dict:
             "rdefs": {"model": "color", "defaultZ": 0, "defaultT": 0}}
 
 
+def _chunk_length(n: int, cap: int) -> int:
+    """Chunk length along an axis of ``n`` samples: at most ``cap``, dividing ``n`` when a split into
+    up to twice the fewest parts allows it (21 -> 7, so no partial chunk), else the fewest equal parts."""
+    fewest = -(-n // cap)
+    exact = [n // k for k in range(fewest, 2 * fewest + 1) if n % k == 0]
+    return exact[0] if exact else -(-n // fewest)
+
+
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     """Chunk shape of a ``(z, y, x)`` level: at most 16 planes of 512 x 512, split evenly.
 
-    Each axis is cut into the fewest equal parts within the limit (21 planes -> 2 x 11, not
-    16 + 5), so no chunk is mostly padding that is compressed and written for nothing.
+    Each axis is cut into equal parts within the limit that divide it where possible
+    (:func:`_chunk_length`), so chunks are whole: zarr encodes a whole chunk as it is, while a
+    partial one is first copied into a padded buffer (and the padding compressed for nothing).
     """
-    return tuple(-(-n // -(-n // cap)) if n else 1 for n, cap in zip(shape, (16, 512, 512)))
+    return tuple(_chunk_length(n, cap) if n else 1 for n, cap in zip(shape, (16, 512, 512)))
+
+
+def _blocks(shape: tuple[int, ...], chunks: tuple[int, ...]):
+    """The chunk-aligned blocks of an array (tuples of slices), in C order of the chunk grid."""
+    grid = [range(0, n, c) for n, c in zip(shape, chunks)]
+    for start in np.ndindex(*(len(g) for g in grid)):
+        yield tuple(slice(g[i], min(g[i] + c, n)) for g, i, c, n in zip(grid, start, chunks, shape))
 
 
 #: Blosc LZ4 with byte shuffle: several times faster than zarr's default zstd for float32
@@ -145,10 +161,13 @@ async def _write_group(root, key: str, attrs: dict, levels: list[np.ndarray]) ->
     group = await root.create_group(key, attributes=attrs)
 
     async def level(i: int, data: np.ndarray) -> None:
-        array = await group.create_array(f"s{i}", shape=data.shape, dtype=data.dtype, chunks=_chunks(data.shape),
+        chunks = _chunks(data.shape)
+        array = await group.create_array(f"s{i}", shape=data.shape, dtype=data.dtype, chunks=chunks,
                                          compressors=[_CODEC], dimension_names=[a["name"] for a in AXES],
                                          fill_value=0.0, config={"write_empty_chunks": True})
-        await array.setitem(Ellipsis, data)
+        # one write per chunk: zarr encodes a whole chunk given alone as it is, where a write of
+        # the whole array would copy each chunk into a new fill-valued buffer first
+        await asyncio.gather(*(array.setitem(block, data[block]) for block in _blocks(data.shape, chunks)))
 
     await asyncio.gather(*(level(i, data) for i, data in enumerate(levels)))
 

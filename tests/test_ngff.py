@@ -143,13 +143,19 @@ def test_pyramid_levels_are_block_means_of_the_previous_level(shape, order):
     assert np.allclose(transforms[2][1]["translation"], [3.0, 2.0 + 1.5 * 0.02, 1.0 + 1.5 * 0.01])
 
 
-def test_chunks_split_each_axis_evenly_within_16_planes_of_512_squared():
-    from dualmode.io.ngff import _chunks
+def test_chunks_divide_each_axis_within_16_planes_of_512_squared():
+    from dualmode.io.ngff import _blocks, _chunks
 
-    assert _chunks((21, 504, 505)) == (11, 504, 505)
+    assert _chunks((21, 504, 505)) == (7, 504, 505)  # 3 whole chunks rather than 16 + 5
     assert _chunks((16, 1024, 1000)) == (16, 512, 500)
     assert _chunks((1, 8, 8)) == (1, 8, 8)
-    assert _chunks((33, 513, 1)) == (11, 257, 1)
+    assert _chunks((23, 1031, 1)) == (12, 344, 1)  # primes: the fewest equal parts
+    blocks = list(_blocks((23, 1031, 1), (12, 344, 1)))
+    assert len(blocks) == 6 and blocks[-1] == (slice(12, 23), slice(688, 1031), slice(0, 1))
+    covered = np.zeros((23, 1031, 1), int)
+    for block in blocks:
+        covered[block] += 1
+    assert np.all(covered == 1)
 
 
 def test_store_encoded_in_memory_equals_the_one_zarr_writes_itself(tmp_path, monkeypatch):
