@@ -139,7 +139,7 @@ def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
 @single_thread_blas
 def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_particles, k_max=None):
     """:func:`detect`, also returning the fits of the detected particles: ``(Amplitudes, windows,
-    window data)`` (the ``start`` of :func:`fit_amplitudes`).
+    window data, spectrum of their models' sum)`` (the ``start`` of :func:`fit_amplitudes`).
 
     The residual is kept as its spectrum ``R`` (Hermitian: the image is real); one inverse FFT
     of ``R (F + i)`` (``F`` the filter's real, even spectrum) gives both the matched filter
@@ -153,7 +153,8 @@ def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_par
     centre = np.array([n // 2 for n in shape])
     dmax = 3.0 * float(vox[:2].mean())
     filt, norm = filter_spectrum(shape, vox, diameter_mm, k_max)
-    resid_spec = fft_centered(np.asarray(phased, float))
+    data_spec = fft_centered(np.asarray(phased, float))
+    resid_spec = data_spec.copy()
     filt_i = filt + 1j
     z = ifft_centered(resid_spec * filt_i)
     # the image is mostly noise: if T spreads wider than N(0, 1) (sigma underestimated, coloured
@@ -175,7 +176,7 @@ def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_par
     amps = Amplitudes(np.array([f[0] for f in fits]), np.array([f[3] for f in fits]),
                       np.array([f[1] for f in fits]).reshape(-1, 3), np.array([f[2] for f in fits]))
     return amps.position.copy(), np.array([f[4] for f in fits]), thr, (amps, [f[5] for f in fits],
-                                                                       [f[6] for f in fits])
+                                                                       [f[6] for f in fits], data_spec - resid_spec)
 
 
 @dataclass
@@ -212,9 +213,10 @@ def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diamet
     sweeps : at most this many passes over the particles, each with the neighbours' latest models
         subtracted (the first pass sees only the particles fitted before); stops early when a pass
         changed no amplitude by more than ``tol`` of its sigma
-    start : ``(Amplitudes, windows, data)`` of a first pass (the CLEAN fits of :func:`detect`, each
-        fitted on ``data[p]`` over ``windows[p]`` with the particles before it subtracted): counts
-        as the first sweep
+    start : ``(Amplitudes, windows, data[, spectrum])`` of a first pass (the CLEAN fits of :func:`detect`,
+        each fitted on ``data[p]`` over ``windows[p]`` with the particles before it subtracted): counts
+        as the first sweep; ``spectrum``, the spectrum of the sum of their models (or its Hermitian
+        part: only the real image is used), saves computing it again
     tol : a particle whose window data changed by less than ``tol * sigma`` (root sum of squares)
         since its last fit is not fitted again: to first order its parameters would move by less
         than ``tol`` of their standard errors (``|dA| <= sigma_A ||d data|| / sigma``)
@@ -236,8 +238,8 @@ def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diamet
     if start is not None and n:
         fit = Amplitudes(*(np.array(v, float) for v in (start[0].amplitude, start[0].sigma, start[0].position,
                                                         start[0].diameter_mm)))
-        total = sum(a * spectrum(phased.shape, vox, x, d, k_max) for a, x, d in zip(fit.amplitude, fit.position,
-                                                                                     fit.diameter_mm))
+        total = start[3] if len(start) > 3 else sum(
+            a * spectrum(phased.shape, vox, x, d, k_max) for a, x, d in zip(fit.amplitude, fit.position, fit.diameter_mm))
         last = list(zip(start[1], start[2]))
     for sweep in range(1 if start is not None else 0, max(sweeps, 1)):
         change = 0.0
