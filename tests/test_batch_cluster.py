@@ -41,11 +41,15 @@ def test_folders_on_two_workers(tmp_path, mode, n):
     local = ["--scheduler", "local"] if mode == "LocalCluster" else []
     proc = subprocess.Popen([sys.executable, "-m", "dualmode", "run", str(acq / "*"), "-o", str(out),
                              "--workers", "2", *local], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    me, listening = psutil.Process(proc.pid), set()
+    me, listening, oom = psutil.Process(proc.pid), set(), {}
     while proc.poll() is None:
         try:
-            listening |= _listening([me, *me.children(recursive=True)])
-        except psutil.Error:
+            children = me.children(recursive=True)
+            listening |= _listening([me, *children])
+            for child in children:
+                with open(f"/proc/{child.pid}/oom_score_adj") as f:
+                    oom[child.pid] = f.read().strip()
+        except (psutil.Error, OSError):
             pass
         time.sleep(0.3)
     stdout, stderr = proc.communicate()
@@ -61,6 +65,8 @@ def test_folders_on_two_workers(tmp_path, mode, n):
     if mode == "processes":  # no socket at all; workers forked from the parent after its imports, none ran here
         assert not listening, listening
         assert s["execution"]["start_method"] == "fork" and len(by_worker) == 2
+        worker_pids = {int(w.split(":")[-1]) for w in workers}  # the out-of-memory killer picks them first
+        assert {oom.get(pid) for pid in worker_pids} == {"500"}, oom
         assert "Dask dashboard" not in stdout
     else:  # every socket the run listened on (scheduler, nannies, workers, dashboard) is on the loopback
         assert listening and {ip for ip, _ in listening} <= {"127.0.0.1", "::1"}, listening

@@ -10,7 +10,9 @@ time per worker) and accounts for them.
   cores (``workers x threads = cores``); the folder's time limit is its ``SIGALRM``, and this
   process stops a worker that overruns it by :data:`GRACE_S` (stuck in native code).
 * A worker that dies (killed, out of memory, crashed) is replaced; its folder is tried once
-  more on a new worker, then reported failed with the signal.
+  more on a new worker, then reported failed with the signal. Workers offer themselves to
+  Linux's out-of-memory killer first (``oom_score_adj`` 500), so that it ends a folder, not
+  the batch.
 * Ctrl-C / SIGTERM: the workers ignore SIGINT and are killed by this process at once.
 * ``fork`` is only used while this process is fork-safe: it runs no folder itself and has
   started no numba thread pool (a numba pool does not survive a fork). Otherwise (and on
@@ -72,6 +74,9 @@ def _serve(conn, kw: dict) -> None:
     """Worker loop: receive a folder, send back its entry; ``None`` or a closed pipe ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (inherited by fork)
+    with contextlib.suppress(OSError):  # out of memory: the kernel kills a worker (replaced), not the batch
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("500")
     warm_imports()  # a no-op after fork; forkserver/spawn workers import here, before the first folder
     while True:
         try:
