@@ -7,6 +7,7 @@ OME-TIFF is ``CZYX`` on disk with physical sizes in µm.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io as stdio
@@ -190,18 +191,56 @@ def write_c13_outputs(result, out: str) -> None:
                     "dualmode 13C Re(H e^-i phi): signed, Gaussian noise")
 
 
-def write_fusion_outputs(result, out: str) -> None:
-    """Fused NIfTI, OME-TIFF and OME-Zarr, ``transform.tfm``, ``registration.json``, ``particles.csv``."""
+def _now(fn, *args, **kwargs) -> None:
+    fn(*args, **kwargs)
+
+
+def writer_threads() -> int:
+    """Threads the writes of one folder may use: the larger of SimpleITK's global thread count and
+    ``scipy.fft``'s workers, which the batch sets to the folder's share of the cores (1 each with
+    two workers on two cores); outside a batch, the cores SimpleITK uses."""
+    import sys
+
+    import scipy.fft
+
+    sitk = sys.modules.get("SimpleITK")  # not imported for it: a folder without optics never loads it
+    itk = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk is not None else 1
+    return max(itk, scipy.fft.get_workers())
+
+
+@contextlib.contextmanager
+def side_writer(threads: int):
+    """Yield ``submit(fn, *args, **kwargs)``: with ``threads >= 2`` the call runs in one helper thread
+    (the gzip, zlib and Blosc encoders release the GIL, so NIfTI and TIFF files are compressed while
+    the caller writes the OME-Zarr store), else at once. On exit every call has finished; the first
+    error is raised."""
+    if threads < 2:
+        yield _now
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    futures = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dualmode-write") as pool:
+        yield lambda fn, *args, **kwargs: futures.append(pool.submit(fn, *args, **kwargs))
+    for future in futures:
+        future.result()
+
+
+def write_fusion_outputs(result, out: str, submit=_now) -> None:
+    """Fused NIfTI, OME-TIFF and OME-Zarr, ``transform.tfm``, ``registration.json``, ``particles.csv``.
+
+    The NIfTI and TIFF files go through ``submit`` (see :func:`side_writer`), the rest is written here.
+    """
     from dualmode.io.ngff import write_ome_zarr
     from dualmode.registration.resample import write_tfm
 
     reg, fused = result.registration, result.fused
     names = ["13C", "optical"]
-    write_vector_nifti(os.path.join(out, "fused.nii.gz"), fused.data, fused.affine, names)
-    write_nifti(os.path.join(out, "optical_on_mri.nii.gz"), result.optical_on_mri.data, result.optical_on_mri.affine,
-                "dualmode optical resampled on the 13C grid")
-    write_fused_ome_tiff(os.path.join(out, "fused.ome.tif"), fused.data, fused.affine, names, name=result.name,
-                         channel_colors=[CHANNEL_COLORS[n] for n in names])
+    submit(write_vector_nifti, os.path.join(out, "fused.nii.gz"), fused.data, fused.affine, names)
+    submit(write_nifti, os.path.join(out, "optical_on_mri.nii.gz"), result.optical_on_mri.data,
+           result.optical_on_mri.affine, "dualmode optical resampled on the 13C grid")
+    submit(write_fused_ome_tiff, os.path.join(out, "fused.ome.tif"), fused.data, fused.affine, names,
+           name=result.name, channel_colors=[CHANNEL_COLORS[n] for n in names])
     native = result.optical_native
     window = h_window(result.c13.data, result.lockin.noise_sigma)
     write_ome_zarr(os.path.join(out, "fused.ome.zarr"), result.c13.data, result.c13.affine, native.data,
@@ -290,9 +329,10 @@ def write_outputs(result, out: str | os.PathLike) -> dict:
     total = timings.pop("total", 0.0)
     t0 = time.perf_counter()
     with staged_folder(out, carry=CARRIED) as stage:
-        write_c13_outputs(result, stage)
-        if result.registration is not None:
-            write_fusion_outputs(result, stage)
+        with side_writer(writer_threads()) as submit:
+            submit(write_c13_outputs, result, stage)
+            if result.registration is not None:
+                write_fusion_outputs(result, stage, submit)
         t1 = time.perf_counter()
         step = "fuse" if result.registration is not None else "write"
         timings[step] = timings.get(step, 0.0) + t1 - t0
