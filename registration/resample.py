@@ -181,7 +181,9 @@ def antialias_sigma(spacing_um, optical_to_mri, affine) -> np.ndarray:
 def _resample(moving: sitk.Image, shape, affine: np.ndarray, transform, interpolator) -> np.ndarray:
     """``moving`` sampled (float32, 0 outside) on the grid ``(shape, affine)`` (voxel -> RAS mm): an
     ``[i, j, k]`` array. The output grid is given to ITK as numbers, not as a reference image (which
-    would be allocated and zero-filled only to carry its geometry)."""
+    would be allocated and zero-filled only to carry its geometry). The filter runs on the folder's
+    threads (:func:`folder_threads`), also where a batch keeps ITK's global count at 1 for its
+    registration metric: each output voxel is interpolated on its own, the same for any count."""
     origin, spacing, direction = sitk_geometry(affine)
     resampler = sitk.ResampleImageFilter()
     resampler.SetSize([int(n) for n in shape])
@@ -192,6 +194,7 @@ def _resample(moving: sitk.Image, shape, affine: np.ndarray, transform, interpol
     resampler.SetInterpolator(interpolator)
     resampler.SetDefaultPixelValue(0.0)
     resampler.SetOutputPixelType(sitk.sitkFloat32)
+    resampler.SetNumberOfThreads(folder_threads())
     out = resampler.Execute(moving)
     return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32, copy=False)
 

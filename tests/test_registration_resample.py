@@ -170,3 +170,22 @@ def test_two_thread_gaussian_equals_scipy_gaussian_filter(shape, sigma):
     got = gaussian_nearest(image, sigma, threads=2)
     assert got.dtype == expect.dtype and np.array_equal(got, expect)
     assert np.array_equal(gaussian_nearest(image, sigma, threads=1), expect)
+
+
+def test_resampling_does_not_depend_on_the_thread_count():
+    """The batch pins ITK's global thread count to 1; resampling runs on the folder's threads: same voxels."""
+    import scipy.fft
+
+    data = np.random.default_rng(9).random((120, 90, 7)).astype(np.float32)
+    o2m = np.eye(4)
+    o2m[:3, :3] = rotation_z(17.0) * 1e-3
+    aff = mri_affine((40, 30, 6), (2.4, 1.8, 0.4))
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        one = resample_optical(data, (20.0, 20.0, 60.0), o2m, (40, 30, 6), aff)
+        with scipy.fft.set_workers(3):
+            three = resample_optical(data, (20.0, 20.0, 60.0), o2m, (40, 30, 6), aff)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    assert one.max() > 0.5 and np.array_equal(one, three)
