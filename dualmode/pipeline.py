@@ -25,6 +25,7 @@ import numpy as np
 from dualmode.conventions import voxel_sizes
 from dualmode.volume import Volume
 
+from .fft_threads import folder_fft_workers
 from .provenance import input_checksums, peak_rss_mb, versions
 from .quantitative import off_resonance_step, quantify_step, t2star_step
 
@@ -33,8 +34,7 @@ log = logging.getLogger("dualmode")
 OUTPUT_FILES = (
     "c13.nii.gz", "background.nii.gz", "fused.nii.gz", "fused.ome.tif", "registration.json",
     "fused.ome.zarr", "transform.tfm", "particles.csv", "report.json", "qc.png",
-    "optical_on_mri.nii.gz",
-    "c13_phased.nii.gz",
+    "optical_on_mri.nii.gz", "c13_phased.nii.gz",
 )
 
 __all__ = ["OUTPUT_FILES", "FolderResult", "PipelineOptions", "input_checksums", "peak_rss_mb",
@@ -279,6 +279,7 @@ def _check_polarization(acq, lock, shots, affine, report: dict) -> None:
         log.warning("%s", text)
 
 
+@folder_fft_workers
 def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = None) -> FolderResult:
     """Run every step on one acquisition folder and return the :class:`FolderResult` (writes nothing).
 
@@ -290,10 +291,9 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
     from dualmode.io import load_acquisition
 
     opts = options or PipelineOptions()
-    folder = os.fspath(folder)
+    clock = _Clock(os.path.basename(os.path.normpath(folder := os.fspath(folder))))  # the folder's name (acq.name)
     checksums = input_checksums(folder)  # first: refuses FIFOs and devices before a reader blocks on one
     acq = load_acquisition(folder, opts.optical_pixel_size_um)
-    clock = _Clock(acq.name)
     clock.lap("read")
     affine = acq.kspace.header.affine()
     sampling = planned_sampling(acq)

@@ -203,6 +203,14 @@ def _check_uncompressed_size(tf, series, path: str) -> None:
                              "truncated or corrupt", "shape")
 
 
+def _decode_threads() -> int:
+    """Threads for decoding compressed TIFF strips: ``scipy.fft``'s workers, which carry the
+    folder's share of the cores (the pipeline sets them; 1 by default). Decoding is exact for any count."""
+    import scipy.fft
+
+    return max(1, scipy.fft.get_workers())
+
+
 def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
     """Read a TIFF/OME-TIFF fluorescence image into :class:`OpticalImage`.
 
@@ -232,7 +240,7 @@ def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
             axes = series.axes.upper()
             check_allocation(path, "shape", series.shape, series.dtype.itemsize)
             _check_uncompressed_size(tf, series, path)
-            arr = series.asarray()
+            arr = series.asarray(maxworkers=_decode_threads())
             spacing = _ome_spacing(tf) if tf.is_ome else _tiff_spacing(tf)
     except InputError:
         raise
@@ -251,7 +259,7 @@ def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
         raise InputError(path, f"missing or invalid physical pixel size {spacing}; pass --optical-pixel-size", "PhysicalSize")
     if not np.all(np.isfinite(arr)):
         raise InputError(path, "image contains NaN or Inf", "data")
-    data = arr.astype(np.float32)
+    data = arr.astype(np.float32, copy=False)  # arr is ours: no second copy of a float32 stack
     frames = None
     if data.ndim == 4:  # frames or channels first
         frames, data = data, data.mean(axis=0)
