@@ -69,13 +69,22 @@ class SearchSpace:
         self.tol = np.broadcast_to(np.asarray(self.tol, float), (3,)).copy()
 
 
+#: :func:`mutual_nn` compares every pair up to this many (a refinement calls it ~10 times per hypothesis)
+BRUTE_FORCE_PAIRS = 250_000
+
+
 def mutual_nn(mapped: np.ndarray, m: np.ndarray, tol: np.ndarray, dims: int):
     """Mutual nearest neighbours within ``tol`` (per axis): ``(pairs (K, 2), distances (K,) mm)``."""
     t = tol[:dims]
-    tree_m = cKDTree(m[:, :dims] / t)
-    d_om, i_om = tree_m.query(mapped[:, :dims] / t, distance_upper_bound=1.0)
-    _, i_mo = cKDTree(mapped[:, :dims] / t).query(m[:, :dims] / t)
-    idx = np.flatnonzero(np.isfinite(d_om))
+    a, b = mapped[:, :dims] / t, m[:, :dims] / t
+    if 0 < len(a) * len(b) <= BRUTE_FORCE_PAIRS:  # a few hundred points: the distance matrix beats two trees
+        d2 = np.square(a[:, None, :] - b[None, :, :]).sum(axis=2)
+        i_om, i_mo = d2.argmin(axis=1), d2.argmin(axis=0)
+        idx = np.flatnonzero(d2[np.arange(len(a)), i_om] < 1.0)  # cKDTree's distance_upper_bound=1 is strict
+    else:
+        d_om, i_om = cKDTree(b).query(a, distance_upper_bound=1.0)
+        _, i_mo = cKDTree(a).query(b)
+        idx = np.flatnonzero(np.isfinite(d_om))
     mutual = idx[i_mo[i_om[idx]] == idx]
     dist = np.linalg.norm(mapped[mutual, :dims] - m[i_om[mutual], :dims], axis=1)
     return np.stack([mutual, i_om[mutual]], 1).reshape(-1, 2), dist

@@ -222,3 +222,29 @@ def test_cli_flags_reach_the_options_and_the_simulator():
     assert (cfg.optical_rotation, cfg.stack_direction) == ("30,0,90", "out")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["simulate", "acq", "--stack-direction", "sideways"])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_mutual_nn_distance_matrix_equals_kd_trees(monkeypatch, dims):
+    """The distance-matrix path of mutual_nn (small sets) gives the pairs and distances of the k-d tree
+    path, checked against an independent loop over every pair."""
+    from dualmode.registration import hypotheses
+
+    rng = np.random.default_rng(dims)
+    m = rng.uniform(0, 10, (40, 3))
+    mapped = np.concatenate([m[:25] + rng.normal(0, 0.15, (25, 3)), rng.uniform(0, 10, (20, 3))])
+    tol = np.array([0.4, 0.5, 0.6])
+    small = hypotheses.mutual_nn(mapped, m, tol, dims)
+    monkeypatch.setattr(hypotheses, "BRUTE_FORCE_PAIRS", 0)
+    trees = hypotheses.mutual_nn(mapped, m, tol, dims)
+    assert np.array_equal(small[0], trees[0]) and np.array_equal(small[1], trees[1])
+    scaled = lambda p: p[:, :dims] / tol[:dims]  # noqa: E731
+    expected = []
+    for i, p in enumerate(scaled(mapped)):
+        d = np.sqrt(((scaled(m) - p) ** 2).sum(1))
+        j = int(np.argmin(d))
+        back = int(np.argmin(np.sqrt(((scaled(mapped) - scaled(m)[j]) ** 2).sum(1))))
+        if d[j] < 1.0 and back == i:
+            expected.append((i, j))
+    assert len(expected) >= 15
+    assert small[0].tolist() == [list(e) for e in expected]
