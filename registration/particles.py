@@ -153,11 +153,24 @@ def _white_tophat(img, size_px):
     return img - ndi.grey_opening(img, size=size)
 
 
-def _log_stack(img, sigma0, factors):
-    """Scale-normalised negative LoG ``-sum_d s_d^2 d^2/dx_d^2 (G_s * img)`` at ``s = f sigma0``
-    for each factor ``f`` (cascaded Gaussian smoothing, central second differences);
-    axes with ``sigma0_d = 0`` are left out."""
-    out = []
+def _log_max(img, sigma0, factors):
+    """Maximum over the scales of the scale-normalised negative LoG ``-sum_d s_d^2 d^2/dx_d^2 (G_s * img)``
+    at ``s = f sigma0`` for each factor ``f`` (cascaded Gaussian smoothing, central second differences;
+    axes with ``sigma0_d = 0`` are left out), and the index of the first scale that reaches it:
+    ``stack.max(0), stack.argmax(0)`` of the stacked responses, accumulated scale by scale."""
+    response, best = None, np.zeros(img.shape, np.intp)
+    for i, resp in enumerate(_log_responses(img, sigma0, factors)):
+        if response is None:
+            response = resp
+            continue
+        higher = resp > response  # strictly: argmax keeps the first of equal values
+        best[higher] = i
+        np.maximum(response, resp, out=response)
+    return response, best
+
+
+def _log_responses(img, sigma0, factors):
+    """The scale-normalised negative LoG of :func:`_log_max` at each scale, one after the other."""
     smooth = img
     prev = np.zeros_like(sigma0)
     for f in factors:
@@ -168,8 +181,7 @@ def _log_stack(img, sigma0, factors):
         for ax, sd in enumerate(s):
             if sd > 0:
                 resp -= sd**2 * ndi.correlate1d(smooth, [1.0, -2.0, 1.0], axis=ax, mode="nearest")
-        out.append(resp)
-    return np.stack(out)
+        yield resp
 
 
 def _binned(img, spacing, diameter_um):
@@ -191,10 +203,7 @@ def _candidates(small, step, sigma_full, active, spacing, diameter_um, max_blur)
     # background: white top-hat with an element 2.5 particle diameters wide
     flat = _white_tophat(ndi.gaussian_filter(small, 0.25 * sigma0), 2.5 * diameter_um / (spacing * step))
     scales = np.geomspace(1.0, max_blur, 5)
-    stack = _log_stack(flat, sigma0, scales)
-    best_scale = np.argmax(stack, axis=0)
-    response = stack.max(axis=0)
-    del stack
+    response, best_scale = _log_max(flat, sigma0, scales)
     mind = max(1, int(np.floor(np.sqrt(2) * sigma0[active].min())))
     peaks = _local_maxima(response, mind)
     blur = scales[best_scale[tuple(peaks.T)]] if len(peaks) else np.zeros(0)
