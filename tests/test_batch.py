@@ -400,3 +400,20 @@ def test_command_exits_with_its_code_and_all_output(folders, tmp_path):
     assert lines[-1]["state"] == "finished" and (lines[-1]["ok"], lines[-1]["failed"]) == (1, 1)
     assert "corrupt: FAILED" in proc.stderr
     assert _summary(tmp_path)["state"] == "finished" and (tmp_path / "index.html").is_file()
+
+
+def test_workers_are_forked_only_from_a_single_threaded_process():
+    """Another thread may hold a lock the child would inherit locked: then the workers start from a
+    forkserver instead."""
+    import threading
+
+    from dualmode.batch import forked
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert forked.start_method() in ("forkserver", "spawn")
+    finally:
+        stop.set()
+        other.join()

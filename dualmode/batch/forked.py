@@ -14,10 +14,10 @@ time per worker) and accounts for them.
   Linux's out-of-memory killer first (``oom_score_adj`` 500), so that it ends a folder, not
   the batch.
 * Ctrl-C / SIGTERM: the workers ignore SIGINT and are killed by this process at once.
-* ``fork`` is only used while this process is fork-safe: it runs no folder itself and has
-  started no numba thread pool (a numba pool does not survive a fork). Otherwise (and on
-  systems without fork) the workers start with ``forkserver`` or ``spawn``: same behaviour,
-  slower start.
+* ``fork`` is only used while this process is fork-safe: it runs no folder itself, has no
+  other thread and has started no numba thread pool (a numba pool does not survive a fork).
+  Otherwise (and on systems without fork) the workers start with ``forkserver`` or
+  ``spawn``: same behaviour, slower start.
 """
 
 from __future__ import annotations
@@ -44,10 +44,13 @@ POLL_S = 0.5
 
 
 def start_method() -> str:
-    """``fork`` when this process may fork (no numba thread pool started), else ``forkserver``/``spawn``."""
+    """``fork`` when this process may fork (one thread, no numba thread pool started), else
+    ``forkserver`` (or ``spawn``)."""
+    import threading
+
     methods = multiprocessing.get_all_start_methods()
     numba_parallel = sys.modules.get("numba.np.ufunc.parallel")
-    if "fork" in methods and not getattr(numba_parallel, "_is_initialized", False):
+    if "fork" in methods and threading.active_count() == 1 and not getattr(numba_parallel, "_is_initialized", False):
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
 
@@ -186,7 +189,7 @@ class ForkedWorkers:
             elif self.timeout and time.monotonic() - w.started > self.timeout + GRACE_S:
                 log.warning("%s: time limit of %g s overrun; stopping its worker", w.folder, self.timeout)
                 report(overran(w.folder, self.timeout))
-                self._replace(w)
+                self._replace(w, queue)
 
     def _finished(self, w: _Worker, queue, report) -> None:
         folder = w.folder
@@ -205,11 +208,15 @@ class ForkedWorkers:
             queue.appendleft(folder)
         else:
             report(died(folder, w, self.tries[folder]))
-        self._replace(w)
+        self._replace(w, queue)
 
-    def _replace(self, w: _Worker) -> None:
+    def _replace(self, w: _Worker, queue) -> None:
+        """Stop ``w``; a new worker takes its place while folders are waiting."""
         w.kill()
-        self.workers[self.workers.index(w)] = _Worker(self.ctx, self.kw)
+        if queue:
+            self.workers[self.workers.index(w)] = _Worker(self.ctx, self.kw)
+        else:
+            self.workers.remove(w)
 
     def close(self) -> None:
         """Ask idle workers to exit; do not wait for them (they exit on their own or with this process)."""
