@@ -217,6 +217,10 @@ def _check_vlen_lengths(path: str, dset) -> None:
                          "file (corrupt lengths)", "data")
 
 
+#: readouts copied into the k-space array per block (:func:`read_ismrmrd`)
+SCATTER_LINES = 4096
+
+
 def _trajectory(enc) -> str:
     """The encoding's trajectory name, lower case (``cartesian``, ``radial``, ...)."""
     return str(getattr(enc.trajectory, "value", enc.trajectory)).lower()
@@ -282,10 +286,15 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
     if len(bad):
         raise InputError(path, f"acquisition {bad[0]} holds {sizes[bad[0]] // 2} samples, header says "
                          f"{n_coils}x{n_samples}", "data")
-    lines = np.concatenate(datas).astype(np.float32, copy=False).view(np.complex64).reshape(n_acq, n_coils, n_samples)
     key = (reps * matrix[1] + e1) * matrix[2] + e2
-    last = n_acq - 1 - np.unique(key[::-1], return_index=True)[1]  # a line stored twice: the later one, as read
-    data[reps[last], :, :, e1[last], e2[last]] = lines[last]
+    latest = np.zeros(n_acq, bool)  # a line stored twice: the later one counts, as read line by line
+    latest[n_acq - 1 - np.unique(key[::-1], return_index=True)[1]] = True
+    for start in range(0, n_acq, SCATTER_LINES):  # blocks: a copy of a few MB at a time, not of the file
+        blk = np.arange(start, min(start + SCATTER_LINES, n_acq))[latest[start:start + SCATTER_LINES]]
+        if not len(blk):
+            continue
+        lines = np.concatenate(datas[blk]).astype(np.float32, copy=False).view(np.complex64)
+        data[reps[blk], :, :, e1[blk], e2[blk]] = lines.reshape(len(blk), n_coils, n_samples)
     filled[reps, e1, e2] = True
     if np.any(filled != filled[:1]):
         raise InputError(path, "repetitions sample different k-space lines", "data")

@@ -126,3 +126,25 @@ def test_ismrmrd_non_cartesian_round_trip_keeps_trajectory(tmp_path):
     assert back.header.trajectory == "radial"
     np.testing.assert_array_equal(back.data, ksp.data)
     np.testing.assert_allclose(back.coords, coords, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", [4096, 5])
+def test_ismrmrd_line_stored_twice_reads_the_later_one(tmp_path, monkeypatch, block):
+    """A readout appended again with new data (official library) replaces the first, in any read block size."""
+    import dualmode.io.ismrmrd_io as ismrmrd_io
+
+    monkeypatch.setattr(ismrmrd_io, "SCATTER_LINES", block)
+    ksp = _kspace(np.random.default_rng(5))
+    path = str(tmp_path / "k.h5")
+    write_ismrmrd(path, ksp)
+    ds = ismrmrd.Dataset(path, "dataset", False)
+    acq = ds.read_acquisition(7)
+    rep, j, k = acq.idx.repetition, acq.idx.kspace_encode_step_1, acq.idx.kspace_encode_step_2
+    new = (np.arange(acq.data.size).reshape(acq.data.shape) * (1 - 2j)).astype(np.complex64)
+    acq.data[:] = new
+    ds.append_acquisition(acq)
+    ds.close()
+    back = read_ismrmrd(path)
+    expected = ksp.data.copy()
+    expected[rep, :, :, j, k] = new
+    np.testing.assert_array_equal(back.data, expected)
