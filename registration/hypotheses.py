@@ -69,15 +69,15 @@ class SearchSpace:
         self.tol = np.broadcast_to(np.asarray(self.tol, float), (3,)).copy()
 
 
-#: :func:`mutual_nn` compares every pair up to this many (a refinement calls it ~10 times per hypothesis)
-BRUTE_FORCE_PAIRS = 250_000
+#: :func:`mutual_nn` compares every pair up to this many (faster than two k-d trees below ~60 points per side)
+BRUTE_FORCE_PAIRS = 4096
 
 
 def mutual_nn(mapped: np.ndarray, m: np.ndarray, tol: np.ndarray, dims: int):
     """Mutual nearest neighbours within ``tol`` (per axis): ``(pairs (K, 2), distances (K,) mm)``."""
     t = tol[:dims]
     a, b = mapped[:, :dims] / t, m[:, :dims] / t
-    if 0 < len(a) * len(b) <= BRUTE_FORCE_PAIRS:  # a few hundred points: the distance matrix beats two trees
+    if 0 < len(a) * len(b) <= BRUTE_FORCE_PAIRS:  # a few dozen points: the distance matrix beats two trees
         d2 = np.square(a[:, None, :] - b[None, :, :]).sum(axis=2)
         i_om, i_mo = d2.argmin(axis=1), d2.argmin(axis=0)
         idx = np.flatnonzero(d2[np.arange(len(a)), i_om] < 1.0)  # cKDTree's distance_upper_bound=1 is strict
