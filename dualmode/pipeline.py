@@ -25,7 +25,6 @@ import numpy as np
 from dualmode.conventions import voxel_sizes
 from dualmode.volume import Volume
 
-from .fft_threads import folder_fft_workers
 from .provenance import input_checksums, peak_rss_mb, versions
 from .quantitative import off_resonance_step, quantify_step, t2star_step
 
@@ -279,7 +278,6 @@ def _check_polarization(acq, lock, shots, affine, report: dict) -> None:
         log.warning("%s", text)
 
 
-@folder_fft_workers
 def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = None) -> FolderResult:
     """Run every step on one acquisition folder and return the :class:`FolderResult` (writes nothing).
 
@@ -289,11 +287,12 @@ def analyse_folder(folder: str | os.PathLike, options: PipelineOptions | None = 
         Bad input (names file and field).
     """
     from dualmode.io import load_acquisition
+    from dualmode.registration.resample import folder_threads
 
     opts = options or PipelineOptions()
     clock = _Clock(os.path.basename(os.path.normpath(folder := os.fspath(folder))))  # the folder's name (acq.name)
     checksums = input_checksums(folder)  # first: refuses FIFOs and devices before a reader blocks on one
-    acq = load_acquisition(folder, opts.optical_pixel_size_um)
+    acq = load_acquisition(folder, opts.optical_pixel_size_um, threads=folder_threads())
     clock.lap("read")
     affine = acq.kspace.header.affine()
     sampling = planned_sampling(acq)

@@ -80,7 +80,7 @@ def parse_manifest(folder: str | os.PathLike) -> tuple[dict, Manifest]:
     return man, validate_manifest(man, path)
 
 
-def load_acquisition(folder: str | os.PathLike, optical_pixel_size_um=None) -> Acquisition:
+def load_acquisition(folder: str | os.PathLike, optical_pixel_size_um=None, threads: int = 1) -> Acquisition:
     """Read and validate one acquisition folder.
 
     Parameters
@@ -89,6 +89,8 @@ def load_acquisition(folder: str | os.PathLike, optical_pixel_size_um=None) -> A
         Folder holding ``acquisition.json`` (``docs/acquisition-format.md``).
     optical_pixel_size_um : sequence of float, optional
         Pixel size for fluorescence files that carry none.
+    threads : int
+        Threads decoding compressed optical images (:func:`dualmode.io.read_optical`).
 
     Returns
     -------
@@ -118,7 +120,7 @@ def load_acquisition(folder: str | os.PathLike, optical_pixel_size_um=None) -> A
     ksp = _apply_overrides(ksp, mri, mpath)
     _check_header(ksp, mri, mpath)
     sec = man.optics
-    optics = None if sec is None else _read_optics(folder, sec, optical_pixel_size_um, mpath)
+    optics = None if sec is None else _read_optics(folder, sec, optical_pixel_size_um, mpath, threads)
     place = (sec.placement if sec is not None else None) or Placement()
     return Acquisition(
         folder=folder,
@@ -186,14 +188,14 @@ def _check_header(ksp: KSpace, mri, mpath: str) -> None:
                                          f"{shot[0]:.3g} (not an acquisition)", "data")
 
 
-def _read_optics(folder: str, sec, pixel_size_um, mpath: str) -> OpticalImage:
+def _read_optics(folder: str, sec, pixel_size_um, mpath: str, threads: int = 1) -> OpticalImage:
     """The fluorescence image (and modulated frames) named in the ``optics`` section."""
     size = pixel_size_um or sec.pixel_size_um
-    optics = read_optical(_existing(folder, sec.image, mpath, "optics.image"), pixel_size_um=size)
+    optics = read_optical(_existing(folder, sec.image, mpath, "optics.image"), pixel_size_um=size, threads=threads)
     _check_image(optics)
     if sec.modulation is not None:
         frames = read_optical(_existing(folder, sec.modulation.frames, mpath, "optics.modulation.frames"),
-                              pixel_size_um=size)
+                              pixel_size_um=size, threads=threads)
         states = np.asarray(sec.modulation.states, dtype=float)
         if frames.frames is None or states.size != frames.frames.shape[0]:
             n = 1 if frames.frames is None else frames.frames.shape[0]

@@ -203,15 +203,7 @@ def _check_uncompressed_size(tf, series, path: str) -> None:
                              "truncated or corrupt", "shape")
 
 
-def _decode_threads() -> int:
-    """Threads for decoding compressed TIFF strips: ``scipy.fft``'s workers, which carry the
-    folder's share of the cores (the pipeline sets them; 1 by default). Decoding is exact for any count."""
-    import scipy.fft
-
-    return max(1, scipy.fft.get_workers())
-
-
-def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
+def read_optical(path: str | os.PathLike, pixel_size_um=None, threads: int = 1) -> OpticalImage:
     """Read a TIFF/OME-TIFF fluorescence image into :class:`OpticalImage`.
 
     Parameters
@@ -220,6 +212,9 @@ def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
         ``.ome.tif`` (physical sizes from OME-XML) or plain TIFF (ImageJ/resolution tags).
     pixel_size_um : sequence of 2 or 3 float, optional
         Override or supply the pixel size; required when the file has none.
+    threads : int
+        Threads decoding compressed strips and pages (tifffile ``maxworkers``; the same pixels
+        for any count).
 
     Raises
     ------
@@ -240,7 +235,7 @@ def read_optical(path: str | os.PathLike, pixel_size_um=None) -> OpticalImage:
             axes = series.axes.upper()
             check_allocation(path, "shape", series.shape, series.dtype.itemsize)
             _check_uncompressed_size(tf, series, path)
-            arr = series.asarray(maxworkers=_decode_threads())
+            arr = series.asarray(maxworkers=max(1, int(threads)))  # compressed strips/pages decoded at once
             spacing = _ome_spacing(tf) if tf.is_ome else _tiff_spacing(tf)
     except InputError:
         raise

@@ -148,3 +148,15 @@ def test_ismrmrd_line_stored_twice_reads_the_later_one(tmp_path, monkeypatch, bl
     expected = ksp.data.copy()
     expected[rep, :, :, j, k] = new
     np.testing.assert_array_equal(back.data, expected)
+
+
+def test_compressed_stack_reads_the_same_on_any_thread_count(tmp_path):
+    """Deflate-compressed OME-TIFF pages decoded on 1 or 3 threads: the written pixels, [x, y, z]."""
+    zyx = np.random.default_rng(6).random((5, 40, 30)).astype(np.float32)
+    path = tmp_path / "c.ome.tif"
+    tifffile.imwrite(path, zyx, ome=True, compression="zlib", rowsperstrip=8,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 2.0, "PhysicalSizeY": 2.0, "PhysicalSizeZ": 10.0})
+    one, three = read_optical(path, threads=1), read_optical(path, threads=3)
+    np.testing.assert_array_equal(one.data, np.transpose(zyx))
+    np.testing.assert_array_equal(three.data, one.data)
+    assert three.spacing_um == (2.0, 2.0, 10.0)
