@@ -7,8 +7,8 @@ Cases
     trajectory="radial", undersample=2)``).
     ``dualmode`` = warm in-process :func:`dualmode.pipeline.process_folder` (median of
     ``rounds`` calls after one warm-up), without the QC figure (its time is in the note and in
-    ``qc_s``); the note gives the median time of every stage (``FolderResult.timings``: read,
-    reconstruct, signflip, quantify, register; ``fuse`` includes the fused and registered
+    ``qc_s``); the note gives the median time of every stage (``FolderResult.timings``: read =
+    input checksums and readers, reconstruct, signflip, quantify, register; ``fuse`` includes the fused and registered
     files, ``qc`` the figure). ``dualmode incl. QC`` = the same calls, whole. ``dualmode fresh
     process`` = ``dualmode run FOLDER -o OUT -j 1`` in a new interpreter with the numba cache
     filled (imports + run + writes), its peak RSS from ``report.json``. ``dualmode cold
