@@ -28,14 +28,18 @@ def as_mri_sees(img, xyz_um, spacing, diameter_um, mri_voxel_mm, active):
 
     A cluster of touching particles is one blob for the MRI: its centroid there is the
     intensity-weighted centroid of the whole cluster, not the brightest member's. The window
-    is block-mean binned by ``b = floor(sigma / 4)`` pixels before the blur (:func:`_binned_patch`):
+    of a 3D stack is block-mean binned by ``b = floor(sigma / 4)`` pixels before the blur (:func:`_binned_patch`):
     the box adds ``b^2 / 12`` to the blur's variance (< 0.6 %) and the blur costs about ``b^3``
     times less than on the full-resolution window (0.3 s of a 3D folder's registration).
     """
     sig_um = 0.5e3 * float(np.median(np.asarray(mri_voxel_mm, float)))
     sig_px = np.where(active, sig_um / spacing, 0.0)
     radius = np.where(active, (1.6 * diameter_um + 2 * sig_um) / spacing, 0.0)
-    binf = np.where(active, np.maximum(1, np.floor(sig_px / 4)), 1).astype(int)
+    # binned only in 3D stacks, where it pays: in a single plane (widefield) the full-resolution
+    # window is cheap, and binning there degraded the widefield tilt fit (axis error median
+    # 3.3 -> 3.8 deg over 12 seeds)
+    bin_px = np.maximum(1, np.floor(sig_px / 4)) if np.all(active) else np.ones(3)
+    binf = np.where(active, bin_px, 1).astype(int)
     out, elong = [], []
     for c in xyz_um / spacing:
         lo = np.maximum(np.floor(c - radius), 0).astype(int)
