@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 
-from .folder import run_one
+from .folder import failed_entry, run_one, timed_out
 from .logs import LOG_TOPIC, show_forwarded
 from .resume import folder_name
 from .threads import thread_env
@@ -130,14 +130,7 @@ def kill_local_workers() -> None:
 
 def task_failed(folder: str, err: BaseException) -> dict:
     """Entry of a folder whose Dask task itself failed (a worker died, e.g. out of memory: KilledWorker)."""
-    return {"folder": folder, "name": folder_name(folder), "status": "failed", "seconds": None,
-            "error": f"{folder}: Dask task failed ({type(err).__name__}: {err})"}
-
-
-def timed_out(folder: str, seconds: float) -> dict:
-    return {"folder": folder, "name": folder_name(folder), "status": "failed", "seconds": seconds,
-            "error": f"{folder}: not finished within the time limit of {seconds:g} s (--timeout); "
-                     f"its worker was stopped"}
+    return failed_entry(folder, f"Dask task failed ({type(err).__name__}: {err})")
 
 
 class Dispatcher:

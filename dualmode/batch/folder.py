@@ -84,6 +84,18 @@ def new_entry(folder: str) -> dict:
             "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
+def failed_entry(folder: str, error: str, seconds: float | None = None) -> dict:
+    """Entry of a folder that failed outside its own run (its worker died, its task failed, it overran)."""
+    return {"folder": folder, "name": folder_name(folder), "status": "failed", "seconds": seconds,
+            "error": f"{folder}: {error}"}
+
+
+def timed_out(folder: str, seconds: float) -> dict:
+    """Entry of a folder stopped at the time limit (``--timeout``) by whoever ran it."""
+    return failed_entry(folder, f"not finished within the time limit of {seconds:g} s (--timeout); "
+                                "its worker was stopped", seconds)
+
+
 def _describe(err: BaseException, folder: str) -> tuple[str, bool]:
     """``(message, known)``: known errors name the file already; others get the folder and a traceback."""
     from dualmode.atomic import OutputWriteError

@@ -32,8 +32,7 @@ import signal
 import sys
 import time
 
-from .folder import run_one
-from .resume import folder_name
+from .folder import failed_entry, run_one, timed_out
 from .warm import warm_imports
 
 log = logging.getLogger("dualmode")
@@ -122,14 +121,7 @@ def died(folder: str, worker: _Worker, tries: int) -> dict:
     code = worker.process.exitcode
     how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
            else f"exit code {code}")
-    return {"folder": folder, "name": folder_name(folder), "status": "failed", "seconds": None,
-            "error": f"{folder}: its worker process died ({how}, e.g. out of memory) in each of {tries} tries"}
-
-
-def overran(folder: str, limit: float) -> dict:
-    return {"folder": folder, "name": folder_name(folder), "status": "failed", "seconds": limit,
-            "error": f"{folder}: not finished within the time limit of {limit:g} s (--timeout); "
-                     f"its worker was stopped"}
+    return failed_entry(folder, f"its worker process died ({how}, e.g. out of memory) in each of {tries} tries")
 
 
 class ForkedWorkers:
@@ -188,7 +180,7 @@ class ForkedWorkers:
                 self._finished(w, queue, report)
             elif self.timeout and time.monotonic() - w.started > self.timeout + GRACE_S:
                 log.warning("%s: time limit of %g s overrun; stopping its worker", w.folder, self.timeout)
-                report(overran(w.folder, self.timeout))
+                report(timed_out(w.folder, self.timeout))
                 self._replace(w, queue)
 
     def _finished(self, w: _Worker, queue, report) -> None:
