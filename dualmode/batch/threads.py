@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 from collections.abc import Mapping
+
+from dualmode.recon.blas import ProcessWide
 
 #: Threads of every SimpleITK filter (fixed in every mode: bit-identical registrations).
 ITK_THREADS = 1
@@ -115,39 +116,28 @@ def _limit_pools(user_api: str, n: int):
     return ThreadpoolController().select(user_api=user_api).limit(limits=n)
 
 
-_PROCESS_LOCK = threading.Lock()
-_process_holders = 0
-_process_restore = None
+_PROCESS_LIMITS = ProcessWide()
 
 
-@contextlib.contextmanager
 def _process_limits(n: int):
     """BLAS pools at ``n`` threads and ITK at :data:`ITK_THREADS`, process-wide.
 
     Folders of a threaded Dask worker run concurrently in one process: the first to enter sets
-    the limits, the last to leave restores them (a plain nested ``threadpool_limits`` per folder
-    would restore the pools of a folder that is still running when another one finishes).
+    the limits, the last to leave restores them (:class:`~dualmode.recon.blas.ProcessWide`).
     """
-    global _process_holders, _process_restore
-    import SimpleITK as sitk
+    def apply():
+        import SimpleITK as sitk
 
-    with _PROCESS_LOCK:
-        if _process_holders == 0:
-            itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-            limits = _limit_pools("blas", n)
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(ITK_THREADS)
-            _process_restore = (limits, itk_before)
-        _process_holders += 1
-    try:
-        yield
-    finally:
-        with _PROCESS_LOCK:
-            _process_holders -= 1
-            if _process_holders == 0:
-                limits, itk_before = _process_restore
-                limits.restore_original_limits()
-                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
-                _process_restore = None
+        itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        restore_blas = _limit_pools("blas", n).restore_original_limits
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(ITK_THREADS)
+
+        def undo():
+            restore_blas()
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
+        return undo
+
+    return _PROCESS_LIMITS.hold(apply)
 
 
 @contextlib.contextmanager
