@@ -22,6 +22,7 @@ from .folder import failed_entry, run_one, timed_out
 from .logs import LOG_TOPIC, show_forwarded
 from .resume import folder_name
 from .threads import thread_env
+from .warm import preload_in_forkserver
 
 log = logging.getLogger("dualmode")
 POLL_S = 0.5
@@ -48,15 +49,12 @@ def start_method() -> str:
 
 
 def _preload_forkserver() -> None:
-    """Add the pipeline's heavy modules to the forkserver's preload (before it starts)."""
-    import multiprocessing.forkserver
-
+    """Add the pipeline's heavy modules to Dask's forkserver preload (before it starts)."""
     from distributed.utils import get_mp_context
 
-    ctx = get_mp_context()  # Dask's context; sets its own preload list (distributed, numpy...) the first time
-    current = list(getattr(multiprocessing.forkserver._forkserver, "_preload_modules", None) or [])
-    if "dualmode.batch.preload" not in current:  # pandas: Dask's choice, not needed by a folder
-        ctx.set_forkserver_preload([m for m in current if m != "pandas"] + ["dualmode.batch.preload"])
+    # Dask's context sets its own preload list (distributed, numpy...) the first time;
+    # pandas is Dask's choice, not needed by a folder
+    preload_in_forkserver(get_mp_context(), drop=("pandas",))
 
 
 #: fewer wake-ups of a worker's event loop while its one thread computes a folder (each takes the

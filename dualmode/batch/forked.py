@@ -33,7 +33,7 @@ import sys
 import time
 
 from .folder import failed_entry, run_one, timed_out
-from .warm import warm_imports
+from .warm import preload_in_forkserver, warm_imports
 
 log = logging.getLogger("dualmode")
 #: seconds a worker may overrun the folder's time limit before this process kills it
@@ -144,11 +144,7 @@ class ForkedWorkers:
         self.method = method or start_method()
         self.ctx = multiprocessing.get_context(self.method)
         if self.method == "forkserver":  # the server imports the pipeline once, its workers fork from it
-            import multiprocessing.forkserver as fs
-
-            current = list(getattr(fs._forkserver, "_preload_modules", None) or [])
-            if "dualmode.batch.preload" not in current:
-                self.ctx.set_forkserver_preload(current + ["dualmode.batch.preload"])
+            preload_in_forkserver(self.ctx)
         self.n, self.kw, self.timeout = n, kw, timeout
         self.workers: list[_Worker] = []
         self.tries: collections.Counter = collections.Counter()

@@ -35,6 +35,17 @@ def warm_imports() -> None:
     versions()
 
 
+def preload_in_forkserver(ctx, drop: tuple[str, ...] = ()) -> None:
+    """Have the forkserver of ``ctx`` import :mod:`dualmode.batch.preload` (the pipeline) once, so
+    every worker it forks starts warm; ``drop``: modules of the current preload list to leave out.
+    Call before the forkserver starts."""
+    import multiprocessing.forkserver
+
+    current = list(getattr(multiprocessing.forkserver._forkserver, "_preload_modules", None) or [])
+    if "dualmode.batch.preload" not in current:
+        ctx.set_forkserver_preload([m for m in current if m not in drop] + ["dualmode.batch.preload"])
+
+
 def dask_setup(worker=None) -> None:
     """``distributed`` preload hook: run :func:`warm_imports` as the worker starts."""
     warm_imports()
