@@ -196,16 +196,11 @@ def _now(fn, *args, **kwargs) -> None:
 
 
 def writer_threads() -> int:
-    """Threads the writes of one folder may use: the larger of SimpleITK's global thread count and
-    ``scipy.fft``'s workers, which the batch sets to the folder's share of the cores (1 each with
-    two workers on two cores); outside a batch, the cores SimpleITK uses."""
-    import sys
+    """Threads the writes of one folder may use: :func:`dualmode.registration.resample.folder_threads`
+    (the batch sets it to the folder's share of the cores: 1 each with two workers on two cores)."""
+    from dualmode.registration.resample import folder_threads
 
-    import scipy.fft
-
-    sitk = sys.modules.get("SimpleITK")  # not imported for it: a folder without optics never loads it
-    itk = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk is not None else 1
-    return max(itk, scipy.fft.get_workers())
+    return folder_threads()
 
 
 @contextlib.contextmanager

@@ -219,13 +219,13 @@ def _mattes(pb: Problem, t_q, o, m, w, rms_points, frame):
     """Mattes-MI refinement, kept only if it moves the matched particles by less than the
     point fit's standard error (``accept_tol * rms / sqrt(pairs)``); not run when that bound is
     below ``MI_USEFUL_VOXELS`` of a voxel (:func:`_mattes_useless`)."""
-    from .refine import mattes_refine
-
     if not np.allclose(frame, np.eye(3)) or abs(t_q[2, 2]) < (1 - 1e-9) * np.linalg.norm(t_q[:3, 2]):
         return t_q, {"accepted": False, "reason": "optical axis not along the MRI k axis: MI not run"}
     skipped = _mattes_useless(pb, len(o), rms_points)
     if skipped is not None:
         return t_q, skipped
+    from .refine import mattes_refine  # SimpleITK: loaded only where the refinement runs
+
     fixed, fsp = _mi_fixed(pb, t_q[2, 3])
     model = pb.opts["model"]
     try:

@@ -1,4 +1,4 @@
-"""Optical image on an MRI-world grid (SimpleITK), and the transform as an ITK ``.tfm``.
+"""Optical image on an MRI-world grid, and the transform as an ITK ``.tfm``.
 
 Frames
     ``optical_to_mri`` maps optical physical um (origin at the first pixel centre,
@@ -11,17 +11,33 @@ ITK transform direction
     An ITK transform used for resampling maps points of the *fixed* (output) space
     to the *moving* (input) space. Here fixed = MRI world LPS mm and moving =
     optical um, so the stored transform is ``inv(RAS_TO_LPS @ optical_to_mri)``.
+
+Sampling
+    Linear interpolation with ITK's rules: an output voxel whose centre maps to the continuous
+    index ``c`` of the moving image is 0 unless ``-1/2 <= c < n - 1/2`` on every axis (ITK's
+    ``IsInsideBuffer``); inside, neighbours past the last pixel are the edge pixel. Grids of up to
+    :data:`SCIPY_MAX_VOXELS` voxels are sampled by :func:`scipy.ndimage.affine_transform` (mode
+    ``nearest`` plus that inside test), larger ones by SimpleITK's ``ResampleImageFilter`` (about 6x
+    faster per voxel, multi-threaded, but 0.1-0.2 s and ~80 MB resident to load: a 2D folder's
+    grids never need it). Both give the same voxels to float rounding (``tests/test_registration_resample.py``
+    checks both against plain SimpleITK with the written ``.tfm``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-from dualmode.conventions import RAS_TO_LPS, sitk_geometry
+from dualmode.conventions import RAS_TO_LPS
+
+#: Output grids up to this many voxels are sampled with SciPy; larger ones with SimpleITK.
+SCIPY_MAX_VOXELS = 2**19
+
+#: ITK's own setting for its global thread count, read when SimpleITK is first loaded.
+ITK_THREADS_VARIABLE = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
 
 def _check_transform(optical_to_mri) -> np.ndarray:
@@ -31,8 +47,10 @@ def _check_transform(optical_to_mri) -> np.ndarray:
     return mat
 
 
-def fixed_to_moving(optical_to_mri) -> sitk.AffineTransform:
-    """ITK transform MRI LPS mm -> optical um (the resampling direction)."""
+def fixed_to_moving(optical_to_mri):
+    """SimpleITK ``AffineTransform`` MRI LPS mm -> optical um (the resampling direction)."""
+    import SimpleITK as sitk
+
     inv = np.linalg.inv(RAS_TO_LPS @ _check_transform(optical_to_mri))
     tx = sitk.AffineTransform(3)
     tx.SetMatrix(tuple(inv[:3, :3].ravel()))
@@ -41,7 +59,7 @@ def fixed_to_moving(optical_to_mri) -> sitk.AffineTransform:
 
 
 def write_tfm(path: str | os.PathLike, optical_to_mri: np.ndarray) -> None:
-    """Write ``optical_to_mri`` as an ITK ``.tfm`` (SimpleITK ``AffineTransform``).
+    """Write ``optical_to_mri`` as an ITK ``.tfm`` (an ``AffineTransform_double_3_3``).
 
     Convention: ITK transforms map *fixed* points to *moving* points. Fixed is the
     MRI in LPS mm (as ITK/3D Slicer read the NIfTI), moving is the optical image
@@ -50,15 +68,28 @@ def write_tfm(path: str | os.PathLike, optical_to_mri: np.ndarray) -> None:
     ``inv(RAS_TO_LPS @ optical_to_mri)`` and
     ``sitk.Resample(optical_um_image, mri_image, sitk.ReadTransform(path))`` puts the
     optics on the MRI grid (see :func:`optical_sitk_image`).
+
+    The text is ITK's transform file format V1.0 as ``sitk.WriteTransform`` writes it for an
+    ``AffineTransform(3)`` (12 parameters: the matrix row by row, then the translation; fixed
+    parameters: the centre, 0), numbers in Python's shortest round-trip form: written without
+    loading SimpleITK, read back by it in the tests.
     """
     from dualmode.atomic import atomic_path
 
+    inv = np.linalg.inv(RAS_TO_LPS @ _check_transform(optical_to_mri))
+    params = " ".join(repr(float(v)) for v in (*inv[:3, :3].ravel(), *inv[:3, 3]))
+    text = ("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+            f"Parameters: {params}\nFixedParameters: 0 0 0\n")
     with atomic_path(path) as tmp:
-        sitk.WriteTransform(fixed_to_moving(optical_to_mri), tmp)
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(text)
 
 
 def read_tfm(path: str | os.PathLike) -> np.ndarray:
-    """Inverse of :func:`write_tfm`: the 4x4 ``optical_to_mri`` (um -> RAS mm)."""
+    """Inverse of :func:`write_tfm`: the 4x4 ``optical_to_mri`` (um -> RAS mm); any affine ``.tfm``
+    SimpleITK reads (a centre is folded into the translation)."""
+    import SimpleITK as sitk
+
     tx = sitk.ReadTransform(os.fspath(path))
     tx = sitk.AffineTransform(tx) if tx.GetName() != "AffineTransform" else tx
     mat = np.eye(4)
@@ -68,33 +99,50 @@ def read_tfm(path: str | os.PathLike) -> np.ndarray:
     return np.linalg.inv(RAS_TO_LPS) @ np.linalg.inv(mat)
 
 
-def optical_sitk_image(data: np.ndarray, spacing_um, slab_um: float | None = None, origin_um=None) -> sitk.Image:
-    """``data[x, y, z]`` as a SimpleITK image in the optical frame (um, identity direction, origin
-    ``origin_um``, default 0: the first pixel centre).
-
-    A single plane (widefield) becomes a slab of thickness ``slab_um`` centred on z = 0
-    (two identical planes at ``+-slab/2``) so that it can be sampled in 3D.
-    """
+def _as_volume(data: np.ndarray, spacing_um, slab_um: float | None = None, origin_um=None):
+    """``(array, spacing, origin)`` of ``data[x, y, z]`` in the optical frame (um). A single plane
+    (widefield) becomes a slab of thickness ``slab_um`` centred on z = 0: two identical planes at
+    ``+-slab/2``, so that it can be sampled in 3D."""
     arr = np.asarray(data, np.float32)
-    sp = [float(s) for s in spacing_um]
-    origin = [0.0, 0.0, 0.0] if origin_um is None else [float(o) for o in origin_um]
+    sp = np.array([float(s) for s in spacing_um])
+    origin = np.zeros(3) if origin_um is None else np.array([float(o) for o in origin_um])
     if arr.shape[2] == 1:
         slab = float(slab_um if slab_um is not None else sp[2])
         arr = np.concatenate([arr, arr], axis=2)
-        sp[2] = slab
-        origin[2] = -slab / 2
+        sp[2], origin[2] = slab, -slab / 2
+    return arr, sp, origin
+
+
+def optical_sitk_image(data: np.ndarray, spacing_um, slab_um: float | None = None, origin_um=None):
+    """``data[x, y, z]`` as a SimpleITK image in the optical frame (um, identity direction, origin
+    ``origin_um``, default 0: the first pixel centre); a single plane becomes a slab of thickness
+    ``slab_um`` centred on z = 0 (two identical planes at ``+-slab/2``)."""
+    import SimpleITK as sitk
+
+    arr, sp, origin = _as_volume(data, spacing_um, slab_um, origin_um)
     img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(arr)))
-    img.SetSpacing(sp)
-    img.SetOrigin(origin)
+    img.SetSpacing([float(v) for v in sp])
+    img.SetOrigin([float(v) for v in origin])
     return img
+
+
+def itk_default_threads() -> int:
+    """SimpleITK's global thread count: its setting if loaded, else what it would start with
+    (:data:`ITK_THREADS_VARIABLE`, else one per core)."""
+    sitk = sys.modules.get("SimpleITK")
+    if sitk is not None:
+        return sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    value = os.environ.get(ITK_THREADS_VARIABLE, "")
+    return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
 
 
 def folder_threads() -> int:
     """Threads a folder's step may use: the larger of SimpleITK's global thread count and
-    ``scipy.fft``'s workers (a batch sets these to the folder's share of the cores)."""
+    ``scipy.fft``'s workers (a batch sets these to the folder's share of the cores); does not
+    load SimpleITK."""
     import scipy.fft
 
-    return max(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), scipy.fft.get_workers())
+    return max(itk_default_threads(), scipy.fft.get_workers())
 
 
 def gaussian_nearest(image: np.ndarray, sigma, threads: int | None = None) -> np.ndarray:
@@ -179,25 +227,52 @@ def antialias_sigma(spacing_um, optical_to_mri, affine) -> np.ndarray:
     return np.maximum(0.0, (factor - 1.0) / 2.0)
 
 
-def _resample(moving: sitk.Image, shape, affine: np.ndarray, transform, interpolator) -> np.ndarray:
-    """``moving`` sampled (float32, 0 outside) on the grid ``(shape, affine)`` (voxel -> RAS mm): an
-    ``[i, j, k]`` array. The output grid is given to ITK as numbers, not as a reference image (which
-    would be allocated and zero-filled only to carry its geometry). The filter runs on the folder's
-    threads (:func:`folder_threads`), also where a batch keeps ITK's global count at 1 for its
-    registration metric: each output voxel is interpolated on its own, the same for any count."""
-    origin, spacing, direction = sitk_geometry(affine)
+def _outside(index_map: np.ndarray, shape, moving_shape) -> np.ndarray:
+    """Output voxels whose moving continuous index is outside ``[-1/2, n - 1/2)`` on some axis."""
+    grids = np.ogrid[tuple(slice(0, int(n)) for n in shape)]
+    out = np.zeros(tuple(int(n) for n in shape), bool)
+    for a, n in enumerate(moving_shape):
+        c = sum(index_map[a, i] * grids[i] for i in range(3)) + index_map[a, 3]
+        out |= (c < -0.5) | (c >= n - 0.5)
+    return out
+
+
+def _sample_scipy(moving: np.ndarray, index_map: np.ndarray, shape) -> np.ndarray:
+    out = ndi.affine_transform(moving, index_map[:3, :3], index_map[:3, 3], output_shape=shape, order=1,
+                               mode="nearest", output=np.float32)
+    out[_outside(index_map, shape, moving.shape)] = 0.0
+    return out
+
+
+def _sample_itk(moving: np.ndarray, index_map: np.ndarray, shape) -> np.ndarray:
+    """ITK's resampler in index space (both images with unit spacing, origin 0 and identity
+    direction; the transform maps an output index to a moving index). The output grid is given as
+    numbers, not as a zero-filled reference image; the filter runs on the folder's threads
+    (:func:`folder_threads`; each voxel is interpolated on its own: the same for any count)."""
+    import SimpleITK as sitk
+
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix(tuple(float(v) for v in index_map[:3, :3].ravel()))
+    tx.SetTranslation(tuple(float(v) for v in index_map[:3, 3]))
     resampler = sitk.ResampleImageFilter()
     resampler.SetSize([int(n) for n in shape])
-    resampler.SetOutputOrigin(origin)
-    resampler.SetOutputSpacing(spacing)
-    resampler.SetOutputDirection(direction)
-    resampler.SetTransform(transform)
-    resampler.SetInterpolator(interpolator)
+    resampler.SetTransform(tx)
+    resampler.SetInterpolator(sitk.sitkLinear)
     resampler.SetDefaultPixelValue(0.0)
     resampler.SetOutputPixelType(sitk.sitkFloat32)
     resampler.SetNumberOfThreads(folder_threads())
-    out = resampler.Execute(moving)
+    out = resampler.Execute(sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(moving))))
     return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32, copy=False)
+
+
+def _sample(moving: np.ndarray, index_from_world: np.ndarray, shape, affine: np.ndarray) -> np.ndarray:
+    """``moving`` (float32, 0 outside) sampled linearly on the grid ``(shape, affine)`` (voxel -> RAS
+    mm); ``index_from_world``: RAS mm -> continuous index of ``moving``. SciPy up to
+    :data:`SCIPY_MAX_VOXELS` output voxels, ITK above (same rules, see the module notes)."""
+    shape = tuple(int(n) for n in shape)
+    index_map = np.asarray(index_from_world, float) @ np.asarray(affine, float)
+    sampler = _sample_scipy if np.prod(shape, dtype=float) <= SCIPY_MAX_VOXELS else _sample_itk
+    return sampler(np.asarray(moving, np.float32), index_map, shape)
 
 
 def resample_optical(
@@ -208,7 +283,6 @@ def resample_optical(
     affine: np.ndarray,
     *,
     antialias: bool = True,
-    interpolator=sitk.sitkLinear,
 ) -> np.ndarray:
     """Optical image sampled on an MRI-world grid.
 
@@ -231,8 +305,9 @@ def resample_optical(
     Returns
     -------
     (I, J, K) float32 ndarray
-        Zero outside the optical field. One resampling (transforms composed by ITK), from a
-        binned copy when the target voxel spans many optical pixels (:func:`binned_blur`).
+        Zero outside the optical field. One linear resampling (transforms composed into one
+        index map), from a binned copy when the target voxel spans many optical pixels
+        (:func:`binned_blur`).
     """
     data = np.asarray(optical_data, np.float32)
     if data.ndim != 3:
@@ -250,8 +325,10 @@ def resample_optical(
         steps = np.linalg.inv(affine[:3, :3]) @ (zdir / np.linalg.norm(zdir))  # voxels per mm
         thick_mm = 1.0 / max(np.abs(steps).max(), 1e-12)
         slab = thick_mm / np.linalg.norm(zdir)
-    moving = optical_sitk_image(data, grid_sp, slab, origin)
-    out = _resample(moving, shape, affine, fixed_to_moving(optical_to_mri), interpolator)
+    moving, sp, origin = _as_volume(data, grid_sp, slab, origin)
+    to_index = np.diag([*(1.0 / sp), 1.0])
+    to_index[:3, 3] = -origin / sp
+    out = _sample(moving, to_index @ np.linalg.inv(_check_transform(optical_to_mri)), shape, affine)
     step = np.rint(grid_sp / np.asarray(spacing_um, float)).astype(int)
     if np.any(np.asarray(field) % step):  # the binned copy was padded past the field's far edge
         out[_outside_field(shape, affine, optical_to_mri, field, spacing_um)] = 0.0
@@ -278,9 +355,4 @@ def resample_image(
         affine = affine.copy()
         affine[:3, 3] -= half
         affine[:3, 2] = affine[:3, 2] * (1 - 1e-6)
-    moving = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(img)))
-    origin, spacing, direction = sitk_geometry(affine)
-    moving.SetOrigin(origin)
-    moving.SetSpacing(spacing)
-    moving.SetDirection(direction)
-    return _resample(moving, shape, target_affine, sitk.Transform(), sitk.sitkLinear)
+    return _sample(img, np.linalg.inv(affine), shape, target_affine)

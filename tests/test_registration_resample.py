@@ -74,9 +74,10 @@ def test_resample_antialiases_fine_texture():
     yy = np.indices((400, 400))
     checker = ((yy[0] + yy[1]) % 2).astype(np.float32)[:, :, None] * 100.0
     o2m = _o2m(0.0, False, [0.0, 0.0, 0.0])
-    affine = mri_affine((16, 16, 1), (1.6, 1.6, 1.0), (1.0, 1.0, 0.0))
-    smooth = resample_optical(checker, spacing, o2m, (16, 16, 1), affine)
-    raw = resample_optical(checker, spacing, o2m, (16, 16, 1), affine, antialias=False)
+    # 17 optical pixels per voxel, voxel centres on pixel centres: unblurred samples alternate 0 / 100
+    affine = mri_affine((15, 15, 1), (15 * 0.085, 15 * 0.085, 1.0), (1.0, 1.0, 0.0))
+    smooth = resample_optical(checker, spacing, o2m, (15, 15, 1), affine)
+    raw = resample_optical(checker, spacing, o2m, (15, 15, 1), affine, antialias=False)
     inner = smooth[2:-2, 2:-2]
     assert abs(inner.mean() - 50.0) < 2.0 and inner.std() < 2.0
     assert raw[2:-2, 2:-2].std() > 10 * inner.std()
@@ -189,3 +190,59 @@ def test_resampling_does_not_depend_on_the_thread_count():
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
     assert one.max() > 0.5 and np.array_equal(one, three)
+
+
+@pytest.mark.parametrize("sampler", ["scipy", "itk"])
+@pytest.mark.parametrize("planes", [1, 6])
+def test_both_samplers_equal_plain_simpleitk_with_the_written_tfm(tmp_path, monkeypatch, sampler, planes):
+    """SciPy (small grids) and ITK (large grids) sample the optics, a widefield plane (a slab one
+    voxel thick) or a stack, as plain SimpleITK does with the written .tfm: same voxels, same edge."""
+    from dualmode.conventions import sitk_geometry
+    from dualmode.registration import resample
+
+    monkeypatch.setattr(resample, "SCIPY_MAX_VOXELS", 10**9 if sampler == "scipy" else 0)
+    o2m = _o2m(-110.0, True, [2.0, -1.0, 0.4])
+    write_tfm(tmp_path / "t.tfm", o2m)
+    tx = sitk.ReadTransform(str(tmp_path / "t.tfm"))
+    expect = np.linalg.inv(ras_to_lps(o2m))
+    assert np.array_equal(np.array(tx.GetParameters()), np.r_[expect[:3, :3].ravel(), expect[:3, 3]])
+    data = np.random.default_rng(planes).random((50, 40, planes)).astype(np.float32)
+    spacing = (20.0, 20.0, 30.0)
+    shape = (30, 30, 10 if planes > 1 else 1)
+    affine = mri_affine(shape, (1.2, 1.2, 0.3 * shape[2]), apply_affine(o2m, [500.0, 400.0, 80.0 * (planes > 1)]),
+                        ORIENT)
+    ours = resample_optical(data, spacing, o2m, shape, affine, antialias=False)
+    origin, sp, direction = sitk_geometry(affine)
+    ref = sitk.Image(list(shape), sitk.sitkFloat32)
+    ref.SetOrigin(origin)
+    ref.SetSpacing(sp)
+    ref.SetDirection(direction)
+    slab = 0.3 * 1e3 if planes == 1 else None  # one target voxel along the plane's normal, in um
+    theirs = np.transpose(sitk.GetArrayFromImage(sitk.Resample(optical_sitk_image(data, spacing, slab), ref, tx,
+                                                               sitk.sitkLinear, 0.0)))
+    assert 0 < np.count_nonzero(theirs) < theirs.size
+    assert np.array_equal(ours != 0, theirs != 0)
+    assert np.allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["scipy", "itk"])
+def test_mri_image_resampled_like_plain_simpleitk(monkeypatch, sampler):
+    """``resample_image`` (the 13C image onto a finer fused grid) against ``sitk.Resample`` of the
+    image with its own geometry (identity transform, LPS), without anti-aliasing."""
+    from dualmode.conventions import sitk_geometry
+    from dualmode.registration import resample
+
+    monkeypatch.setattr(resample, "SCIPY_MAX_VOXELS", 10**9 if sampler == "scipy" else 0)
+    img = np.random.default_rng(3).random((12, 10, 6)).astype(np.float32)
+    affine = mri_affine((12, 10, 6), (2.4, 2.0, 1.8), (0.1, -0.2, 0.3), ORIENT)
+    target = mri_affine((30, 26, 8), (2.7, 2.34, 2.0), (0.0, 0.1, 0.2), ORIENT)
+    ours = resample.resample_image(img, affine, (30, 26, 8), target, antialias=False)
+    moving = sitk.GetImageFromArray(np.ascontiguousarray(img.T))
+    for setter, value in zip((moving.SetOrigin, moving.SetSpacing, moving.SetDirection), sitk_geometry(affine)):
+        setter(value)
+    ref = sitk.Image([30, 26, 8], sitk.sitkFloat32)
+    for setter, value in zip((ref.SetOrigin, ref.SetSpacing, ref.SetDirection), sitk_geometry(target)):
+        setter(value)
+    theirs = np.transpose(sitk.GetArrayFromImage(sitk.Resample(moving, ref, sitk.Transform(), sitk.sitkLinear, 0.0)))
+    assert 0 < np.count_nonzero(theirs) < theirs.size
+    assert np.array_equal(ours != 0, theirs != 0) and np.allclose(ours, theirs, atol=1e-6)

@@ -18,6 +18,8 @@ from dualmode.recon.blas import ProcessWide
 
 #: Threads of every SimpleITK filter (fixed in every mode: bit-identical registrations).
 ITK_THREADS = 1
+#: ITK's variable for its global thread count, read when SimpleITK is loaded.
+ITK_VARIABLE = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -39,7 +41,7 @@ def thread_env(workers: int) -> dict[str, str]:
     """Environment of each local worker: its share of the cores (values set by the user are kept)."""
     share = str(thread_share(workers))
     env = {v: share for v in THREAD_VARIABLES if v not in os.environ}
-    env.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(ITK_THREADS))
+    env.setdefault(ITK_VARIABLE, str(ITK_THREADS))
     return env
 
 
@@ -75,20 +77,22 @@ def effective_threads() -> dict[str, int]:
 
     ``numba`` (:func:`numba.get_num_threads`; numba not loaded yet: the ``NUMBA_NUM_THREADS``
     it would start with), ``blas`` (largest pool that threadpoolctl sees: OpenBLAS, MKL,
-    OpenMP), ``fft`` (:func:`scipy.fft.get_workers`), ``itk`` (SimpleITK's global default).
+    OpenMP), ``fft`` (:func:`scipy.fft.get_workers`), ``itk`` (SimpleITK's global default; not
+    loaded yet: the count it would start with, from ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``).
     """
     import sys
 
     import scipy.fft
-    import SimpleITK as sitk
     from threadpoolctl import threadpool_info
+
+    from dualmode.registration.resample import itk_default_threads
 
     numba = sys.modules.get("numba")
     nb = numba.get_num_threads() if numba is not None else int(os.environ.get("NUMBA_NUM_THREADS",
                                                                               default_workers()))
     pools = [p.get("num_threads", 1) for p in threadpool_info()]
     return {"numba": nb, "blas": max(pools, default=1), "fft": scipy.fft.get_workers(),
-            "itk": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}
+            "itk": itk_default_threads()}
 
 
 @contextlib.contextmanager
@@ -124,20 +128,42 @@ def _process_limits(n: int):
 
     Folders of a threaded Dask worker run concurrently in one process: the first to enter sets
     the limits, the last to leave restores them (:class:`~dualmode.recon.blas.ProcessWide`).
+    SimpleITK is not loaded for it (a 2D folder never needs it): until a folder loads it, ITK's
+    own variable ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` holds the count it will start with.
     """
     def apply():
-        import SimpleITK as sitk
-
-        itk_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
         restore_blas = _limit_pools("blas", n).restore_original_limits
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(ITK_THREADS)
+        restore_itk = _limit_itk(ITK_THREADS)
 
         def undo():
             restore_blas()
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_before)
+            restore_itk()
         return undo
 
     return _PROCESS_LIMITS.hold(apply)
+
+
+def _limit_itk(threads: int):
+    """Set ITK's global thread count (loaded) or the variable it starts with (not yet); return the undo."""
+    import sys
+
+    sitk = sys.modules.get("SimpleITK")
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk is not None else None
+    variable = os.environ.get(ITK_VARIABLE)
+    if sitk is not None:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    os.environ[ITK_VARIABLE] = str(threads)
+
+    def undo():
+        loaded = sys.modules.get("SimpleITK")
+        if variable is None:
+            os.environ.pop(ITK_VARIABLE, None)
+        else:
+            os.environ[ITK_VARIABLE] = variable
+        if loaded is not None:  # loaded before or during the block: back to its count before / its default
+            default = int(variable) if variable and variable.isdigit() else default_workers()
+            loaded.ProcessObject.SetGlobalDefaultNumberOfThreads(before if before is not None else default)
+    return undo
 
 
 @contextlib.contextmanager

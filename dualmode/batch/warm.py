@@ -11,14 +11,15 @@ from __future__ import annotations
 import importlib
 
 #: what a 2D folder imports (the package __init__s are lazy, PEP 562: name the modules, not the packages);
-#: numba is left to the folders that run a kernel (non-Cartesian NUFFT): a 2D Cartesian folder never loads it
-MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "scipy.sparse.csgraph", "SimpleITK", "nibabel", "tifffile",
+#: numba is left to the folders that run a kernel (non-Cartesian NUFFT) and SimpleITK to those that resample a
+#: large grid or refine by mutual information: a 2D Cartesian folder loads neither
+MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "scipy.sparse.csgraph", "nibabel", "tifffile",
            "zarr", "ismrmrd", "PIL.Image", "PIL.PngImagePlugin", "PIL.ImageDraw", "PIL.ImageFont",
            "skimage.transform", "skimage.exposure",
            "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.qc_canvas", "dualmode.sanity",
            "dualmode.io.manifest", "dualmode.io.readers", "dualmode.io.ngff", "dualmode.recon.lockin_recon",
            "dualmode.recon.quantify", "dualmode.recon.displacement", "dualmode.recon.t2star",
-           "dualmode.registration.register", "dualmode.registration.refine", "dualmode.registration.noise",
+           "dualmode.registration.register", "dualmode.registration.noise",
            "dualmode.registration.fusion")
 
 
