@@ -417,3 +417,33 @@ def test_workers_are_forked_only_from_a_single_threaded_process():
     finally:
         stop.set()
         other.join()
+
+
+_HANDOUT = """
+import json, time
+import dualmode.batch.forked as f
+f.warm_imports = lambda: None
+f.run_one = lambda folder, **kw: {"folder": folder, "name": folder, "status": "ok", "finished": time.time()}
+workers = f.ForkedWorkers(1, {}, method="fork")
+seen = []
+def report(entry):
+    seen.append([entry["name"], [w.folder for w in workers.workers], time.time() - entry["finished"]])
+    time.sleep(0.2)  # slow bookkeeping (summary.json, the study page): the worker must not wait for it
+workers.run(["a", "b", "c"], report)
+print(json.dumps(seen))
+"""
+
+
+def test_next_folder_is_handed_out_before_the_bookkeeping():
+    """A forked worker gets its next folder as soon as it returns one, before this process writes
+    ``summary.json`` and the study page for it (that work is off the workers' critical path)."""
+    from dualmode.batch.forked import start_method
+
+    if start_method() != "fork":
+        pytest.skip("no fork on this system")
+    out = subprocess.run([sys.executable, "-c", _HANDOUT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout)
+    assert [(name, held) for name, held, _ in seen] == [("a", ["b"]), ("b", ["c"]), ("c", [None])]
+    # each of b and c finished while the one before it was still being reported
+    assert seen[1][2] > 0.15 and seen[2][2] > 0.15

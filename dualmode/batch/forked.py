@@ -157,46 +157,57 @@ class ForkedWorkers:
         try:
             self.workers = [_Worker(self.ctx, self.kw) for _ in range(min(self.n, len(queue)))]
             while queue or any(w.folder for w in self.workers):
-                for w in self.workers:
-                    if w.folder is None and queue:
-                        w.give(queue.popleft())
-                self._collect(queue, report)
+                self._give(queue)
+                for entry in self._collect(queue):
+                    report(entry)
         except BaseException:
             self.kill()
             raise
         self.close()
 
-    def _collect(self, queue, report) -> None:
-        """Wait for a finished folder, a dead worker or the next time check."""
+    def _give(self, queue) -> None:
+        for w in self.workers:
+            if w.folder is None and queue:
+                w.give(queue.popleft())
+
+    def _collect(self, queue) -> list[dict]:
+        """Wait for finished folders, dead workers or the next time check; hand the next folders out
+        at once, then return the entries to report (a worker never waits for this process's
+        bookkeeping: ``summary.json``, progress, the study report)."""
         busy = [w for w in self.workers if w.folder]
         waits = [w.conn for w in busy] + [w.process.sentinel for w in busy]
         ready = set(multiprocessing.connection.wait(waits, timeout=POLL_S))
+        entries = []
         for w in busy:
             if w.conn in ready or w.process.sentinel in ready:
-                self._finished(w, queue, report)
+                entries.append(self._finished(w, queue))
             elif self.timeout and time.monotonic() - w.started > self.timeout + GRACE_S:
                 log.warning("%s: time limit of %g s overrun; stopping its worker", w.folder, self.timeout)
-                report(timed_out(w.folder, self.timeout))
+                entries.append(timed_out(w.folder, self.timeout))
                 self._replace(w, queue)
+        self._give(queue)
+        return [e for e in entries if e is not None]
 
-    def _finished(self, w: _Worker, queue, report) -> None:
+    def _finished(self, w: _Worker, queue) -> dict | None:
+        """The entry of ``w``'s folder; ``None`` when its worker died and the folder is tried again."""
         folder = w.folder
         try:
             if w.conn.poll():
                 entry = w.conn.recv()
                 w.folder = None
-                report(entry)
-                return
+                return entry
         except (EOFError, OSError):
             pass
         w.process.join(5)
         self.tries[folder] += 1
+        entry = None
         if self.tries[folder] < 2:
             log.warning("%s: worker process %s died; trying the folder once more", folder, w.process.pid)
             queue.appendleft(folder)
         else:
-            report(died(folder, w, self.tries[folder]))
+            entry = died(folder, w, self.tries[folder])
         self._replace(w, queue)
+        return entry
 
     def _replace(self, w: _Worker, queue) -> None:
         """Stop ``w``; a new worker takes its place while folders are waiting."""
