@@ -218,15 +218,10 @@ def register_optics(acq, c13: Volume, sigma: float, optics, opts: PipelineOption
 
 def fuse_volumes(c13: Volume, optics, reg, grid) -> tuple[Volume, Volume, Volume]:
     """Fused volume on ``grid``, optics on the MRI grid, optics on its native grid (MRI axes)."""
-    from dualmode.registration.fusion import fuse, optical_native_grid
-    from dualmode.registration.resample import resample_optical
+    from dualmode.registration.fusion import fuse_folder
 
-    fused, fused_affine = fuse(c13.data, c13.affine, optics, reg.optical_to_mri, grid=grid)
-    if grid == "mri":
-        on_mri = fused[..., 1]
-    else:
-        on_mri = resample_optical(optics.data, optics.spacing_um, reg.optical_to_mri, c13.shape, c13.affine)
-    native, native_affine = optical_native_grid(c13.shape, c13.affine, optics, reg.optical_to_mri)
+    (fused, fused_affine), on_mri, (native, native_affine) = fuse_folder(c13.data, c13.affine, optics,
+                                                                          reg.optical_to_mri, grid)
     return Volume(fused, fused_affine), Volume(on_mri, c13.affine), Volume(native, native_affine)
 
 

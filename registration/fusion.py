@@ -14,7 +14,7 @@ import numpy as np
 
 from dualmode.conventions import apply_affine, voxel_sizes
 
-from .resample import resample_image, resample_optical
+from .resample import choose_sampler, resample_image, resample_optical
 
 
 def aligned_grid(mri_shape, mri_affine, spacing_mm, box_mm=None) -> tuple[tuple, np.ndarray]:
@@ -67,6 +67,7 @@ def fuse(
     optical_to_mri: np.ndarray,
     *,
     grid="mri",
+    sampler: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two-channel fused volume ``fused[x, y, z, c]``: c = 0 13C ``|H|``, c = 1 fluorescence.
 
@@ -81,6 +82,8 @@ def fuse(
     grid : "mri", "optical", float or sequence of 3 float
         Target grid: the MRI grid, optical resolution over the MRI field, or a spacing
         in mm (a 2D MRI keeps its slice thickness).
+    sampler : {"scipy", "itk"} or None
+        Who interpolates (:func:`.resample.resample_optical`); None: by the grid's size.
 
     Returns
     -------
@@ -107,19 +110,23 @@ def fuse(
     mri_affine = np.asarray(mri_affine, float)
     if img.ndim != 3:
         raise ValueError(f"MRI image must be [i, j, k], got shape {img.shape}")
-    sp = _grid_spacing(grid, img.shape, mri_affine, optical)
-    if sp is None:
-        shape, affine = img.shape, mri_affine
-        mri_on_grid = img
-    else:
-        shape, affine = aligned_grid(img.shape, mri_affine, sp)
-        mri_on_grid = resample_image(img, mri_affine, shape, affine)
-    opt = resample_optical(optical.data, optical.spacing_um, optical_to_mri, shape, affine)
+    shape, affine = fusion_grid(img.shape, mri_affine, optical, grid)
+    same = shape == tuple(img.shape) and np.array_equal(affine, mri_affine)
+    mri_on_grid = img if same else resample_image(img, mri_affine, shape, affine, sampler=sampler)
+    opt = resample_optical(optical.data, optical.spacing_um, optical_to_mri, shape, affine, sampler=sampler)
     return np.stack([mri_on_grid, opt], axis=-1).astype(np.float32), affine
 
 
-def optical_native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optical_to_mri: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def fusion_grid(mri_shape, mri_affine: np.ndarray, optical, grid="mri") -> tuple[tuple, np.ndarray]:
+    """``(shape, affine)`` of the fused grid :func:`fuse` uses for ``grid``."""
+    sp = _grid_spacing(grid, tuple(mri_shape), np.asarray(mri_affine, float), optical)
+    if sp is None:
+        return tuple(int(n) for n in mri_shape), np.asarray(mri_affine, float)
+    return aligned_grid(mri_shape, mri_affine, sp)
+
+
+def optical_native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optical_to_mri: np.ndarray,
+                        sampler: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The optical image resampled once onto a grid with the MRI axes at its own pixel size.
 
     The grid covers the optical field (a plane becomes one MRI-thick slice through it),
@@ -134,6 +141,8 @@ def optical_native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optica
     optical : dualmode.io.OpticalImage
     optical_to_mri : (4, 4) ndarray
         Optical um -> RAS mm.
+    sampler : {"scipy", "itk"} or None
+        Who interpolates (:func:`.resample.resample_optical`); None: by the grid's size.
 
     Returns
     -------
@@ -141,20 +150,42 @@ def optical_native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optica
     affine : (4, 4) ndarray
         Grid voxel -> RAS mm (axes of ``mri_affine``).
     """
+    shape, grid_affine = native_grid(mri_image_shape, mri_affine, optical, optical_to_mri)
+    opt = np.asarray(optical.data, np.float32)
+    return resample_optical(opt, optical.spacing_um, optical_to_mri, shape, grid_affine, sampler=sampler), grid_affine
+
+
+def native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optical_to_mri: np.ndarray
+                ) -> tuple[tuple, np.ndarray]:
+    """``(shape, affine)`` of the grid :func:`optical_native_grid` uses."""
     aff = np.asarray(mri_affine, float)
     o2m = np.asarray(optical_to_mri, float)
-    opt = np.asarray(optical.data, np.float32)
+    field = np.shape(optical.data)
     vox = voxel_sizes(aff)
     lin = aff[:3, :3]
     osp = np.asarray(optical.spacing_um, float)
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in opt.shape], indexing="ij")).reshape(3, -1).T * osp
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in field], indexing="ij")).reshape(3, -1).T * osp
     world = corners @ o2m[:3, :3].T + o2m[:3, 3]
     p = (world - aff[:3, 3]) @ np.linalg.inv(lin).T * vox
     half = osp * 1e-3 / 2
     lo, hi = p.min(0) - half, p.max(0) + half
-    spacing = np.array([osp[0], osp[1], osp[2] if opt.shape[2] > 1 else vox[2] * 1e3]) * 1e-3
-    if opt.shape[2] == 1:  # a plane: one slice through it
+    spacing = np.array([osp[0], osp[1], osp[2] if field[2] > 1 else vox[2] * 1e3]) * 1e-3
+    if field[2] == 1:  # a plane: one slice through it
         mid = (lo[2] + hi[2]) / 2
         lo[2], hi[2] = mid - spacing[2] / 2, mid + spacing[2] / 2
-    shape, grid_affine = aligned_grid(mri_image_shape, aff, spacing, (lo, hi))
-    return resample_optical(opt, osp, o2m, shape, grid_affine), grid_affine
+    return aligned_grid(mri_image_shape, aff, spacing, (lo, hi))
+
+
+
+def fuse_folder(mri_image: np.ndarray, mri_affine: np.ndarray, optical, optical_to_mri: np.ndarray, grid="mri"):
+    """A folder's three fusion products with one sampler (:func:`.resample.choose_sampler` of their
+    grids: SciPy when all are small, else ITK for all): ``(fused, affine)`` of :func:`fuse`, the
+    optics on the MRI grid, and ``(image, affine)`` of :func:`optical_native_grid`."""
+    shape = np.shape(mri_image)
+    sampler = choose_sampler(shape, fusion_grid(shape, mri_affine, optical, grid)[0],
+                             native_grid(shape, mri_affine, optical, optical_to_mri)[0])
+    fused, fused_affine = fuse(mri_image, mri_affine, optical, optical_to_mri, grid=grid, sampler=sampler)
+    on_mri = fused[..., 1] if grid == "mri" else resample_optical(
+        optical.data, optical.spacing_um, optical_to_mri, shape, mri_affine, sampler=sampler)
+    native = optical_native_grid(shape, mri_affine, optical, optical_to_mri, sampler=sampler)
+    return (fused, fused_affine), on_mri, native

@@ -265,14 +265,24 @@ def _sample_itk(moving: np.ndarray, index_map: np.ndarray, shape) -> np.ndarray:
     return np.transpose(sitk.GetArrayFromImage(out)).astype(np.float32, copy=False)
 
 
-def _sample(moving: np.ndarray, index_from_world: np.ndarray, shape, affine: np.ndarray) -> np.ndarray:
+def choose_sampler(*shapes) -> str:
+    """``"scipy"`` when every grid has at most :data:`SCIPY_MAX_VOXELS` voxels, else ``"itk"``: one
+    choice for all the grids of a folder (once ITK is loaded for one grid, it is the faster for all)."""
+    largest = max(float(np.prod([int(n) for n in shape])) for shape in shapes)
+    return "scipy" if largest <= SCIPY_MAX_VOXELS else "itk"
+
+
+def _sample(moving: np.ndarray, index_from_world: np.ndarray, shape, affine: np.ndarray,
+            sampler: str | None = None) -> np.ndarray:
     """``moving`` (float32, 0 outside) sampled linearly on the grid ``(shape, affine)`` (voxel -> RAS
-    mm); ``index_from_world``: RAS mm -> continuous index of ``moving``. SciPy up to
-    :data:`SCIPY_MAX_VOXELS` output voxels, ITK above (same rules, see the module notes)."""
+    mm); ``index_from_world``: RAS mm -> continuous index of ``moving``. ``sampler``: ``"scipy"``,
+    ``"itk"`` (same rules, see the module notes) or None (:func:`choose_sampler` of this grid)."""
     shape = tuple(int(n) for n in shape)
     index_map = np.asarray(index_from_world, float) @ np.asarray(affine, float)
-    sampler = _sample_scipy if np.prod(shape, dtype=float) <= SCIPY_MAX_VOXELS else _sample_itk
-    return sampler(np.asarray(moving, np.float32), index_map, shape)
+    samplers = {"scipy": _sample_scipy, "itk": _sample_itk}
+    if sampler not in (None, *samplers):
+        raise ValueError(f"sampler must be 'scipy', 'itk' or None, got {sampler!r}")
+    return samplers[sampler or choose_sampler(shape)](np.asarray(moving, np.float32), index_map, shape)
 
 
 def resample_optical(
@@ -283,6 +293,7 @@ def resample_optical(
     affine: np.ndarray,
     *,
     antialias: bool = True,
+    sampler: str | None = None,
 ) -> np.ndarray:
     """Optical image sampled on an MRI-world grid.
 
@@ -301,6 +312,9 @@ def resample_optical(
     antialias : bool
         Blur with a Gaussian matched to the target voxel size before sampling
         (:func:`antialias_sigma`), so that downsampling does not alias.
+    sampler : {"scipy", "itk"} or None
+        Who interpolates (the same voxels to float rounding); None: by the grid's size
+        (:func:`choose_sampler`).
 
     Returns
     -------
@@ -328,7 +342,7 @@ def resample_optical(
     moving, sp, origin = _as_volume(data, grid_sp, slab, origin)
     to_index = np.diag([*(1.0 / sp), 1.0])
     to_index[:3, 3] = -origin / sp
-    out = _sample(moving, to_index @ np.linalg.inv(_check_transform(optical_to_mri)), shape, affine)
+    out = _sample(moving, to_index @ np.linalg.inv(_check_transform(optical_to_mri)), shape, affine, sampler)
     step = np.rint(grid_sp / np.asarray(spacing_um, float)).astype(int)
     if np.any(np.asarray(field) % step):  # the binned copy was padded past the field's far edge
         out[_outside_field(shape, affine, optical_to_mri, field, spacing_um)] = 0.0
@@ -336,10 +350,12 @@ def resample_optical(
 
 
 def resample_image(
-    image: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, *, antialias: bool = True
+    image: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, *, antialias: bool = True,
+    sampler: str | None = None,
 ) -> np.ndarray:
     """An image ``[i, j, k]`` on grid ``affine`` resampled (linear) onto ``(shape, target_affine)``
-    (both RAS mm), Gaussian anti-aliasing along axes whose voxel the target makes coarser."""
+    (both RAS mm), Gaussian anti-aliasing along axes whose voxel the target makes coarser;
+    ``sampler`` as in :func:`resample_optical`."""
     img = np.asarray(image, np.float32)
     affine = np.asarray(affine, float)
     target_affine = np.asarray(target_affine, float)
@@ -355,4 +371,4 @@ def resample_image(
         affine = affine.copy()
         affine[:3, 3] -= half
         affine[:3, 2] = affine[:3, 2] * (1 - 1e-6)
-    return _sample(img, np.linalg.inv(affine), shape, target_affine)
+    return _sample(img, np.linalg.inv(affine), shape, target_affine, sampler)

@@ -67,3 +67,28 @@ def test_fuse_user_spacing_and_bad_grid(pair):
         fuse(pair.mri_image, pair.mri_affine, pair.optical, pair.optical_to_mri, grid="bogus")
     with pytest.raises(ValueError, match="spacing"):
         fuse(pair.mri_image, pair.mri_affine, pair.optical, pair.optical_to_mri, grid=-1.0)
+
+
+def test_a_folder_uses_one_sampler_for_its_three_grids(pair, monkeypatch):
+    """Once one grid is large enough for ITK, all three use it (loaded anyway, and faster); all small: SciPy.
+    Either way the products equal the single-call functions run with that sampler."""
+    from dualmode.registration import fusion, resample
+
+    native_shape = fusion.native_grid(pair.mri_image.shape, pair.mri_affine, pair.optical, pair.optical_to_mri)[0]
+    mri_voxels = int(np.prod(pair.mri_image.shape))
+    assert np.prod(native_shape) > mri_voxels
+    used = []
+    for name in ("_sample_scipy", "_sample_itk"):
+        real = getattr(resample, name)
+        monkeypatch.setattr(resample, name, lambda *a, _real=real, _name=name: used.append(_name) or _real(*a))
+    for limit, expect in ((mri_voxels, "_sample_itk"), (10**9, "_sample_scipy")):
+        monkeypatch.setattr(resample, "SCIPY_MAX_VOXELS", limit)  # the MRI grid alone would be SciPy's
+        used.clear()
+        (fused, _), on_mri, (native, _) = fusion.fuse_folder(pair.mri_image, pair.mri_affine, pair.optical,
+                                                             pair.optical_to_mri, grid="optical")
+        assert set(used) == {expect} and len(used) == 4  # fused: 13C + optics; optics on MRI; native
+        sampler = expect.removeprefix("_sample_")
+        assert np.array_equal(native, fusion.optical_native_grid(pair.mri_image.shape, pair.mri_affine, pair.optical,
+                                                                 pair.optical_to_mri, sampler=sampler)[0])
+        assert np.array_equal(on_mri, resample_optical(pair.optical_data, pair.spacing_um, pair.optical_to_mri,
+                                                       pair.mri_image.shape, pair.mri_affine, sampler=sampler))
