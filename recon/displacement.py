@@ -42,12 +42,18 @@ def oversampled_magnitude(image: np.ndarray, factor: int = 2) -> np.ndarray:
     ``|image|^2`` is exactly band-limited and ``|image|`` nearly so. The centred spectrum
     is zero-padded at the end rather than on both sides: that multiplies the interpolated
     image by a linear phase, which the magnitude does not see.
+
+    The padded inverse FFT runs axis by axis, each axis padded just before its own pass, so
+    the lines that are still all zeros are never transformed (40 % less work in 3D): the
+    same 1D transforms as one ``ifftn(k, s=...)``, bit-identical when every padded length is a
+    power of two (the per-axis ``1 / n`` factors are then exact), else equal to rounding.
     """
     if factor == 1:
         return np.abs(image)
     axes = [d for d, n in enumerate(image.shape) if n > 1]
-    k = scipy.fft.fftshift(scipy.fft.fftn(image, axes=axes), axes=axes)
-    fine = scipy.fft.ifftn(k, s=[factor * image.shape[d] for d in axes], axes=axes)
+    fine = scipy.fft.fftshift(scipy.fft.fftn(image, axes=axes), axes=axes)
+    for d in axes:
+        fine = scipy.fft.ifft(fine, n=factor * image.shape[d], axis=d)
     return np.abs(fine) * np.float32(factor ** len(axes))
 
 

@@ -28,6 +28,24 @@ def _chunks(n_vox: int):
         yield slice(start, min(start + _CHUNK, n_vox))
 
 
+def _whitened(block: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``block * d[:, None]`` in complex128 (a fresh array; no product when ``d`` is all ones)."""
+    out = block.astype(np.complex128)
+    if np.any(d != 1.0):
+        out *= d[:, None]
+    return out
+
+
+def _pair_sums(x: np.ndarray) -> np.ndarray:
+    """``x[..., 0::2] + x[..., 1::2]``: squared real and imaginary parts summed into ``|z|^2``."""
+    return x[..., 0::2] + x[..., 1::2]
+
+
+def _column_energy(x: np.ndarray) -> np.ndarray:
+    """``sum_k x[k] ** 2`` over the rows (a few) without a squared copy of ``x``."""
+    return np.einsum("kv,kv->v", x, x)
+
+
 def _rank_one_direction(m, s, d, q, mask, robust: bool, n_iter: int, huber_k: float,
                         alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Dominant left singular vector of the projected whitened data on high-signal voxels.
@@ -38,16 +56,16 @@ def _rank_one_direction(m, s, d, q, mask, robust: bool, n_iter: int, huber_k: fl
     """
     n, n_vox = m.shape
     dof_p = n - q.shape[1]
+    qt = np.ascontiguousarray(q.T)  # a transposed view sends matmul to its slow non-BLAS loop (15x)
 
     def project(block):
         yw = block.astype(np.complex128) * d[:, None]
-        return yw - q @ (q.T @ yw)
+        return yw - q @ (qt @ yw)
 
     energy = np.empty(n_vox)
     for sl in _chunks(n_vox):  # |P y|^2 = |y|^2 - |Q^T y|^2 (Q orthonormal): no projected copy
-        yw = m[:, sl].astype(np.complex128) * d[:, None]
-        t = q.T @ yw
-        energy[sl] = np.sum(yw.real ** 2 + yw.imag ** 2, axis=0) - np.sum(t.real ** 2 + t.imag ** 2, axis=0)
+        yw = _whitened(m[:, sl], d).view(np.float64)  # real, imaginary interleaved: Q^T is real
+        energy[sl] = _pair_sums(np.einsum("kv,kv->v", yw, yw)) - _pair_sums(_column_energy(qt @ yw))
     sigma2 = _chi2_scale(energy, dof_p)
     if mask is None:
         keep = energy > sigma2 * 2 * scipy.special.gammainccinv(dof_p, alpha)
@@ -99,14 +117,13 @@ def _fit(m, s, basis, d, mask, robust, n_iter, huber_k, alpha) -> dict:
     resid_energy = np.empty(n_vox)
     resid_shot = np.empty((n, n_vox), np.float32)
     for sl in _chunks(n_vox):
-        mw = m[:, sl].astype(np.complex128)
-        mw *= d[:, None]
+        mw = _whitened(m[:, sl], d)
         c = pinv @ mw
         mw -= x @ c  # the residual
-        r = mw.real ** 2 + mw.imag ** 2
         coef[:, sl] = c
+        flat = mw.view(np.float64)
+        resid_shot[:, sl] = r = _pair_sums(flat * flat)
         resid_energy[sl] = r.sum(axis=0)
-        resid_shot[:, sl] = r
     return {
         "g": g,
         "coef": coef,
