@@ -55,7 +55,7 @@ def _case(case: str, statements: dict[str, str], rounds: int) -> list[dict]:
 #: what one fresh ``dualmode run`` of a registered 2D folder loads, biggest first (``rss`` case)
 LIBRARIES = {"numpy": "pass", "scipy (fft, ndimage, optimize)": "import scipy.fft, scipy.ndimage, scipy.optimize",
              "SimpleITK": "import SimpleITK", "numba + llvmlite": "import numba", "zarr": "import zarr",
-             "pydantic": "import pydantic", "h5py + ismrmrd": "import h5py, ismrmrd.xsd", "nibabel": "import nibabel",
+             "pydantic": "import pydantic", "h5py (the ISMRMRD reader)": "import h5py", "nibabel": "import nibabel",
              "tifffile": "import tifffile", "scikit-image (feature, registration, transform)":
                  "from skimage.feature import peak_local_max; from skimage.registration import "
                  "phase_cross_correlation; from skimage.transform import downscale_local_mean",

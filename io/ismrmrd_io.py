@@ -4,7 +4,8 @@ One ISMRMRD acquisition is one readout line (``k_i`` samples x coils) with
 ``idx.kspace_encode_step_1/2`` giving ``k_j``/``k_k`` and ``idx.repetition`` the
 shot. Geometry: ``read_dir/phase_dir/slice_dir`` and ``position`` are in the
 ISMRMRD patient frame (LPS); we convert to RAS on read. ``scan_counter`` order
-within a repetition becomes :attr:`KSpaceHeader.line_order`.
+within a repetition becomes :attr:`KSpaceHeader.line_order`. Reading needs h5py only (the
+XML header: :mod:`dualmode.io.ismrmrd_header`); writing uses the ``ismrmrd`` package.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from dualmode.errors import InputError, check_allocation, check_recon_allocation
 from dualmode.kspace import KSpace, KSpaceHeader
+from .ismrmrd_header import parse_header
 
 _LPS = np.array([-1.0, -1.0, 1.0])
 #: gamma(13C) / gamma(1H)
@@ -221,15 +223,8 @@ def _check_vlen_lengths(path: str, dset) -> None:
 SCATTER_LINES = 4096
 
 
-def _trajectory(enc) -> str:
-    """The encoding's trajectory name, lower case (``cartesian``, ``radial``, ...)."""
-    return str(getattr(enc.trajectory, "value", enc.trajectory)).lower()
-
-
 def read_ismrmrd(path: str | os.PathLike) -> KSpace:
     """Read a Cartesian ISMRMRD HDF5 file into :class:`KSpace` (RAS geometry)."""
-    import ismrmrd.xsd as x
-
     path = os.fspath(path)
     _check_global_heaps(path)
     try:
@@ -239,18 +234,14 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
     with f:
         if "dataset" not in f or "xml" not in f["dataset"] or "data" not in f["dataset"]:
             raise InputError(path, "missing /dataset/xml or /dataset/data (not ISMRMRD)")
-        xml = f["dataset/xml"][0]
-        xml = xml.decode() if isinstance(xml, bytes) else str(xml)
         try:
-            hdr = x.CreateFromDocument(xml)
-        except Exception as err:  # the xsd parser raises many types
-            raise InputError(path, f"invalid ISMRMRD XML header ({type(err).__name__}: {err})", "xml") from None
-        if not hdr.encoding:
-            raise InputError(path, "ISMRMRD header has no encoding", "encoding")
-        enc = hdr.encoding[0]
-        ms, fov = enc.encodedSpace.matrixSize, enc.encodedSpace.fieldOfView_mm
-        matrix = (int(ms.x), int(ms.y), int(ms.z))
-        fov_mm = (float(fov.x), float(fov.y), float(fov.z))
+            xml = f["dataset/xml"][0]
+        except (IndexError, KeyError, OSError, TypeError, ValueError) as err:
+            raise InputError(path, f"unreadable ISMRMRD XML header ({type(err).__name__}: {err})", "xml") from None
+        if not isinstance(xml, (bytes, str)):
+            raise InputError(path, f"ISMRMRD XML header is a {type(xml).__name__}, not text", "xml")
+        hdr = parse_header(xml, path)
+        matrix, fov_mm, trajectory = hdr["matrix"], hdr["fov_mm"], hdr["trajectory"]
         if any(m < 1 for m in matrix) or any(not np.isfinite(v) or v <= 0 for v in fov_mm):
             raise InputError(path, f"absurd geometry matrix={matrix} fov_mm={fov_mm}", "encodedSpace")
         raw = f["dataset/data"]
@@ -258,10 +249,9 @@ def read_ismrmrd(path: str | os.PathLike) -> KSpace:
         try:
             heads = raw["head"]
             datas = raw["data"]
-            trajs = raw["traj"] if _trajectory(enc) != "cartesian" else None  # one table read less
+            trajs = raw["traj"] if trajectory != "cartesian" else None  # one table read less
         except (KeyError, OSError, ValueError) as err:
             raise InputError(path, f"unreadable acquisition table ({err})", "data") from None
-    trajectory = _trajectory(enc)
     n_acq = len(heads)
     if n_acq == 0:
         raise InputError(path, "file holds no acquisitions", "data")
@@ -333,23 +323,17 @@ def _read_noncartesian(path, hdr, heads, datas, trajs, matrix, fov_mm, trajector
 
 def _header(hdr, h0, matrix, fov_mm, trajectory, n_rep, n_coils) -> KSpaceHeader:
     rot = np.stack([h0["read_dir"], h0["phase_dir"], h0["slice_dir"]], axis=1) * _LPS[:, None]
-    seq = hdr.sequenceParameters
-    users = hdr.userParameters
-    strings = {p.name: p.value for p in (users.userParameterString if users else [])}
-    doubles = {p.name: p.value for p in (users.userParameterDouble if users else [])}
-    nucleus = strings.get("nucleus", "1H")
-    freq = doubles.get("frequency_hz") or hdr.experimentalConditions.H1resonanceFrequency_Hz * (
-        C13_TO_H1 if nucleus == "13C" else 1.0
-    )
+    nucleus = hdr["strings"].get("nucleus", "1H")
+    freq = hdr["doubles"].get("frequency_hz") or hdr["h1_hz"] * (C13_TO_H1 if nucleus == "13C" else 1.0)
     return KSpaceHeader(
         matrix=matrix,
         fov_mm=fov_mm,
         trajectory=trajectory,
         position_mm=tuple(float(v) for v in np.asarray(h0["position"]) * _LPS),
         orientation=rot if np.allclose(rot.T @ rot, np.eye(3), atol=1e-4) else np.eye(3),
-        tr_ms=float(seq.TR[0]) if seq and seq.TR else None,
-        te_ms=float(seq.TE[0]) if seq and seq.TE else None,
-        flip_angle_deg=float(seq.flipAngle_deg[0]) if seq and seq.flipAngle_deg else None,
+        tr_ms=hdr["tr_ms"],
+        te_ms=hdr["te_ms"],
+        flip_angle_deg=hdr["flip_angle_deg"],
         nucleus=nucleus,
         frequency_hz=float(freq),
         n_repetitions=n_rep,

@@ -25,6 +25,9 @@ NOT_NEEDED = {
     "skimage.restoration": "see scipy.stats",
     "numba": "a 2D Cartesian folder runs no numba kernel (dualmode/batch/threads.py, warm.py: not pre-imported)",
     "llvmlite": "see numba",
+    "ismrmrd": "the ISMRMRD header is read with xml.etree (io/ismrmrd_header.py), the data with h5py",
+    "xsdata": "see ismrmrd",
+    "lxml": "see ismrmrd",
 }
 
 _RUN = """

@@ -14,7 +14,7 @@ import importlib
 #: numba is left to the folders that run a kernel (non-Cartesian NUFFT) and SimpleITK to those that resample a
 #: large grid or refine by mutual information: a 2D Cartesian folder loads neither
 MODULES = ("numpy", "scipy.fft", "scipy.ndimage", "scipy.sparse.csgraph", "nibabel", "tifffile",
-           "zarr", "ismrmrd", "PIL.Image", "PIL.PngImagePlugin", "PIL.ImageDraw", "PIL.ImageFont",
+           "zarr", "h5py", "PIL.Image", "PIL.PngImagePlugin", "PIL.ImageDraw", "PIL.ImageFont",
            "skimage.transform", "skimage.exposure",
            "dualmode.pipeline", "dualmode.outputs", "dualmode.qc", "dualmode.qc_canvas", "dualmode.sanity",
            "dualmode.io.manifest", "dualmode.io.readers", "dualmode.io.ngff", "dualmode.recon.lockin_recon",
