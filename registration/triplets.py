@@ -60,9 +60,9 @@ def base_triangles(o_mm: np.ndarray, wo: np.ndarray, tol: float, *, n_bases: int
 
 def _fourth_points(o_mm, wo, bases, k=2):
     """For each base, the ``k`` most confident other optical particles (tetrahedron checks)."""
-    order = np.argsort(-wo, kind="stable")
+    order = np.argsort(-wo, kind="stable")[:k + 3].tolist()  # the k best are among the k + 3 best
     out = np.zeros((len(bases), k), int)
-    for n, tri in enumerate(bases):
+    for n, tri in enumerate(bases.tolist()):
         out[n] = [i for i in order if i not in tri][:k]
     return out
 
