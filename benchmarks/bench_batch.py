@@ -15,6 +15,12 @@ Cases
     the note adds how the run went (start method, median CPU seconds per folder from
     ``summary.json``) and the load average.
 
+    dualmode's own bytecode is compiled before the rounds (:func:`compiled_package`), as
+    ``pip install`` does for an installed package: an editable install run with
+    ``PYTHONDONTWRITEBYTECODE=1`` (as on the machines these numbers come from) would
+    otherwise compile dualmode's ~70 modules from source in every process (~0.15 s of CPU
+    each time, in the critical path of every mode). The note says whether that was possible.
+
     Bound: both modes pay the imports ``I`` once in the critical path, so on 2 cores the
     speed-up cannot exceed ``(I + 20 t) / (I + 10 t)`` for a folder time ``t`` (with
     I = 1.3 s: 1.83x at t = 0.8 s, 1.78x at t = 0.6 s).
@@ -36,6 +42,21 @@ from . import row
 SUITE = "batch"
 MODES = {"dualmode": ["-j", "1"], "dualmode --workers 2": ["--workers", "2"], "dualmode automatic": [],
          "dualmode --workers 2 --scheduler local": ["--workers", "2", "--scheduler", "local"]}
+
+
+def compiled_package() -> str:
+    """Compile dualmode's modules to ``__pycache__`` (what ``pip install`` does; Python reads the
+    bytecode even under ``PYTHONDONTWRITEBYTECODE``); returns how it went, for the notes."""
+    import compileall
+    import importlib.util
+
+    roots = {os.path.dirname(importlib.util.find_spec(name).origin)
+             for name in ("dualmode", "dualmode.io", "dualmode.recon", "dualmode.registration")}
+    try:
+        ok = all(compileall.compile_dir(root, quiet=2) for root in sorted(roots))
+    except OSError as err:
+        return f"bytecode not compiled ({err})"
+    return "bytecode compiled first, as an install has it" if ok else "bytecode partly compiled"
 
 
 def _folders(root: str, n: int) -> str:
@@ -78,6 +99,7 @@ def run(quick: bool) -> list[dict]:
     n, rounds = 20, 1 if quick else 3
     times: dict[str, list[float]] = {m: [] for m in MODES}
     how, loads = {}, []
+    bytecode = compiled_package()
     with tempfile.TemporaryDirectory(prefix="dualmode-bench-batch-") as tmp:
         acq = _folders(tmp, n)
         for _ in range(rounds):
@@ -91,5 +113,5 @@ def run(quick: bool) -> list[dict]:
     return [row(SUITE, case, mode, statistics.median(ts), speedup_vs_j1=j1 / statistics.median(ts),
                 **({"target_speedup": 1.7} if mode == "dualmode --workers 2" else {}),
                 note=f"{' '.join(MODES[mode]) or 'no -j'}: {how[mode]}; median of {len(ts)} alternating rounds: "
-                     + ", ".join(f"{t:.1f}" for t in ts) + f" s; load average {', '.join(f'{x:.1f}' for x in loads)}")
+                     + ", ".join(f"{t:.1f}" for t in ts) + f" s; load average {', '.join(f'{x:.1f}' for x in loads)}; {bytecode}")
             for mode, ts in times.items()]

@@ -324,9 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``dualmode``; returns the exit code (2: usage error).
 
     Without ``argv`` (the ``dualmode`` command itself), ``dualmode run`` ends the process
-    when done (:func:`_exit_without_teardown`) instead of returning.
+    when done (:func:`_exit_without_teardown`) instead of returning, and pydantic is told
+    to load no plugins (``PYDANTIC_DISABLE_PLUGINS``, unless set): looking for them reads
+    the entry points of every installed distribution (~25 ms with 240 installed) before
+    the first ``acquisition.json`` is validated.
     """
     argv_given = argv
+    if argv is None:  # this process is the dualmode command: it uses no pydantic plugin (a user's setting wins)
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     try:

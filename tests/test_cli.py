@@ -174,3 +174,26 @@ def test_demo_command_runs_end_to_end(tmp_path):
     report = json.loads((out / "demo" / "report.json").read_text())
     assert report["signflip"]["residual_background_sigma"] <= 1.5
     assert (out / "demo" / "qc.png").stat().st_size > 10_000 and (out / "demo" / "fused.nii.gz").is_file()
+
+
+_PLUGINS = """
+import contextlib, io, os, sys
+sys.argv = ["dualmode", "schema"]
+from dualmode.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main() == 0
+import pydantic.plugin._loader as loader
+print(os.environ.get("PYDANTIC_DISABLE_PLUGINS"), loader._plugins)
+"""
+
+
+@pytest.mark.parametrize("given, expected", [(None, "__all__ None"), ("someplugin", "someplugin {}")])
+def test_command_looks_for_no_pydantic_plugins_unless_the_user_says(given, expected):
+    """The ``dualmode`` command builds its models without scanning every installed distribution's entry
+    points for pydantic plugins (``None``: never scanned); a ``PYDANTIC_DISABLE_PLUGINS`` of the user's is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if given:
+        env["PYDANTIC_DISABLE_PLUGINS"] = given
+    out = subprocess.run([sys.executable, "-c", _PLUGINS], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == expected
