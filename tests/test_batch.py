@@ -427,8 +427,9 @@ f.run_one = lambda folder, **kw: {"folder": folder, "name": folder, "status": "o
 workers = f.ForkedWorkers(1, {}, method="fork")
 seen = []
 def report(entry):
-    seen.append([entry["name"], [w.folder for w in workers.workers], time.time() - entry["finished"]])
-    time.sleep(0.2)  # slow bookkeeping (summary.json, the study page): the worker must not wait for it
+    held = [w.folder for w in workers.workers]
+    time.sleep(0.5)  # slow bookkeeping (summary.json, the study page): the worker must not wait for it
+    seen.append([entry["name"], held, entry["finished"], time.time()])
 workers.run(["a", "b", "c"], report)
 print(json.dumps(seen))
 """
@@ -444,6 +445,6 @@ def test_next_folder_is_handed_out_before_the_bookkeeping():
     out = subprocess.run([sys.executable, "-c", _HANDOUT], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     seen = json.loads(out.stdout)
-    assert [(name, held) for name, held, _ in seen] == [("a", ["b"]), ("b", ["c"]), ("c", [None])]
-    # each of b and c finished while the one before it was still being reported
-    assert seen[1][2] > 0.15 and seen[2][2] > 0.15
+    assert [(name, held) for name, held, _, _ in seen] == [("a", ["b"]), ("b", ["c"]), ("c", [None])]
+    # b and c were done while the folder before each was still being reported
+    assert seen[1][2] < seen[0][3] and seen[2][2] < seen[1][3]
