@@ -54,7 +54,9 @@ def oversampled_magnitude(image: np.ndarray, factor: int = 2) -> np.ndarray:
     fine = scipy.fft.fftshift(scipy.fft.fftn(image, axes=axes), axes=axes)
     for d in axes:
         fine = scipy.fft.ifft(fine, n=factor * image.shape[d], axis=d)
-    return np.abs(fine) * np.float32(factor ** len(axes))
+    magnitude = np.abs(fine)
+    magnitude *= np.float32(factor ** len(axes))
+    return magnitude
 
 
 def _magnitudes(images: np.ndarray, polarization, mode: str, background) -> np.ndarray:
