@@ -136,11 +136,6 @@ def detect(phased: np.ndarray, sigma: float, voxel_mm, diameter_mm: float, *,
     return pos, stats, thr
 
 
-#: Bytes of per-particle model spectra the CLEAN pass keeps for the amplitude sweep (each would be
-#: computed again there; 32 models of a 64x64x32 grid)
-MODEL_CACHE_BYTES = 64 << 20
-
-
 @single_thread_blas
 def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_particles, k_max=None):
     """:func:`detect`, also returning the fits of the detected particles: ``(Amplitudes, windows,
@@ -175,16 +170,13 @@ def _clean(phased, sigma, voxel_mm, diameter_mm, false_alarms_per_image, max_par
         pos0 = np.array(peak, float) - centre
         sl = _window(pos0, shape, 3)
         a, x0, d, s = _fit_one(z.imag[sl], sl, shape, vox, pos0, diameter_mm, free, sigma, dmax, k_max)
-        model = spectrum(shape, vox, x0, d, k_max)
-        kept = model.copy() if (len(fits) + 1) * model.nbytes <= MODEL_CACHE_BYTES else None
-        fits.append((a, x0, d, s, float(t_img[peak]), sl, z.imag[sl], kept))
-        resid_spec -= a * model_hermitian(model)
+        fits.append((a, x0, d, s, float(t_img[peak]), sl, z.imag[sl]))
+        resid_spec -= a * model_hermitian(spectrum(shape, vox, x0, d, k_max))
         z = ifft_centered(resid_spec * filt_i)
     amps = Amplitudes(np.array([f[0] for f in fits]), np.array([f[3] for f in fits]),
                       np.array([f[1] for f in fits]).reshape(-1, 3), np.array([f[2] for f in fits]))
     return amps.position.copy(), np.array([f[4] for f in fits]), thr, (amps, [f[5] for f in fits],
-                                                                       [f[6] for f in fits], data_spec - resid_spec,
-                                                                       [f[7] for f in fits])
+                                                                       [f[6] for f in fits], data_spec - resid_spec)
 
 
 @dataclass
@@ -221,11 +213,10 @@ def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diamet
     sweeps : at most this many passes over the particles, each with the neighbours' latest models
         subtracted (the first pass sees only the particles fitted before); stops early when a pass
         changed no amplitude by more than ``tol`` of its sigma
-    start : ``(Amplitudes, windows, data[, spectrum[, models]])`` of a first pass (the CLEAN fits of
-        :func:`detect`, each fitted on ``data[p]`` over ``windows[p]`` with the particles before it
-        subtracted): counts as the first sweep; ``spectrum``, the spectrum of the sum of their models
-        (or its Hermitian part: only the real image is used), saves computing it again, and so does
-        ``models[p]``, the unit-amplitude :func:`spectrum` of particle ``p``'s fit (``None``: not kept)
+    start : ``(Amplitudes, windows, data[, spectrum])`` of a first pass (the CLEAN fits of :func:`detect`,
+        each fitted on ``data[p]`` over ``windows[p]`` with the particles before it subtracted): counts
+        as the first sweep; ``spectrum``, the spectrum of the sum of their models (or its Hermitian
+        part: only the real image is used), saves computing it again
     tol : a particle whose window data changed by less than ``tol * sigma`` (root sum of squares)
         since its last fit is not fitted again: to first order its parameters would move by less
         than ``tol`` of their standard errors (``|dA| <= sigma_A ||d data|| / sigma``)
@@ -243,13 +234,13 @@ def fit_amplitudes(phased: np.ndarray, sigma: float, positions, voxel_mm, diamet
     fit = Amplitudes(np.zeros(n), np.full(n, np.inf), np.array(positions, float).reshape(-1, 3),
                      np.full(n, float(diameter_mm)))
     total = np.zeros(phased.shape, complex)  # spectrum of the sum of every fitted model
-    last = [(None, None, None)] * n  # window, data and (kept) model spectrum of each particle's latest fit
+    last = [(None, None)] * n  # window and data of each particle's latest fit
     if start is not None and n:
         fit = Amplitudes(*(np.array(v, float) for v in (start[0].amplitude, start[0].sigma, start[0].position,
                                                         start[0].diameter_mm)))
         total = start[3] if len(start) > 3 else sum(
             a * spectrum(phased.shape, vox, x, d, k_max) for a, x, d in zip(fit.amplitude, fit.position, fit.diameter_mm))
-        last = list(zip(start[1], start[2], start[4] if len(start) > 4 else [None] * n))
+        last = list(zip(start[1], start[2]))
     for sweep in range(1 if start is not None else 0, max(sweeps, 1)):
         change = 0.0
         for p in range(n):
@@ -266,19 +257,16 @@ def _refit(fit: Amplitudes, p: int, sl: tuple, phased, total, last: list, setup,
     less than ``tol`` sigma since its last fit; updates ``fit`` and ``last[p]`` in place and
     returns ``(total, |dA| / sigma_A)`` (``total`` the updated spectrum of all models)."""
     shape, vox, free, sigma, dmax, k_max = setup
-    prev_sl, prev, model = last[p]
-    if model is None:
-        model = spectrum(shape, vox, fit.position[p], fit.diameter_mm[p], k_max)
-    own = fit.amplitude[p] * model
+    own = fit.amplitude[p] * spectrum(shape, vox, fit.position[p], fit.diameter_mm[p], k_max)
     data = phased[sl] - window_idft(total - own, sl)
+    prev_sl, prev = last[p]
     if prev_sl == sl and np.linalg.norm(data - prev) <= tol * sigma:
         return total, 0.0
     a, x0, d, s = _fit_one(data, sl, shape, vox, fit.position[p], fit.diameter_mm[p], free, sigma, dmax, k_max)
     moved = abs(a - fit.amplitude[p]) / s
     fit.amplitude[p], fit.position[p], fit.diameter_mm[p], fit.sigma[p] = a, x0, d, s
-    model = spectrum(shape, vox, x0, d, k_max)
-    last[p] = (sl, data, model if last[p][2] is not None else None)  # kept within the CLEAN pass's budget
-    return total - own + a * model, moved
+    last[p] = (sl, data)
+    return total - own + a * spectrum(shape, vox, x0, d, k_max), moved
 
 
 def _window(centre_vox, shape, half: int) -> tuple:
