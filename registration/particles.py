@@ -340,12 +340,15 @@ def _centroid(img, centre, radius, sigma0, active, iterations=4):
     """Intensity-weighted centroid inside an ellipsoid of ``radius`` (px), above the median of
     the surrounding box corners (local background), on the lightly smoothed image; re-centred."""
     centre = np.asarray(centre, float)
+    box = None
     for _ in range(iterations):
         lo = np.maximum(np.floor(centre - radius), 0).astype(int)
         hi = np.minimum(np.ceil(centre + radius) + 1, img.shape).astype(int)
-        patch = ndi.gaussian_filter(img[tuple(slice(l, h) for l, h in zip(lo, hi))].astype(float),
-                                    0.25 * sigma0, mode="nearest")
-        g = np.ogrid[tuple(slice(l, h) for l, h in zip(lo, hi))]
+        new_box = tuple(slice(l, h) for l, h in zip(lo, hi))
+        if new_box != box:  # the same box as the last iteration: the same smoothed patch
+            box = new_box
+            patch = ndi.gaussian_filter(img[box].astype(float), 0.25 * sigma0, mode="nearest")
+            g = np.ogrid[box]
         r2 = sum(((g[d] - centre[d]) / max(radius[d], 1e-9)) ** 2 for d in range(3) if active[d])
         inside = np.broadcast_to(r2 <= 1.0, patch.shape)
         base = np.median(patch[~inside]) if (~inside).sum() > 4 else 0.0
