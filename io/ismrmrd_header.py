@@ -9,7 +9,7 @@ be one the schema allows there (a misspelled ``<matrixSiz>`` is refused, not def
 schema's required elements must be present, and a number that does not parse is an
 :class:`~dualmode.errors.InputError` naming the element (xsdata keeps such text as a string,
 with a warning). Elements dualmode does not read (``subjectInformation``,
-``encodingLimits``, ...) are not inspected. ``tests/test_io_core.py`` checks every value
+``encodingLimits``, ...) are not inspected. ``tests/test_io_ismrmrd_header.py`` checks every value
 against the ``ismrmrd`` package's own parser.
 
 References
