@@ -47,17 +47,6 @@ def _check_transform(optical_to_mri) -> np.ndarray:
     return mat
 
 
-def fixed_to_moving(optical_to_mri):
-    """SimpleITK ``AffineTransform`` MRI LPS mm -> optical um (the resampling direction)."""
-    import SimpleITK as sitk
-
-    inv = np.linalg.inv(RAS_TO_LPS @ _check_transform(optical_to_mri))
-    tx = sitk.AffineTransform(3)
-    tx.SetMatrix(tuple(inv[:3, :3].ravel()))
-    tx.SetTranslation(tuple(inv[:3, 3]))
-    return tx
-
-
 def write_tfm(path: str | os.PathLike, optical_to_mri: np.ndarray) -> None:
     """Write ``optical_to_mri`` as an ITK ``.tfm`` (an ``AffineTransform_double_3_3``).
 
