@@ -195,14 +195,6 @@ def _now(fn, *args, **kwargs) -> None:
     fn(*args, **kwargs)
 
 
-def writer_threads() -> int:
-    """Threads the writes of one folder may use: :func:`dualmode.registration.resample.folder_threads`
-    (the batch sets it to the folder's share of the cores: 1 each with two workers on two cores)."""
-    from dualmode.registration.resample import folder_threads
-
-    return folder_threads()
-
-
 @contextlib.contextmanager
 def side_writer(threads: int):
     """Yield ``submit(fn, *args, **kwargs)``: with ``threads >= 2`` the call runs in one helper thread
@@ -315,6 +307,8 @@ def write_outputs(result, out: str | os.PathLike) -> dict:
         A file could not be written (named: ``out/<file>``), or ``out`` holds something
         dualmode did not write (never deleted). ``out`` is left as it was.
     """
+    from dualmode.registration.resample import folder_threads  # the folder's share of the cores
+
     from .atomic import staged_folder
     from .provenance import output_checksums, peak_rss_mb
 
@@ -324,7 +318,7 @@ def write_outputs(result, out: str | os.PathLike) -> dict:
     total = timings.pop("total", 0.0)
     t0 = time.perf_counter()
     with staged_folder(out, carry=CARRIED) as stage:
-        with side_writer(writer_threads()) as submit:
+        with side_writer(folder_threads()) as submit:
             submit(write_c13_outputs, result, stage)
             if result.registration is not None:
                 write_fusion_outputs(result, stage, submit)

@@ -151,8 +151,8 @@ def optical_native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optica
         Grid voxel -> RAS mm (axes of ``mri_affine``).
     """
     shape, grid_affine = native_grid(mri_image_shape, mri_affine, optical, optical_to_mri)
-    opt = np.asarray(optical.data, np.float32)
-    return resample_optical(opt, optical.spacing_um, optical_to_mri, shape, grid_affine, sampler=sampler), grid_affine
+    image = resample_optical(optical.data, optical.spacing_um, optical_to_mri, shape, grid_affine, sampler=sampler)
+    return image, grid_affine
 
 
 def native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optical_to_mri: np.ndarray
@@ -174,7 +174,6 @@ def native_grid(mri_image_shape, mri_affine: np.ndarray, optical, optical_to_mri
         mid = (lo[2] + hi[2]) / 2
         lo[2], hi[2] = mid - spacing[2] / 2, mid + spacing[2] / 2
     return aligned_grid(mri_image_shape, aff, spacing, (lo, hi))
-
 
 
 def fuse_folder(mri_image: np.ndarray, mri_affine: np.ndarray, optical, optical_to_mri: np.ndarray, grid="mri"):

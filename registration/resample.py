@@ -121,6 +121,12 @@ def itk_default_threads() -> int:
     sitk = sys.modules.get("SimpleITK")
     if sitk is not None:
         return sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    return itk_start_threads()
+
+
+def itk_start_threads() -> int:
+    """The global thread count SimpleITK starts with when loaded now: :data:`ITK_THREADS_VARIABLE`
+    if set to a positive number, else one per core."""
     value = os.environ.get(ITK_THREADS_VARIABLE, "")
     return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
 

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from dualmode.outputs import side_writer, writer_threads
+from dualmode.outputs import side_writer
+from dualmode.registration.resample import folder_threads
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -43,5 +44,5 @@ def test_writer_threads_follows_the_batch_share():
     import scipy.fft
 
     with scipy.fft.set_workers(3):
-        assert writer_threads() >= 3
-    assert writer_threads() >= 1
+        assert folder_threads() >= 3
+    assert folder_threads() >= 1

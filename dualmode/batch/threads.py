@@ -160,9 +160,10 @@ def _limit_itk(threads: int):
             os.environ.pop(ITK_VARIABLE, None)
         else:
             os.environ[ITK_VARIABLE] = variable
-        if loaded is not None:  # loaded before or during the block: back to its count before / its default
-            default = int(variable) if variable and variable.isdigit() else default_workers()
-            loaded.ProcessObject.SetGlobalDefaultNumberOfThreads(before if before is not None else default)
+        if loaded is not None:  # loaded before or during the block: back to its count before / its start value
+            from dualmode.registration.resample import itk_start_threads
+
+            loaded.ProcessObject.SetGlobalDefaultNumberOfThreads(before if before is not None else itk_start_threads())
     return undo
 
 
